@@ -1,0 +1,60 @@
+# Ronda developer entry points. Every target sets up what it needs, so on a fresh
+# Debian 12 machine `make demo` and `make test` are the only commands to know.
+# Second runs are quick: each set-up step leaves a stamp and is skipped when done.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMPS := .cache/stamps
+MODELS := .cache/models
+
+# Debian packages: ffmpeg and mosquitto are run for real by the node and its tests;
+# libsystemd-dev/pkg-config build systemd-python; libcap-dev builds picamera2's prctl;
+# GStreamer's RTSP server (through Debian's python3-gi) serves the test camera.
+APT_PACKAGES := ffmpeg mosquitto mosquitto-clients libsystemd-dev pkg-config libcap-dev \
+	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base \
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly systemd e2fsprogs dosfstools \
+	util-linux fdisk xz-utils debootstrap kmod iproute2
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all setup demo test bench lint clean
+all: test
+
+$(STAMPS)/apt: Makefile
+	@mkdir -p $(STAMPS)
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "== installing Debian packages"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
+	@touch $@
+
+$(STAMPS)/venv: setup.py $(STAMPS)/apt
+	@echo "== setting up $(VENV)"
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[detect,dev,systemd]'
+	@touch $@
+
+$(STAMPS)/models: scripts/fetch-test-models $(STAMPS)/venv
+	@$(PY) scripts/fetch-test-models $(MODELS)
+	@touch $@
+
+setup: $(STAMPS)/models
+
+demo: setup
+	$(VENV)/bin/ronda demo
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+bench: setup
+	$(PY) bench/run.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf .cache build *.egg-info .pytest_cache

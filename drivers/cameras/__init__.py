@@ -1,0 +1,1 @@
+"""Camera drivers: every camera gives a recordable main stream and a decodable detect stream."""

@@ -1,0 +1,1 @@
+"""GPIO devices (panic button, siren, light, status LED) on gpiozero, and a Jetson pin layer."""

@@ -1,0 +1,155 @@
+"""A child process kept alive: restarted with capped exponential backoff when it exits or
+stops making progress.
+
+The owner says what progress is: it calls `beat()` whenever the child did something
+useful (a segment closed, a frame decoded). No beat for `stall_after_s` and the child is
+killed and restarted. State changes reach `on_state(state, reason)`:
+
+- ``online``: the child made progress since it was (re)started;
+- ``offline``: it exited or stalled; `reason` is the last line it wrote to stderr.
+
+Example::
+
+    proc = ManagedProcess("cam1-rec", lambda: ["ffmpeg", ...], on_state=print)
+    proc.start()
+    ...
+    proc.beat()    # from whatever watches the child's output
+    ...
+    proc.stop()
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+from drivers.process import spawn, terminate
+
+log = logging.getLogger(__name__)
+
+
+class ManagedProcess:
+    """Run `make_args()` as a child forever (until `stop`), restarting it with backoff."""
+
+    def __init__(
+        self,
+        name: str,
+        make_args: Callable[[], list[str]],
+        *,
+        on_state: Callable[[str, str], None] | None = None,
+        on_start: Callable[[subprocess.Popen], None] | None = None,
+        stall_after_s: float = 20.0,
+        backoff_min_s: float = 1.0,
+        backoff_cap_s: float = 30.0,
+        stdout: int | None = subprocess.DEVNULL,
+        redact: Callable[[str], str] = lambda s: s,
+    ) -> None:
+        self.name = name
+        self._make_args = make_args
+        self._on_state = on_state or (lambda state, reason: None)
+        self._on_start = on_start
+        self.stall_after_s = stall_after_s
+        self.backoff_min_s = backoff_min_s
+        self.backoff_cap_s = backoff_cap_s
+        self._stdout = stdout
+        self._redact = redact
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_beat = 0.0
+        self._online = False
+        self.proc: subprocess.Popen | None = None
+        self.state = "starting"
+        self.reason = ""
+        self.restarts = 0
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop.set()
+        proc = self.proc
+        if proc is not None:
+            terminate(proc, timeout)
+        if self._thread is not None:
+            self._thread.join(timeout + 5)
+            self._thread = None
+
+    def beat(self) -> None:
+        """The child made progress."""
+        self._last_beat = time.monotonic()
+        if not self._online:
+            self._online = True
+            self._set_state("online", "")
+
+    def health(self) -> dict:
+        return {"state": self.state, "reason": self.reason, "restarts": self.restarts}
+
+    # ----------------------------------------------------------------------------------
+    def _set_state(self, state: str, reason: str) -> None:
+        if (state, reason) == (self.state, self.reason):
+            return
+        self.state, self.reason = state, reason
+        try:
+            self._on_state(state, reason)
+        except Exception:
+            log.exception("%s: state callback failed", self.name)
+
+    def _read_stderr(self, proc: subprocess.Popen) -> None:
+        assert proc.stderr is not None
+        for raw in iter(proc.stderr.readline, b""):
+            line = self._redact(raw.decode(errors="replace").rstrip())
+            if line:
+                self.stderr_tail.append(line)
+
+    def _loop(self) -> None:
+        delay = self.backoff_min_s
+        while not self._stop.is_set():
+            reason = self._run_once()
+            if self._stop.is_set():
+                break
+            if self._online:  # it worked for a while: start the backoff afresh
+                delay = self.backoff_min_s
+            self._online = False
+            self._set_state("offline", reason)
+            self.restarts += 1
+            log.warning("%s: %s; restarting in %.0f s", self.name, reason, delay)
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, self.backoff_cap_s)
+
+    def _run_once(self) -> str:
+        self.stderr_tail.clear()
+        try:
+            proc = spawn(self._make_args(), stdout=self._stdout, stderr=subprocess.PIPE)
+        except (OSError, ValueError) as exc:
+            return f"cannot start: {exc}"
+        self.proc = proc
+        reader = threading.Thread(target=self._read_stderr, args=(proc,), daemon=True)
+        reader.start()
+        if self._on_start is not None:
+            self._on_start(proc)
+        self._last_beat = time.monotonic()
+        reason = ""
+        while not self._stop.is_set():
+            try:
+                code = proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if time.monotonic() - self._last_beat > self.stall_after_s:
+                    reason = f"no progress for {self.stall_after_s:.0f} s"
+                    break
+                continue
+            reader.join(2)
+            last = self.stderr_tail[-1] if self.stderr_tail else ""
+            reason = f"exited with code {code}" + (f": {last}" if last else "")
+            break
+        terminate(proc)
+        reader.join(2)
+        self.proc = None
+        return reason

@@ -1,0 +1,1 @@
+"""The alarm: panic button -> siren and lights at once, events and protected clips after."""

@@ -1,0 +1,61 @@
+"""`ronda`: the node's command line.
+
+Each module in `firmware/commands/` adds its sub-commands through `register(subparsers)`
+and sets `func(args) -> int` on them; this module only finds and dispatches them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from firmware import __version__, commands, logs
+
+DESCRIPTION = """\
+Ronda: NVR firmware for neighbourhood (RW) watch posts.
+
+The node records its cameras into a ring buffer, detects people and vehicles, reports
+to the city's MQTT broker and sounds the siren when the panic button is pressed.
+"""
+
+EPILOG = """\
+examples:
+  ronda check-config /etc/ronda/ronda.toml   validate a config file (exit 78 if bad)
+  ronda run --config /etc/ronda/ronda.toml   run the node (what systemd starts)
+  ronda demo                                 see a node at work, no hardware needed
+
+Run `ronda COMMAND --help` for the details of a command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ronda", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ronda {__version__}")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"],
+                        help="how much to log (default: info)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"firmware.commands.{info.name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    logs.setup(args.log_level)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The node daemon: builds the configured components and runs them until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from firmware import __version__
+from firmware.bus import EventBus
+from firmware.component import Component
+from firmware.config import Config
+from firmware.notify import notify
+from firmware.supervisor import Supervisor
+from firmware.wiring import Context, build_all
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    """One node. `run()` blocks until `request_stop()` (the CLI wires it to SIGTERM)."""
+
+    def __init__(self, config: Config, extra: Iterable[Component] = ()) -> None:
+        self.config = config
+        self.started = time.time()
+        self.bus = EventBus()
+        self.state_dir = config.node.data_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.context = Context(config, self.bus, self.health, self.state_dir)
+        self.components = build_all(self.context) + list(extra)
+        self.supervisor = Supervisor(self.components)
+
+    def health(self) -> dict[str, Any]:
+        """The node's health: identity, uptime and each component's figures."""
+        return {
+            "node": self.config.node.id,
+            "version": __version__,
+            "ts": time.time(),
+            "uptime_s": round(time.time() - self.started, 1),
+            "components": self.supervisor.health(),
+            "last_error": self.supervisor.last_error or None,
+        }
+
+    def request_stop(self) -> None:
+        self.supervisor.request_stop()
+
+    def run(self) -> int:
+        log.info("ronda %s starting as node %s", __version__, self.config.node.id)
+        self.bus.start()
+        try:
+            self.supervisor.start()
+            notify(f"READY=1\nSTATUS={self.supervisor.status_line()}")
+            log.info("node %s ready (%d components)", self.config.node.id, len(self.components))
+            self.supervisor.loop()
+        finally:
+            notify("STOPPING=1\nSTATUS=stopping")
+            log.info("stopping")
+            self.supervisor.stop()
+            self.bus.stop()
+            log.info("stopped")
+        return 0

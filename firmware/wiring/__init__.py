@@ -1,0 +1,40 @@
+"""The only place where packages meet: each module builds one area's components.
+
+A module here has `build(ctx: Context) -> list[Component]`. It creates the package's
+objects from config, subscribes them to the bus and adapts their callbacks into bus
+messages (`firmware.events`). `build_all` calls them in data-flow order.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firmware.bus import EventBus
+from firmware.component import Component
+from firmware.config import Config
+
+# Data-flow order: producers first, then the alarm, then reporting.
+AREAS = ("system", "cameras", "recorder", "detect", "alarm", "mqtt")
+
+
+@dataclass
+class Context:
+    """What every area's builder gets."""
+
+    config: Config
+    bus: EventBus
+    health: Callable[[], dict[str, Any]]  # the node's current health report
+    state_dir: Path
+    shared: dict[str, Any] = field(default_factory=dict)  # objects one area offers the next
+
+
+def build_all(ctx: Context) -> list[Component]:
+    components: list[Component] = []
+    for area in AREAS:
+        module = importlib.import_module(f"firmware.wiring.{area}")
+        components += module.build(ctx)
+    return components

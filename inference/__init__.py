@@ -1,0 +1,1 @@
+"""On-device detection: motion gating, tflite object detection, tracking, zones, tamper."""

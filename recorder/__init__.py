@@ -1,0 +1,1 @@
+"""Continuous recording into a crash-safe ring buffer of segments, with protected event clips."""

@@ -1,0 +1,27 @@
+"""`[recorder]` config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ByteSize, ConfigDict, Field
+
+
+class RecorderSettings(BaseModel):
+    """Where and how much to record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    path: Path = Field(default=Path("/srv/ronda/recordings"),
+                       description="Recordings directory on the SSD.")
+    segment_s: float = Field(default=10.0, ge=1, le=300)
+    quota: ByteSize = Field(default=ByteSize(32 * 1024**3),
+                            description="Byte quota for the whole store, e.g. '200 GiB'.")
+    max_age_days: float | None = Field(default=None, gt=0)
+    event_share: float = Field(default=0.3, ge=0, le=1,
+                               description="Share of the quota that protected clips may use.")
+    pre_s: float = Field(default=10.0, ge=0, le=600)
+    post_s: float = Field(default=20.0, ge=0, le=600)
+    min_free: ByteSize = Field(default=ByteSize(512 * 1024**2),
+                               description="Free space the filesystem must keep.")

@@ -1,0 +1,48 @@
+"""Ronda: NVR firmware for neighbourhood watch posts (Raspberry Pi, Jetson)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="ronda",
+    version="0.1.0",
+    description="NVR firmware for RW watch posts: record, detect, report over MQTT, panic alarm",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["firmware*", "drivers*", "recorder*", "inference*", "mqtt*"]),
+    package_data={"mqtt": ["schemas/*.json"], "firmware": ["data/*"]},
+    install_requires=[
+        "pydantic>=2.5,<3",
+        "tomli>=2; python_version<'3.11'",
+        "paho-mqtt>=2.1,<3",
+        "ffmpeg-python==0.2.0",
+        "cryptography>=41",
+        "gpiozero>=2.0,<3",
+        "numpy>=1.23,<2",  # tflite-runtime 2.14 is built against NumPy 1.x
+        "pillow>=10",
+        "psutil>=5.9",
+        "rich>=13",
+    ],
+    extras_require={
+        # On a Raspberry Pi. picamera2 needs python3-libcamera from Raspberry Pi OS
+        # (create the venv with --system-site-packages); lgpio is the Pi 5 pin factory.
+        "pi": ["picamera2>=0.3.17", "lgpio>=0.2", "systemd-python>=234"],
+        "jetson": ["Jetson.GPIO>=2.1", "systemd-python>=234"],
+        "systemd": ["systemd-python>=234"],
+        "detect": [
+            "tflite-runtime==2.14.0; python_version<'3.12'",
+            "opencv-python-headless>=4.8,<4.12",
+        ],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "ruff>=0.6",
+            "jsonschema>=4.20",
+            "scikit-image>=0.22",
+            "tomli-w>=1.0",
+        ],
+    },
+    entry_points={"console_scripts": ["ronda=firmware.cli:main"]},
+)
