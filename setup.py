@@ -1,12 +1,14 @@
 """Ronda: NVR firmware for neighbourhood watch posts (Raspberry Pi, Jetson)."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="ronda",
     version="0.1.0",
     description="NVR firmware for RW watch posts: record, detect, report over MQTT, panic alarm",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",

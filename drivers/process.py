@@ -7,6 +7,7 @@ politely (q on stdin for ffmpeg, then SIGTERM, then SIGKILL) and always reaps it
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -28,17 +29,15 @@ def spawn(args: Sequence[str], **kwargs) -> subprocess.Popen:
     """Start `args` as a child that dies with us. Keyword arguments go to Popen."""
     kwargs.setdefault("stdin", subprocess.DEVNULL)
     kwargs.setdefault("close_fds", True)
-    return subprocess.Popen(list(args), preexec_fn=_die_with_parent, **kwargs)  # noqa: PLW1509
+    return subprocess.Popen(list(args), preexec_fn=_die_with_parent, **kwargs)
 
 
 def terminate(proc: subprocess.Popen, timeout: float = 3.0) -> int | None:
     """Stop `proc` and reap it: SIGTERM to its group, SIGKILL after `timeout` seconds."""
     if proc.poll() is None:
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
             try:
                 proc.wait(wait)
                 break
@@ -46,8 +45,6 @@ def terminate(proc: subprocess.Popen, timeout: float = 3.0) -> int | None:
                 continue
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
     return proc.poll()

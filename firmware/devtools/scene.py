@@ -48,7 +48,8 @@ def render_scene(
         else:
             start, end = walk
             ph = int(height * person_height) // 2 * 2
-            args += ["-loop", "1", "-framerate", str(fps), "-i", str(person_png(Path(tmp) / "p.png"))]
+            photo = person_png(Path(tmp) / "p.png")
+            args += ["-loop", "1", "-framerate", str(fps), "-i", str(photo)]
             x = f"-w+(W+w)*(t-{start})/({end}-{start})"
             graph = (
                 f"[1:v]scale=-2:{ph}[p];"
