@@ -31,6 +31,7 @@ class Supervisor:
         self._stop = threading.Event()
         self._restart_at: dict[str, float] = {}
         self._backoff: dict[str, float] = {}
+        self._started_at: dict[str, float] = {}
         self.crashes: dict[str, int] = {c.name: 0 for c in components}
         self.last_error = ""
         self.started = time.time()
@@ -94,9 +95,11 @@ class Supervisor:
 
     def _restart_crashed(self, now: float) -> None:
         for comp in self.components:
-            if comp.running or comp.error is None:
-                continue
             name = comp.name
+            if comp.running or comp.error is None:
+                if comp.running and now - self._started_at.get(name, now) > RESTART_MAX_S:
+                    self._backoff.pop(name, None)  # ran well for a while: forgive the past
+                continue
             if name not in self._restart_at:
                 self.crashes[name] += 1
                 self.last_error = f"{name}: {comp.error!r}"
@@ -104,6 +107,8 @@ class Supervisor:
                 self._backoff[name] = min(delay * 2, RESTART_MAX_S)
                 self._restart_at[name] = now + delay
                 log.error("%s crashed (%r); restarting in %.0f s", name, comp.error, delay)
-            elif now >= self._restart_at.pop(name):
+            elif now >= self._restart_at[name]:
+                del self._restart_at[name]
                 log.info("restarting %s", name)
+                self._started_at[name] = now
                 comp.start()
