@@ -25,6 +25,7 @@ setup(
         "pillow>=10",
         "psutil>=5.9",
         "rich>=13",
+        "tomli-w>=1.0",
     ],
     extras_require={
         # On a Raspberry Pi. picamera2 needs python3-libcamera from Raspberry Pi OS
@@ -43,7 +44,6 @@ setup(
             "ruff>=0.6",
             "jsonschema>=4.20",
             "scikit-image>=0.22",
-            "tomli-w>=1.0",
         ],
     },
     entry_points={"console_scripts": ["ronda=firmware.cli:main"]},

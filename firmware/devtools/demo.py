@@ -1,0 +1,154 @@
+"""`ronda demo`: a broker, a synthetic RTSP camera and a node, all on loopback.
+
+The node is started as a real `ronda run` child with a generated config, exactly as
+systemd would start it; the demo subscribes to everything the node publishes and prints
+it. Ctrl-C (or `seconds`) stops the node first (SIGTERM, outputs off), then the camera
+and the broker. Every child dies with the demo even if it is killed (PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import tomli_w
+from rich.console import Console
+
+from drivers.process import spawn, terminate
+from firmware.devtools.broker import LocalBroker
+from firmware.devtools.scene import render_scene
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / ".cache" / "models" / "pose_detection.tflite"
+NODE_ID = "demo-rw01"
+
+
+def scene_file() -> Path:
+    """The demo scene, rendered once and cached (a few seconds of ffmpeg)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ronda"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / "demo-scene-960x540.mp4"
+    if not path.exists():
+        tmp = path.with_suffix(".part.mp4")
+        render_scene(tmp, seconds=24, size=(960, 540), fps=15, walk=(4.0, 18.0))
+        tmp.rename(path)
+    return path
+
+
+def node_config(workdir: Path, broker_url: str, camera_url: str) -> dict[str, Any]:
+    """The config the demo node runs with: everything on loopback and in `workdir`."""
+    cfg: dict[str, Any] = {
+        "node": {"id": NODE_ID, "name": "Demo post", "data_dir": str(workdir / "state")},
+        "mqtt": {"brokers": [broker_url], "health_interval_s": 10},
+        "cameras": [{"name": "gang", "kind": "rtsp", "url": camera_url, "fps": 15,
+                     "width": 960, "height": 540}],
+        "recorder": {"path": str(workdir / "recordings"), "segment_s": 4,
+                     "quota": "300 MB", "min_free": "100 MB"},
+        "gpio": {"pin_factory": "mock", "panic": [{"pin": 17}], "siren": {"pin": 23},
+                 "light": {"pin": 24}, "status_led": {"pin": 25}},
+    }
+    if MODEL.is_file():
+        cfg["detect"] = {"enabled": True, "model": str(MODEL), "fps": 5}
+    return cfg
+
+
+def describe(topic: str, payload: bytes) -> str:
+    """One readable line for a message the node published."""
+    if payload[:3] == b"\xff\xd8\xff":
+        return f"[magenta]JPEG {len(payload) / 1024:.0f} kB[/]"
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return payload.decode(errors="replace")[:120]
+    if topic.endswith("/health") and isinstance(data, dict):
+        keys = ("uptime_s", "cpu_percent", "temperature_c", "outbox", "storage", "cameras")
+        data = {k: data[k] for k in keys if k in data}
+    text = json.dumps(data, separators=(",", ":"))
+    return text if len(text) < 220 else text[:217] + "..."
+
+
+class Demo:
+    """Runs until Ctrl-C or `seconds`."""
+
+    def __init__(self, seconds: float = 0, workdir: str | None = None) -> None:
+        self.seconds = seconds
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="ronda-demo-")
+        self.workdir = Path(workdir or self._tmp.name)
+        self.console = Console(highlight=False)
+        self.stop = threading.Event()
+
+    def run(self) -> int:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        say = self.console.print
+        broker = camera = node = client = None
+        try:
+            broker = LocalBroker().start()
+            say(f"[bold]broker[/]   mosquitto on {broker.url}")
+            camera = self._start_camera()
+            say(f"[bold]camera[/]   synthetic RTSP camera at {camera.url}")
+            config_path = self._write_config(broker.url, camera.url)
+            say(f"[bold]node[/]     ronda run --config {config_path}  (id {NODE_ID})")
+            say(f"[bold]data[/]     {self.workdir}")
+            say("watching everything the node publishes; Ctrl-C stops the demo\n")
+            client = self._subscribe(broker.port)
+            node = spawn([sys.executable, "-m", "firmware", "run", "--config", str(config_path)],
+                         stdin=subprocess.DEVNULL)
+            deadline = time.monotonic() + self.seconds if self.seconds else None
+            while not self.stop.wait(0.2):
+                if node.poll() is not None:
+                    say(f"[red]node exited with code {node.returncode}[/]")
+                    return 1
+                if deadline and time.monotonic() > deadline:
+                    break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            say("\nstopping: node, camera, broker")
+            if node is not None:
+                terminate(node, timeout=8)
+            if client is not None:
+                client.loop_stop()
+                client.disconnect()
+            if camera is not None:
+                camera.stop()
+            if broker is not None:
+                broker.close()
+            if self._tmp is not None:
+                self._tmp.cleanup()
+        say("stopped")
+        return 0
+
+    def _start_camera(self):
+        from firmware.devtools.rtsp_camera import RtspTestCamera
+
+        return RtspTestCamera(scene_file()).start()
+
+    def _write_config(self, broker_url: str, camera_url: str) -> Path:
+        path = self.workdir / "ronda.toml"
+        path.write_text(tomli_w.dumps(node_config(self.workdir, broker_url, camera_url)))
+        return path
+
+    def _subscribe(self, port: int) -> mqtt.Client:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ronda-demo-viewer")
+
+        def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+            topic = msg.topic.removeprefix(f"ronda/v1/{NODE_ID}/")
+            retained = " [dim](retained)[/]" if msg.retain else ""
+            self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [cyan]{topic}[/]"
+                               f"{retained} {describe(msg.topic, msg.payload)}")
+
+        client.on_message = on_message
+        client.on_connect = lambda c, *_: c.subscribe(f"ronda/v1/{NODE_ID}/#", qos=1)
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        return client
