@@ -1,0 +1,60 @@
+"""`ronda firstboot`: apply ronda.toml from the boot partition (run by ronda-firstboot.service)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from firmware.commands import formatter
+
+EX_CONFIG = 78
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "firstboot", formatter_class=formatter,
+        help="apply ronda.toml from the boot partition (hostname, secrets, SSD, Wi-Fi)",
+        description=(
+            "Validate BOOT/ronda.toml and, only if it is entirely valid, install it as\n"
+            "ROOT/etc/ronda/ronda.toml (mode 0600), move [secrets] into\n"
+            "ROOT/etc/ronda/secrets/, set the hostname from node.id, the timezone, Wi-Fi\n"
+            "and the recordings SSD's fstab line, then blank the secrets on the boot copy.\n"
+            "A bad file changes nothing: the problems go to BOOT/ronda-error.txt and the\n"
+            "exit code is 78. An unchanged file is skipped (exit 0).\n\n"
+            "examples:\n"
+            "  ronda firstboot                                  # what systemd runs\n"
+            "  ronda firstboot --boot /mnt/boot --root /mnt/root # prepare a mounted card\n"
+            "  ronda firstboot --force --led-command '/usr/local/bin/led {state}'"),
+    )
+    p.add_argument("--boot", type=Path, default=Path("/boot/firmware"),
+                   help="the boot partition (default: /boot/firmware)")
+    p.add_argument("--root", type=Path, default=Path("/"),
+                   help="the root filesystem to configure (default: /)")
+    p.add_argument("--force", action="store_true", help="apply even if unchanged")
+    p.add_argument("--led-command", default="",
+                   help="run this with {state} = applying|ok|error, e.g. to blink the status LED")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from firmware.provision.firstboot import ProvisionError, firstboot
+
+    def status(state: str) -> None:
+        if args.led_command:
+            subprocess.run(args.led_command.format(state=state), shell=True, check=False,
+                           timeout=10)
+
+    try:
+        result = firstboot(args.boot, args.root, status=status, force=args.force)
+    except ProvisionError as exc:
+        print(f"{args.boot / 'ronda.toml'}: NOT applied, {len(exc.problems)} problem(s) "
+              f"(also in {args.boot / 'ronda-error.txt'}):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EX_CONFIG
+    print(f"firstboot: {result.reason}")
+    for change in result.changes:
+        print(f"  {change}")
+    return 0

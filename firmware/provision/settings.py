@@ -1,0 +1,95 @@
+"""`[provision]` and `[secrets]`: what only first boot reads from the boot partition.
+
+`[provision]` says how to set up the machine (hostname, Wi-Fi, the recordings SSD);
+`[secrets]` carries inline secrets (the MQTT password, a Wi-Fi passphrase) that first boot
+moves into 0600 files on the root filesystem and blanks out on the FAT copy::
+
+    [provision]
+    hostname = "mgl-kemirirejo-rw05"      # default: node.id
+
+    [provision.network]
+    wifi_ssid = "RW05-POS"
+    wifi_country = "ID"
+
+    [provision.storage]
+    label = "RONDA-REC"                   # mount the SSD by label (or uuid = "...")
+    format_device = ""                    # "/dev/sda1" formats it ONCE; erased after use
+
+    [secrets]
+    "mqtt.password" = "s3cret"            # -> mqtt.password_file = /etc/ronda/secrets/...
+    "cameras.gang-utara.password" = "..." # -> that camera's password_file
+    "network.wifi_psk" = "..."            # -> the NetworkManager connection (0600)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SECRET_KEY = r"^(network\.wifi_psk|[a-z_]+\.[a-z_]+|cameras\.[a-z0-9][a-z0-9_-]*\.[a-z_]+)$"
+HOSTNAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class NetworkSettings(BaseModel):
+    """Wi-Fi for posts without a cable. Leave `wifi_ssid` empty for Ethernet only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wifi_ssid: str = Field(default="", max_length=32)
+    wifi_country: str = Field(default="ID", pattern=r"^[A-Z]{2}$",
+                              description="Regulatory domain (ISO 3166 alpha-2).")
+    wifi_hidden: bool = False
+
+
+class StorageSettings(BaseModel):
+    """The recordings SSD: mounted by label or UUID with flash-friendly options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(default="RONDA-REC", max_length=16,
+                       description="Filesystem label to mount (ext4 labels are <= 16 bytes).")
+    uuid: str = Field(default="", description="Filesystem UUID; wins over `label` when set.")
+    fstype: Literal["ext4", "f2fs", "xfs"] = "ext4"
+    mountpoint: Path = Path("/srv/ronda")
+    options: str = Field(default="noatime,commit=60,errors=remount-ro",
+                         description="Mount options; nofail and a device timeout are added.")
+    format_device: str = Field(
+        default="",
+        description="Block device to FORMAT (all data lost) with `label`, e.g. /dev/sda1. "
+                    "First boot erases this value from the boot partition once done.")
+
+    @field_validator("format_device")
+    @classmethod
+    def _device_path(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError("format_device must be an absolute device path, e.g. /dev/sda1")
+        return value
+
+
+class ProvisionSettings(BaseModel):
+    """`[provision]`: machine set-up applied by `ronda firstboot`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hostname: str = Field(default="", pattern=r"^$|" + HOSTNAME[1:],
+                          description="Default: node.id.")
+    timezone: str = Field(default="Asia/Jakarta", pattern=r"^[A-Za-z_]+(/[A-Za-z_+-]+)*$")
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    mount_storage: bool = Field(default=True,
+                                description="Add the recordings SSD to /etc/fstab.")
+
+
+def check_secret_keys(secrets: dict[str, object]) -> list[str]:
+    """Problems with the `[secrets]` table: bad keys or non-string values."""
+    problems = []
+    for key, value in secrets.items():
+        if not re.match(SECRET_KEY, key):
+            problems.append(f"secrets.{key}: unknown secret name (use e.g. 'mqtt.password', "
+                            f"'cameras.<name>.password', 'network.wifi_psk')")
+        elif not isinstance(value, str):
+            problems.append(f"secrets.{key}: must be a string in quotes")
+    return problems

@@ -1,0 +1,195 @@
+"""`ronda firstboot` against a temp boot partition and root tree."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from firmware import config
+from firmware.cli import main
+from firmware.provision.firstboot import ProvisionError, firstboot, strip_secrets
+
+GOOD = """\
+# Pos Ronda RW 05: edit me on any laptop
+[node]
+id = "mgl-kemirirejo-rw05"
+name = "Pos Ronda RW 05"
+
+[mqtt]
+brokers = ["mqtts://cc.example.go.id:8883"]
+username = "rw05"
+
+[[cameras]]
+name = "gang-utara"
+url = "rtsp://10.0.0.11/stream1"
+username = "admin"
+
+[provision.network]
+wifi_ssid = "RW05-POS"
+
+[provision.storage]
+label = "RONDA-REC"
+
+[secrets]
+"mqtt.password" = "mqtt-s3cret"   # the broker password
+"cameras.gang-utara.password" = "cam-s3cret"
+"network.wifi_psk" = "wifi-s3cret"
+"""
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    boot, root = tmp_path / "boot", tmp_path / "root"
+    boot.mkdir()
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n"
+                                         "ronda:x:990:990::/var/lib/ronda:/usr/sbin/nologin\n")
+    (root / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\traspberrypi\n")
+    return boot, root
+
+
+def test_good_file_is_installed_private_and_secrets_leave_the_fat_copy(dirs):
+    boot, root = dirs
+    (boot / "ronda.toml").write_text(GOOD)
+    result = firstboot(boot, root)
+    assert result.applied
+    installed = root / "etc/ronda/ronda.toml"
+    assert stat.S_IMODE(installed.stat().st_mode) == 0o600
+    assert installed.stat().st_uid == 990
+    data = config.tomllib.loads(installed.read_text())
+    assert "secrets" not in data
+    assert data["mqtt"]["password_file"] == "/etc/ronda/secrets/mqtt.password"
+    assert data["cameras"][0]["password_file"] == "/etc/ronda/secrets/cameras.gang-utara.password"
+    secret = root / "etc/ronda/secrets/mqtt.password"
+    assert secret.read_text() == "mqtt-s3cret\n"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    # the boot copy keeps its comments but no secret
+    fat = (boot / "ronda.toml").read_text()
+    assert "s3cret" not in fat
+    assert "# Pos Ronda RW 05: edit me on any laptop" in fat
+    assert config.tomllib.loads(fat)["secrets"] == {
+        "mqtt.password": "", "cameras.gang-utara.password": "", "network.wifi_psk": ""}
+    # hostname, hosts, fstab, wifi
+    assert (root / "etc/hostname").read_text() == "mgl-kemirirejo-rw05\n"
+    hosts = (root / "etc/hosts").read_text()
+    assert "127.0.1.1\tmgl-kemirirejo-rw05" in hosts and "raspberrypi" not in hosts
+    fstab = (root / "etc/fstab").read_text()
+    assert "LABEL=RONDA-REC\t/srv/ronda\text4\tnoatime" in fstab and "nofail" in fstab
+    wifi = root / "etc/NetworkManager/system-connections/ronda-wifi.nmconnection"
+    assert "psk=wifi-s3cret" in wifi.read_text()
+    assert stat.S_IMODE(wifi.stat().st_mode) == 0o600
+
+
+def test_installed_config_loads_on_the_node(dirs, tmp_path):
+    """The installed file is a valid config once its secret paths point into the root."""
+    boot, root = dirs
+    (boot / "ronda.toml").write_text(GOOD)
+    firstboot(boot, root)
+    text = (root / "etc/ronda/ronda.toml").read_text().replace(
+        "/etc/ronda/secrets/", f"{root}/etc/ronda/secrets/")
+    (tmp_path / "node.toml").write_text(text)
+    cfg = config.load(tmp_path / "node.toml")
+    assert config.read_secret(cfg.mqtt.password_file) == "mqtt-s3cret"
+
+
+def test_second_boot_is_a_noop_and_an_edit_reapplies_keeping_secrets(dirs):
+    boot, root = dirs
+    (boot / "ronda.toml").write_text(GOOD)
+    firstboot(boot, root)
+    assert firstboot(boot, root).reason == "unchanged since last applied"
+    fat = (boot / "ronda.toml").read_text().replace('name = "Pos Ronda RW 05"',
+                                                   'name = "Pos RW 05 baru"')
+    (boot / "ronda.toml").write_text(fat)
+    assert firstboot(boot, root).applied
+    assert "Pos RW 05 baru" in (root / "etc/ronda/ronda.toml").read_text()
+    assert (root / "etc/ronda/secrets/mqtt.password").read_text() == "mqtt-s3cret\n"
+    assert "psk=wifi-s3cret" in (
+        root / "etc/NetworkManager/system-connections/ronda-wifi.nmconnection").read_text()
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (lambda t: t.replace('id = "mgl-kemirirejo-rw05"', 'id = "Bad Id!"'), "node.id"),
+    (lambda t: t.replace("[node]", "[node"), "(syntax)"),
+    (lambda t: t.replace('label = "RONDA-REC"', 'lable = "x"'), "provision.storage.lable"),
+    (lambda t: t.replace('"cameras.gang-utara.password"', '"cameras.gang-selatan.password"'),
+     "no [[cameras]] with name = 'gang-selatan'"),
+    (lambda t: t.replace('"mqtt.password"', '"mqtt.pasword"'), "mqtt.pasword_file: unknown key"),
+    (lambda t: t + '"mqtt.ca" = "x"\n', "mqtt.ca_file is not a secret field"),
+])
+def test_bad_file_changes_nothing_and_explains(dirs, edit, needle):
+    boot, root = dirs
+    (boot / "ronda.toml").write_text(GOOD)
+    firstboot(boot, root)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    bad = edit(GOOD)
+    (boot / "ronda.toml").write_text(bad)
+    states: list[str] = []
+    with pytest.raises(ProvisionError) as info:
+        firstboot(boot, root, status=states.append)
+    assert any(needle in p for p in info.value.problems), info.value.problems
+    assert states == ["applying", "error"]
+    assert needle in (boot / "ronda-error.txt").read_text()
+    after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert after == before
+    assert (boot / "ronda.toml").read_text() == bad  # the technician's file is left alone
+
+
+def test_empty_secret_without_a_stored_one_is_refused(dirs):
+    boot, root = dirs
+    (boot / "ronda.toml").write_text(GOOD.replace('"mqtt.password" = "mqtt-s3cret"',
+                                                  '"mqtt.password" = ""'))
+    with pytest.raises(ProvisionError, match=r"secrets\.mqtt\.password: empty"):
+        firstboot(boot, root)
+    assert not (root / "etc/ronda").exists()
+
+
+def test_cli_exit_codes_and_error_file_removed_after_fix(dirs, capsys):
+    boot, root = dirs
+    (boot / "ronda.toml").write_text(GOOD.replace('id = "mgl-kemirirejo-rw05"', "id = 5"))
+    assert main(["firstboot", "--boot", str(boot), "--root", str(root)]) == config.EX_CONFIG
+    assert "node.id" in capsys.readouterr().err
+    assert (boot / "ronda-error.txt").exists()
+    (boot / "ronda.toml").write_text(GOOD)
+    assert main(["firstboot", "--boot", str(boot), "--root", str(root)]) == 0
+    assert not (boot / "ronda-error.txt").exists()
+
+
+def test_format_only_when_asked_and_only_once(dirs, tmp_path):
+    boot, root = dirs
+    disk = tmp_path / "ssd.img"
+    with disk.open("wb") as fh:
+        fh.truncate(64 * 1024 * 1024)
+    text = GOOD.replace('label = "RONDA-REC"', f'label = "RONDA-REC"\nformat_device = "{disk}"')
+    (boot / "ronda.toml").write_text(text)
+    result = firstboot(boot, root)
+    assert any("formatted" in c for c in result.changes)
+    label = subprocess.run(["blkid", "-o", "value", "-s", "LABEL", str(disk)],
+                           capture_output=True, text=True).stdout.strip()
+    assert label == "RONDA-REC"
+    fat = config.tomllib.loads((boot / "ronda.toml").read_text())
+    assert fat["provision"]["storage"]["format_device"] == ""
+    # mark the fresh filesystem: a re-apply must not format again
+    subprocess.run(["tune2fs", "-L", "KEEP-ME", str(disk)], check=True, capture_output=True)
+    firstboot(boot, root, force=True)
+    label = subprocess.run(["blkid", "-o", "value", "-s", "LABEL", str(disk)],
+                           capture_output=True, text=True).stdout.strip()
+    assert label == "KEEP-ME"
+
+
+def test_strip_secrets_handles_multiline_values():
+    text = ('[secrets]\n"mqtt.key" = """-----BEGIN KEY-----\nabc\n-----END KEY-----"""\n'
+            '"mqtt.password" = \'x\'\n[node]\nid = "a"\n')
+    out = strip_secrets(text)
+    assert "abc" not in out and "'x'" not in out
+    assert config.tomllib.loads(out) == {"secrets": {"mqtt.key": "", "mqtt.password": ""},
+                                         "node": {"id": "a"}}
+
+
+def test_missing_boot_file_is_nothing_to_do(dirs):
+    boot, root = dirs
+    assert not firstboot(boot, root).applied
+    assert not os.listdir(boot)
