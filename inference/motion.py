@@ -1,0 +1,115 @@
+"""Cheap motion detection: where did the picture change, ignoring light and noise?
+
+Per frame: the grey (Y) plane is shrunk to `width` pixels wide (area averaging, which
+also averages sensor noise away) and blurred; masked pixels are set to the background's
+value. The frame's brightness and contrast are matched to the background's (a global
+gain and offset), so a slow dusk, an exposure step or a cloud does not read as motion.
+The absolute difference against a running-average background is thresholded, dilated
+and cut into contours; those larger than `min_area` become motion regions. When more
+than `global_change` of the picture changes at once (IR switching on at dusk, headlights
+sweeping the whole view, the camera re-exposing) the background is re-learnt from this
+frame and no motion is reported: a scene-wide change is not an object.
+
+Example::
+
+    md = MotionDetector(640, 360)
+    regions = md.update(frame.grey)        # list of (x0, y0, x1, y1) in 0..1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+class MotionDetector:
+    """Running-background motion detector on a downscaled grey frame."""
+
+    def __init__(self, frame_width: int, frame_height: int, *, width: int = 160,
+                 threshold: int = 20, min_area: float = 0.0015, alpha: float = 0.05,
+                 global_change: float = 0.6, masks: Sequence[Sequence[Sequence[float]]] = (),
+                 warmup_frames: int = 2) -> None:
+        self.width = width
+        self.height = max(8, round(frame_height * width / frame_width))
+        self.threshold = threshold
+        self.min_area = min_area
+        self.alpha = alpha
+        self.global_change = global_change
+        self.warmup_frames = warmup_frames
+        self.mask = np.ones((self.height, self.width), np.uint8)
+        for poly in masks:
+            pts = np.array([[x * self.width, y * self.height] for x, y in poly], np.int32)
+            cv2.fillPoly(self.mask, [pts], 0)
+        self._keep = self.mask.astype(bool)
+        self._background: np.ndarray | None = None
+        self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        self.frames = 0
+        self.recalibrations = 0
+        self.changed_fraction = 0.0
+
+    def _small(self, grey: np.ndarray) -> np.ndarray:
+        small = cv2.resize(grey, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return cv2.GaussianBlur(small, (5, 5), 0).astype(np.float32)
+
+    def update(self, grey: np.ndarray) -> list[Box]:
+        """Feed one grey frame (full detect size); returns the motion regions in it."""
+        small = self._small(grey)
+        self.frames += 1
+        if self._background is None:
+            self._background = small
+            return []
+        bg = self._background
+        keep = self._keep
+        f_mean, f_std = cv2.meanStdDev(small, mask=self.mask)
+        b_mean, b_std = cv2.meanStdDev(bg, mask=self.mask)
+        gain = float(b_std[0, 0]) / max(float(f_std[0, 0]), 1.0)
+        gain = min(max(gain, 0.25), 4.0)
+        matched = (small - float(f_mean[0, 0])) * gain + float(b_mean[0, 0])
+        diff = cv2.absdiff(matched, bg)
+        moving = ((diff > self.threshold) & keep).astype(np.uint8)
+        self.changed_fraction = float(moving.sum()) / max(int(keep.sum()), 1)
+        if self.changed_fraction > self.global_change:
+            self._background = small
+            self.recalibrations += 1
+            return []
+        # learn the background: moving pixels slowly, still pixels at `alpha`
+        rate = np.where(moving.astype(bool), self.alpha * 0.2, self.alpha).astype(np.float32)
+        bg += (small - bg) * rate
+        if self.frames <= self.warmup_frames:
+            return []
+        moving = cv2.dilate(moving, self._kernel, iterations=2)
+        contours, _ = cv2.findContours(moving, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        total = float(self.width * self.height)
+        regions: list[Box] = []
+        for c in contours:
+            x, y, w, h = cv2.boundingRect(c)
+            if w * h / total < self.min_area:
+                continue
+            regions.append((x / self.width, y / self.height,
+                            (x + w) / self.width, (y + h) / self.height))
+        return merge_boxes(regions)
+
+
+def merge_boxes(boxes: list[Box], gap: float = 0.02) -> list[Box]:
+    """Merge boxes that overlap or lie within `gap` of each other, until none do."""
+    boxes = list(boxes)
+    merged = True
+    while merged and len(boxes) > 1:
+        merged = False
+        out: list[Box] = []
+        for box in boxes:
+            for i, other in enumerate(out):
+                if (box[0] <= other[2] + gap and other[0] <= box[2] + gap
+                        and box[1] <= other[3] + gap and other[1] <= box[3] + gap):
+                    out[i] = (min(box[0], other[0]), min(box[1], other[1]),
+                              max(box[2], other[2]), max(box[3], other[3]))
+                    merged = True
+                    break
+            else:
+                out.append(box)
+        boxes = out
+    return boxes
