@@ -1,0 +1,130 @@
+"""Tracks: the same object seen in successive frames keeps one identity.
+
+Greedy IoU matching (best overlapping pairs first, same label), with a centroid fallback
+for small fast objects whose boxes stop overlapping at 5 fps. A track that has not been
+seen for `lost_after_s` ends. Each track keeps its best score and the frame (RGB copy) in
+which it scored best, for the event snapshot.
+
+Example::
+
+    tracker = Tracker(lost_after_s=3.0)
+    started, seen, ended = tracker.update(detections, now, rgb)
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inference.detector import Box, Detection
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two x0, y0, x1, y1 boxes."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def area(box: Box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+@dataclass
+class Track:
+    """One object over time. `id` is the track's event id (stable start to end)."""
+
+    label: str
+    box: Box
+    score: float
+    first_seen: float
+    last_seen: float
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    number: int = 0
+    best_score: float = 0.0
+    best_box: Box = (0.0, 0.0, 0.0, 0.0)
+    best_frame: np.ndarray | None = field(default=None, repr=False)
+    max_area: float = 0.0
+    hits: int = 0
+    last_checked: float = 0.0
+    zones: list[str] = field(default_factory=list)
+    alerting: bool = False
+    last_event: float = 0.0
+    sent_state: tuple = ()
+
+    def observe(self, det: Detection, now: float, rgb: np.ndarray | None) -> None:
+        self.box, self.score, self.last_seen, self.last_checked = det.box, det.score, now, now
+        self.hits += 1
+        self.max_area = max(self.max_area, area(det.box))
+        if det.score > self.best_score:
+            self.best_score, self.best_box = det.score, det.box
+            if rgb is not None:
+                self.best_frame = rgb.copy()
+
+
+class Tracker:
+    """Assign detections to tracks; end tracks not seen for `lost_after_s`."""
+
+    def __init__(self, *, min_iou: float = 0.15, lost_after_s: float = 3.0) -> None:
+        self.min_iou = min_iou
+        self.lost_after_s = lost_after_s
+        self.tracks: list[Track] = []
+        self._numbers = itertools.count(1)
+        self.total = 0
+
+    def update(self, detections: list[Detection], now: float,
+               rgb: np.ndarray | None = None) -> tuple[list[Track], list[Track], list[Track]]:
+        """Match `detections` (frame coordinates) to tracks: (started, seen, ended)."""
+        pairs = []
+        for ti, track in enumerate(self.tracks):
+            for di, det in enumerate(detections):
+                if det.label != track.label:
+                    continue
+                overlap = iou(track.box, det.box)
+                if overlap < self.min_iou:
+                    overlap = self._near(track.box, det.box)
+                if overlap > 0:
+                    pairs.append((overlap, ti, di))
+        pairs.sort(reverse=True)
+        used_t: set[int] = set()
+        used_d: set[int] = set()
+        seen: list[Track] = []
+        for _, ti, di in pairs:
+            if ti in used_t or di in used_d:
+                continue
+            used_t.add(ti)
+            used_d.add(di)
+            self.tracks[ti].observe(detections[di], now, rgb)
+            seen.append(self.tracks[ti])
+        started = []
+        for di, det in enumerate(detections):
+            if di in used_d:
+                continue
+            track = Track(det.label, det.box, det.score, now, now, number=next(self._numbers))
+            track.observe(det, now, rgb)
+            self.tracks.append(track)
+            started.append(track)
+            self.total += 1
+        ended = [t for t in self.tracks if now - t.last_seen > self.lost_after_s]
+        self.tracks = [t for t in self.tracks if t not in ended]
+        return started, seen, ended
+
+    def end_all(self) -> list[Track]:
+        """End every live track (camera stopped)."""
+        ended, self.tracks = self.tracks, []
+        return ended
+
+    def _near(self, a: Box, b: Box) -> float:
+        """A small score (< min_iou) when centres are within half a box size, else 0."""
+        ax, ay = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2
+        bx, by = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        reach = 0.5 * max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1])
+        dist = ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5
+        return self.min_iou * (1 - dist / reach) * 0.5 if dist < reach else 0.0
