@@ -14,10 +14,14 @@ class RecorderSettings(BaseModel):
 
     enabled: bool = True
     path: Path = Field(default=Path("/srv/ronda/recordings"),
-                       description="Recordings directory on the SSD.")
+                       description="Recordings directory on the SSD; the index "
+                                   "(index.sqlite3) lives in it too.")
     segment_s: float = Field(default=10.0, ge=1, le=300)
     quota: ByteSize = Field(default=ByteSize(32 * 1024**3),
                             description="Byte quota for the whole store, e.g. '200 GiB'.")
+    camera_quota: dict[str, ByteSize] = Field(
+        default_factory=dict,
+        description="Optional per-camera byte quotas within `quota`, e.g. {gang-utara = '50 GiB'}.")
     max_age_days: float | None = Field(default=None, gt=0)
     event_share: float = Field(default=0.3, ge=0, le=1,
                                description="Share of the quota that protected clips may use.")
@@ -25,3 +29,7 @@ class RecorderSettings(BaseModel):
     post_s: float = Field(default=20.0, ge=0, le=600)
     min_free: ByteSize = Field(default=ByteSize(512 * 1024**2),
                                description="Free space the filesystem must keep.")
+    require_mount: bool = Field(
+        default=False,
+        description="Record only when `path` is on another filesystem than / (the SSD is "
+                    "mounted); otherwise report storage 'missing' instead of filling the SD card.")

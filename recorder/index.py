@@ -1,0 +1,282 @@
+"""The SQLite index of the recordings store: one row per segment file, garbage rows for
+files being deleted, and protected event clips.
+
+The schema is versioned with ``PRAGMA user_version`` and upgraded by `MIGRATIONS`, one
+step per version, each in its own transaction. A database newer than this code is refused
+(`IndexError_`) rather than guessed at.
+
+Paths are stored relative to the store root, so a disk moved to another node (or mounted
+elsewhere) keeps a valid index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Schema steps: MIGRATIONS[n] takes a database from version n to n + 1.
+MIGRATIONS: list[str] = [
+    # 0 -> 1: segments, garbage rows, protected clips, counters.
+    """
+    CREATE TABLE segment (
+        id INTEGER PRIMARY KEY,
+        camera TEXT NOT NULL,
+        path TEXT NOT NULL UNIQUE,       -- relative to the store root
+        start REAL NOT NULL,             -- wall clock, UTC epoch seconds
+        end REAL NOT NULL,
+        bytes INTEGER NOT NULL,
+        recovered INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX segment_start ON segment (start);
+    CREATE INDEX segment_camera_start ON segment (camera, start);
+    CREATE TABLE garbage (path TEXT PRIMARY KEY);
+    CREATE TABLE clip (
+        event_id TEXT PRIMARY KEY,
+        start REAL NOT NULL,
+        end REAL NOT NULL,
+        cameras TEXT NOT NULL,           -- ',cam1,cam2,' or '' for every camera
+        created REAL NOT NULL
+    );
+    CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# A segment is protected when a clip covering its camera overlaps it in time.
+_PROTECTED = """EXISTS (SELECT 1 FROM clip c WHERE c.start < s.end AND c.end > s.start
+                AND (c.cameras = '' OR instr(c.cameras, ',' || s.camera || ',') > 0))"""
+
+
+class IndexError_(Exception):
+    """The index cannot be used (newer schema, corrupt file)."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One indexed segment file."""
+
+    id: int
+    camera: str
+    path: str
+    start: float
+    end: float
+    bytes: int
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A protected time range of some (or all, when `cameras` is empty) cameras."""
+
+    event_id: str
+    start: float
+    end: float
+    cameras: tuple[str, ...]
+
+
+def _segment(row: sqlite3.Row | tuple) -> Segment:
+    return Segment(*row[:6])
+
+
+def _cameras_field(cameras: Iterable[str]) -> str:
+    names = sorted(set(cameras))
+    return "," + ",".join(names) + "," if names else ""
+
+
+class Index:
+    """The store's index database (WAL, synchronous=NORMAL; see docs/storage.md)."""
+
+    FILENAME = "index.sqlite3"
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True,
+                                      check_same_thread=False, timeout=10)
+        else:
+            self.db = sqlite3.connect(path, check_same_thread=False, timeout=10,
+                                      isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.migrate()
+        version = self.version()
+        if version != SCHEMA_VERSION:
+            raise IndexError_(f"{path}: schema version {version}, this code knows "
+                              f"{SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- schema ---------------------------------------------------------------------
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self, migrations: list[str] = MIGRATIONS) -> int:
+        """Bring the schema to `len(migrations)`; returns the number of steps applied."""
+        version = self.version()
+        if version > len(migrations):
+            raise IndexError_(f"{self.path}: schema version {version} is newer than this "
+                              f"code ({len(migrations)}); upgrade the firmware")
+        steps = 0
+        for target in range(version + 1, len(migrations) + 1):
+            with self.transaction():
+                for statement in migrations[target - 1].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {target}")
+            steps += 1
+        return steps
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    # -- segments -------------------------------------------------------------------
+    def add(self, camera: str, path: str, start: float, end: float, size: int,
+            recovered: bool = False) -> Segment:
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO segment (camera, path, start, end, bytes, recovered) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (camera, path, start, end, size, int(recovered)))
+            if recovered:
+                self._count("recovered", 1)
+        return Segment(int(cur.lastrowid or 0), camera, path, start, end, size)
+
+    def segments(self, camera: str | None = None, start: float | None = None,
+                 end: float | None = None) -> list[Segment]:
+        """Segments (of `camera`) overlapping [start, end), oldest first."""
+        sql = "SELECT id, camera, path, start, end, bytes FROM segment s WHERE 1"
+        args: list[object] = []
+        if camera is not None:
+            sql += " AND camera = ?"
+            args.append(camera)
+        if start is not None:
+            sql += " AND end > ?"
+            args.append(start)
+        if end is not None:
+            sql += " AND start < ?"
+            args.append(end)
+        return [_segment(r) for r in self.db.execute(sql + " ORDER BY start, id", args)]
+
+    def paths(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT path FROM segment")}
+
+    def oldest(self, *, camera: str | None = None, protected: bool | None = False,
+               before: float | None = None, limit: int = 32) -> list[Segment]:
+        """The oldest segments; `protected` False/True/None = unprotected/protected/any."""
+        sql = "SELECT id, camera, path, start, end, bytes FROM segment s WHERE 1"
+        args: list[object] = []
+        if camera is not None:
+            sql += " AND camera = ?"
+            args.append(camera)
+        if before is not None:
+            sql += " AND end < ?"
+            args.append(before)
+        if protected is not None:
+            sql += f" AND {'' if protected else 'NOT'} {_PROTECTED}"
+        sql += " ORDER BY start, id LIMIT ?"
+        args.append(limit)
+        return [_segment(r) for r in self.db.execute(sql, args)]
+
+    def usage(self) -> dict[str, int]:
+        """Bytes per camera."""
+        return dict(self.db.execute("SELECT camera, SUM(bytes) FROM segment GROUP BY camera"))
+
+    def protected_bytes(self) -> int:
+        row = self.db.execute(f"SELECT SUM(bytes) FROM segment s WHERE {_PROTECTED}").fetchone()
+        return int(row[0] or 0)
+
+    def oldest_start(self) -> float | None:
+        row = self.db.execute("SELECT MIN(start) FROM segment").fetchone()
+        return row[0]
+
+    def forget(self, ids: Iterable[int]) -> int:
+        """Drop rows whose files are gone (recovery). Returns how many."""
+        ids = list(ids)
+        with self.transaction():
+            self.db.executemany("DELETE FROM segment WHERE id = ?", [(i,) for i in ids])
+        return len(ids)
+
+    # -- Moonfire-style deletion: rows become garbage before their files go ---------
+    def to_garbage(self, segments: Iterable[Segment]) -> None:
+        segments = list(segments)
+        with self.transaction():
+            self.db.executemany("INSERT OR IGNORE INTO garbage (path) VALUES (?)",
+                                [(s.path,) for s in segments])
+            self.db.executemany("DELETE FROM segment WHERE id = ?", [(s.id,) for s in segments])
+            self._count("garbage", len(segments))
+
+    def garbage(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT path FROM garbage")]
+
+    def collect(self, paths: Iterable[str]) -> None:
+        """The files of these garbage rows are unlinked (and the unlink synced)."""
+        with self.transaction():
+            self.db.executemany("DELETE FROM garbage WHERE path = ?", [(p,) for p in paths])
+
+    # -- clips ----------------------------------------------------------------------
+    def protect(self, event_id: str, start: float, end: float, cameras: Iterable[str]) -> None:
+        """Protect a range; the same event again widens its range."""
+        with self.transaction():
+            row = self.db.execute("SELECT start, end FROM clip WHERE event_id = ?",
+                                  (event_id,)).fetchone()
+            if row:
+                start, end = min(start, row[0]), max(end, row[1])
+            self.db.execute(
+                "INSERT OR REPLACE INTO clip (event_id, start, end, cameras, created) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (event_id, start, end, _cameras_field(cameras), time.time()))
+
+    def clips(self) -> list[Clip]:
+        rows = self.db.execute("SELECT event_id, start, end, cameras FROM clip ORDER BY start")
+        return [Clip(e, s, t, tuple(c for c in cams.split(",") if c)) for e, s, t, cams in rows]
+
+    def clip(self, event_id: str) -> Clip | None:
+        return next((c for c in self.clips() if c.event_id == event_id), None)
+
+    def release(self, event_id: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM clip WHERE event_id = ?", (event_id,))
+            self._count("released_clips", 1)
+
+    # -- counters -------------------------------------------------------------------
+    def _count(self, name: str, n: int) -> None:
+        self.db.execute("INSERT INTO counter (name, value) VALUES (?, ?) ON CONFLICT(name) "
+                        "DO UPDATE SET value = value + excluded.value", (name, n))
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self.transaction():
+            self._count(name, n)
+
+    def counters(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT name, value FROM counter"))
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+
+
+def iter_rows(index: Index) -> Iterator[Segment]:
+    """Every segment row, oldest first (for checks and exports)."""
+    yield from index.segments()

@@ -1,0 +1,273 @@
+"""The recorder: every camera's segments into one store, retention on every segment
+close, and a storage state machine.
+
+States: ``starting`` -> ``ok`` <-> ``degraded``. A storage fault (disk full, read-only
+remount, I/O error, disk missing) seen anywhere (a commit, a deletion, ffmpeg's last
+words, the periodic check) degrades the store: ffmpegs are stopped and the index closed,
+so that nothing holds the broken filesystem (it can be unmounted, checked, replaced).
+Reopening is retried with capped exponential backoff; a reopen recovers the store
+(orphans, garbage) and restarts the cameras.
+
+Example::
+
+    rec = Recorder(Path("/srv/rec"), {"gate": StreamInput("rtsp://cam/main")},
+                   segment_s=10, limits=Limits(quota=200 * 2**30),
+                   on_storage_state=lambda state, reason, detail: print(state, reason))
+    stop = threading.Event()
+    rec.run(stop)   # blocks; set `stop` from another thread
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from drivers.cameras.base import StreamInput
+from recorder.camera import CameraRecorder
+from recorder.index import Segment
+from recorder.store import Limits, StorageFault, Store, classify, classify_text
+
+log = logging.getLogger(__name__)
+
+StateCallback = Callable[[str, str, str], None]  # camera, state, reason
+StorageCallback = Callable[[str, str, dict[str, Any]], None]  # state, reason, detail
+
+
+class Recorder:
+    """Records `cameras` ({name: StreamInput}) into the store at `root`."""
+
+    def __init__(
+        self,
+        root: Path,
+        cameras: dict[str, StreamInput],
+        *,
+        segment_s: float = 10.0,
+        limits: Limits,
+        require_mount: bool = False,
+        on_state: StateCallback | None = None,
+        on_storage_state: StorageCallback | None = None,
+        on_frames: Callable[[str, int], None] | None = None,
+        on_segment: Callable[[str, Segment], None] | None = None,
+        check_every_s: float = 5.0,
+        retry_min_s: float = 1.0,
+        retry_cap_s: float = 30.0,
+    ) -> None:
+        self.store = Store(root, limits, require_mount=require_mount)
+        self.segment_s = segment_s
+        self._on_state = on_state or (lambda camera, state, reason: None)
+        self._on_storage_state = on_storage_state or (lambda state, reason, detail: None)
+        self._on_segment = on_segment
+        self.check_every_s = check_every_s
+        self.retry_min_s = retry_min_s
+        self.retry_cap_s = retry_cap_s
+        self.cameras = {
+            name: CameraRecorder(name, source, self.store, segment_s,
+                                 on_segment=self._segment_closed, on_state=self._camera_state,
+                                 on_frames=on_frames, on_error=self._camera_error)
+            for name, source in cameras.items()
+        }
+        self.state = "starting"
+        self.reason = ""
+        self.faults = 0
+        self._pending: tuple[str, str] | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._retry_in = retry_min_s
+        self._retry_at = 0.0
+        self._next_check = 0.0
+        self._written: collections.deque[tuple[float, int]] = collections.deque()
+        self._figures: dict[str, Any] = {}
+        self._recovery: dict[str, int] = {}
+        self._recording = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Open (and recover) the store and start recording; degrade if it cannot."""
+        try:
+            self._recovery = self.store.open()
+            self.store.make_space(self._headroom())
+        except StorageFault as fault:
+            self._degrade(fault.reason, fault.detail)
+            return
+        self._set_state("ok", "")
+        self._start_cameras()
+
+    def poll(self) -> None:
+        """One turn of the state machine: act on faults, check the disk, retry."""
+        now = time.monotonic()
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if self.state == "ok":
+            if pending is None and now >= self._next_check:
+                self._next_check = now + self.check_every_s
+                try:
+                    self.store.check()
+                    self.store.make_space(self._headroom())
+                    self._figures = self.store.figures()
+                except Exception as exc:
+                    pending = (classify(exc), str(exc))
+            if pending is not None:
+                self._degrade(*pending)
+        elif self.state == "degraded" and now >= self._retry_at:
+            self._resume()
+
+    def run(self, stop: threading.Event, interval_s: float = 0.5,
+            beat: Callable[[], None] | None = None) -> None:
+        """start(), then poll() until `stop` is set, then stop()."""
+        self.start()
+        try:
+            while not stop.is_set():
+                self.poll()
+                if beat is not None:
+                    beat()
+                self._wake.wait(interval_s)
+                self._wake.clear()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        self._stop_cameras()
+        self.store.close()
+
+    def protect(self, event_id: str, start: float, end: float,
+                cameras: Iterable[str] = ()) -> None:
+        """Keep footage of `cameras` (all when empty) from `start` to `end` (epoch s)."""
+        self.store.protect(event_id, start, end, tuple(cameras))
+
+    # -- internals --------------------------------------------------------------------
+    def _start_cameras(self) -> None:
+        if not self._recording:
+            self._recording = True
+            for cam in self.cameras.values():
+                cam.start()
+
+    def _stop_cameras(self) -> None:
+        if self._recording:
+            self._recording = False
+            for cam in self.cameras.values():
+                cam.stop()
+
+    def _headroom(self) -> dict[str, int]:
+        return {name: cam.headroom() for name, cam in self.cameras.items()}
+
+    def _set_state(self, state: str, reason: str, detail: dict[str, Any] | None = None) -> None:
+        previous = self.state
+        if (state, reason) == (previous, self.reason):
+            return
+        self.state, self.reason = state, reason
+        if state == "ok" and previous == "starting":
+            return  # a normal start is not news
+        try:
+            self._on_storage_state(state, reason, detail or {})
+        except Exception:
+            log.exception("storage state callback failed")
+
+    def _degrade(self, reason: str, detail: str) -> None:
+        log.error("recordings store degraded: %s (%s)", reason, detail)
+        self.faults += 1
+        self._stop_cameras()
+        self.store.close()
+        for name in self.cameras:
+            self._on_state(name, "offline", f"storage {reason}")
+        self._retry_in = self.retry_min_s
+        self._retry_at = time.monotonic() + self._retry_in
+        self._set_state("degraded", reason, {"detail": detail, "path": str(self.store.root)})
+
+    def _resume(self) -> None:
+        try:
+            self._recovery = self.store.open()
+            self.store.make_space(self._headroom())
+        except StorageFault as fault:
+            self.store.close()
+            self._retry_in = min(self._retry_in * 2, self.retry_cap_s)
+            self._retry_at = time.monotonic() + self._retry_in
+            if fault.reason != self.reason:
+                self._set_state("degraded", fault.reason, {"detail": fault.detail,
+                                                           "path": str(self.store.root)})
+            return
+        log.info("recordings store usable again after %s", self.reason)
+        with self._lock:
+            self._pending = None
+        self._set_state("ok", "", {"recovered_from": self.reason, **self._recovery})
+        self._next_check = time.monotonic() + self.check_every_s
+        self._start_cameras()
+
+    def _fault(self, reason: str, detail: str) -> None:
+        with self._lock:
+            if self._pending is None:
+                self._pending = (reason, detail)
+        self._wake.set()
+
+    # -- callbacks from camera threads --------------------------------------------------
+    def _segment_closed(self, camera: str, segment: Segment) -> None:
+        now = time.monotonic()
+        self._written.append((now, segment.bytes))
+        while self._written and self._written[0][0] < now - 60:
+            self._written.popleft()
+        try:
+            self.store.make_space(self._headroom())
+        except Exception as exc:
+            self._fault(classify(exc), str(exc))
+        if self._on_segment is not None:
+            self._on_segment(camera, segment)
+
+    def _camera_error(self, camera: str, exc: BaseException) -> None:
+        log.warning("%s: storage error: %s", camera, exc)
+        self._fault(classify(exc), f"{camera}: {exc}")
+
+    def _camera_state(self, camera: str, state: str, reason: str) -> None:
+        if state == "offline" and self._recording:
+            fault = classify_text(reason)
+            if fault is not None:
+                self._fault(fault, f"{camera}: {reason}")
+        self._on_state(camera, state, reason)
+
+    # -- figures ------------------------------------------------------------------------
+    def write_rate(self) -> float:
+        """Bytes per second committed over the last minute."""
+        if len(self._written) < 2:
+            return 0.0
+        span = max(self._written[-1][0] - self._written[0][0], self.segment_s)
+        return sum(b for _, b in self._written) / span
+
+    def health(self) -> dict[str, Any]:
+        if self.store.is_open:
+            # the disk may have just gone: then keep the last figures
+            with contextlib.suppress(Exception):
+                self._figures = self.store.figures()
+        figures = dict(self._figures)
+        counters = figures.pop("counters", {})
+        now = time.monotonic()
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            **figures,
+            "write_rate_bps": round(self.write_rate()),
+            "recovered": counters.get("recovered", 0),
+            "garbage": counters.get("garbage", 0),
+            "last_recovery": dict(self._recovery),
+            "faults": self.faults,
+            "cameras": {
+                name: {
+                    "state": cam.process.state,
+                    "reason": cam.process.reason,
+                    "restarts": cam.process.restarts,
+                    "segments": cam.segments,
+                    "last_segment_age_s": (round(now - cam.last_segment_at, 1)
+                                           if cam.last_segment_at is not None else None),
+                }
+                for name, cam in self.cameras.items()
+            },
+        }
+
+    def summary(self) -> str:
+        if self.state == "degraded":
+            return f"recorder degraded: {self.reason}"
+        return f"recording {sum(c.process.state == 'online' for c in self.cameras.values())}" \
+               f"/{len(self.cameras)}"

@@ -1,0 +1,416 @@
+"""The recordings store: segment files under ``<root>/<camera>/<YYYY-MM-DD>/<HH>/`` (UTC)
+and their SQLite index in ``<root>/index.sqlite3``.
+
+Invariants (after `open`, which recovers): every segment row has its file; every video
+file has exactly one row, or a garbage row, or sits in a camera's ``.incoming``
+directory where ffmpeg is writing it.
+
+Write order: ffmpeg closes a segment in ``.incoming``; the store fsyncs it, renames it into
+its hour directory, fsyncs both directories, then inserts the row. Delete order: rows
+become garbage rows (one transaction), files are unlinked, directories fsynced, garbage
+rows deleted. A crash anywhere leaves either an orphan file (probed and indexed if it
+plays, else removed) or a row without its file (dropped) for `recover` to settle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from recorder import probe
+from recorder.index import Index, IndexError_, Segment
+
+log = logging.getLogger(__name__)
+
+INCOMING = ".incoming"
+MARKER = ".ronda-store"
+SUFFIX = ".mp4"
+_STAMP = re.compile(r"-(\d{8}T\d{6})\.(\d{3})Z(?:-\d+)?\.mp4$")
+
+
+class StorageFault(Exception):
+    """The store cannot be written: `reason` is disk-full, read-only, io-error, missing or
+    index-error; `detail` says what failed."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def classify(exc: BaseException) -> str:
+    """The storage fault reason an exception stands for."""
+    if isinstance(exc, StorageFault):
+        return exc.reason
+    if isinstance(exc, OSError):
+        return {errno.ENOSPC: "disk-full", errno.EDQUOT: "disk-full",
+                errno.EROFS: "read-only", errno.EIO: "io-error",
+                errno.ENOENT: "missing", errno.ENODEV: "missing", errno.ENXIO: "missing",
+                errno.ESTALE: "missing", errno.ENOTCONN: "missing"}.get(exc.errno or 0,
+                                                                        "io-error")
+    if isinstance(exc, sqlite3.Error):
+        return classify_text(str(exc)) or "index-error"
+    return "io-error"
+
+
+def classify_text(text: str) -> str | None:
+    """The fault reason named in an error message (ffmpeg's stderr, SQLite's errors)."""
+    low = text.lower()
+    for needle, reason in (("no space left", "disk-full"), ("disk is full", "disk-full"),
+                           ("read-only file system", "read-only"), ("readonly", "read-only"),
+                           ("input/output error", "io-error"), ("disk i/o error", "io-error"),
+                           ("no such device", "missing")):
+        if needle in low:
+            return reason
+    return None
+
+
+def fsync_path(path: Path, directory: bool = False) -> None:
+    """fsync a file or a directory (for a rename or unlink to be durable)."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if directory else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stamp(ts: float) -> str:
+    """UTC time as used in file names: 20261128T013502.250Z."""
+    dt = datetime.fromtimestamp(ts, timezone.utc)
+    return dt.strftime("%Y%m%dT%H%M%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_stamp(name: str) -> float | None:
+    """The start time in a segment file name made by `segment_name`, or None."""
+    found = _STAMP.search(name)
+    if found is None:
+        return None
+    try:
+        dt = datetime.strptime(found[1], "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return dt.timestamp() + int(found[2]) / 1000
+
+
+def segment_name(camera: str, start: float) -> str:
+    """Relative path of a segment: cam/2026-11-28/01/cam-20261128T013502.250Z.mp4."""
+    dt = datetime.fromtimestamp(start, timezone.utc)
+    return f"{camera}/{dt:%Y-%m-%d}/{dt:%H}/{camera}-{stamp(start)}{SUFFIX}"
+
+
+@dataclass
+class Limits:
+    """How much the store may hold."""
+
+    quota: int
+    camera_quota: dict[str, int] = field(default_factory=dict)
+    event_share: float = 0.3
+    max_age_s: float | None = None
+    min_free: int = 0
+
+
+class Store:
+    """Segment files plus index, with retention. Thread-safe (one lock)."""
+
+    def __init__(self, root: Path, limits: Limits, *, require_mount: bool = False) -> None:
+        self.root = Path(root)
+        self.limits = limits
+        self.require_mount = require_mount
+        self.lock = threading.RLock()
+        self.index: Index | None = None
+        self.identity: str | None = None
+        self.used: dict[str, int] = {}
+        self.last_recovery: dict[str, int] = {}
+
+    # -- opening, checking ------------------------------------------------------------
+    def check(self) -> None:
+        """Raise StorageFault unless the store's filesystem is there and writable."""
+        if not self.root.is_dir():
+            raise StorageFault("missing", f"{self.root} is not there")
+        if self.require_mount and os.stat(self.root).st_dev == os.stat("/").st_dev:
+            raise StorageFault("missing", f"{self.root} is on the root filesystem "
+                                          "(recordings disk not mounted)")
+        marker = self.root / MARKER
+        if self.identity is not None:
+            try:
+                found = marker.read_text().strip()
+            except OSError as exc:
+                raise StorageFault("missing", f"{marker}: {exc.strerror}") from None
+            if found != self.identity:
+                log.warning("recordings disk changed (%s -> %s)", self.identity, found)
+                self.identity = found
+        st = os.statvfs(self.root)
+        if st.f_flag & os.ST_RDONLY:
+            raise StorageFault("read-only", f"{self.root} is mounted read-only")
+
+    def open(self) -> dict[str, int]:
+        """Check, open the index and recover; returns the recovery counts."""
+        with self.lock:
+            self.close()
+            if self.identity is None:
+                self.root.mkdir(parents=True, exist_ok=True)
+            self.check()
+            marker = self.root / MARKER
+            try:
+                if not marker.exists():
+                    tmp = marker.with_suffix(".tmp")
+                    tmp.write_text(uuid.uuid4().hex + "\n")
+                    fsync_path(tmp)
+                    os.replace(tmp, marker)
+                    fsync_path(self.root, directory=True)
+                self.identity = marker.read_text().strip()
+                self.index = Index(self.root / Index.FILENAME)
+                self.last_recovery = self.recover()
+                self.used = self.index.usage()
+            except (OSError, sqlite3.Error, IndexError_) as exc:
+                self.close()
+                raise StorageFault(classify(exc), str(exc)) from exc
+            return self.last_recovery
+
+    def close(self) -> None:
+        with self.lock:
+            if self.index is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.index.close()
+                self.index = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.index is not None
+
+    def _index(self) -> Index:
+        if self.index is None:
+            raise StorageFault("index-error", "store is not open")
+        return self.index
+
+    def incoming(self, camera: str) -> Path:
+        """Where ffmpeg writes `camera`'s open segment."""
+        return self.root / camera / INCOMING
+
+    # -- adding -----------------------------------------------------------------------
+    def commit(self, camera: str, staged: Path, start: float, end: float,
+               recovered: bool = False) -> Segment:
+        """Move a closed segment from `.incoming` into place and index it (durably)."""
+        with self.lock:
+            index = self._index()
+            size = staged.stat().st_size
+            fsync_path(staged)
+            rel = segment_name(camera, start)
+            dest = self.root / rel
+            n = 1
+            while dest.exists() or rel in self._pending_names(index, rel):
+                rel = segment_name(camera, start).removesuffix(SUFFIX) + f"-{n}{SUFFIX}"
+                dest = self.root / rel
+                n += 1
+            self._mkdirs(dest.parent)
+            os.rename(staged, dest)
+            fsync_path(dest.parent, directory=True)
+            fsync_path(staged.parent, directory=True)
+            segment = index.add(camera, rel, start, end, size, recovered)
+            self.used[camera] = self.used.get(camera, 0) + size
+            return segment
+
+    @staticmethod
+    def _pending_names(index: Index, rel: str) -> set[str]:
+        row = index.db.execute("SELECT path FROM garbage WHERE path = ?", (rel,)).fetchone()
+        return {row[0]} if row else set()
+
+    def _mkdirs(self, directory: Path) -> None:
+        missing = []
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for d in reversed(missing):
+            d.mkdir(exist_ok=True)
+            fsync_path(d.parent, directory=True)
+
+    # -- deleting ---------------------------------------------------------------------
+    def delete(self, segments: Iterable[Segment]) -> int:
+        """Garbage rows first, then unlink, fsync the directories, drop the garbage rows."""
+        segments = list(segments)
+        if not segments:
+            return 0
+        with self.lock:
+            index = self._index()
+            index.to_garbage(segments)
+            for s in segments:
+                self.used[s.camera] = self.used.get(s.camera, 0) - s.bytes
+            self._unlink([s.path for s in segments])
+            index.collect(s.path for s in segments)
+        return sum(s.bytes for s in segments)
+
+    def _unlink(self, rels: list[str]) -> None:
+        dirs: set[Path] = set()
+        for rel in rels:
+            path = self.root / rel
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            dirs.add(path.parent)
+        for d in dirs:
+            if d.exists():
+                fsync_path(d, directory=True)
+            for empty in (d, d.parent):  # hour, then day directory
+                try:
+                    empty.rmdir()
+                except OSError:
+                    break
+
+    # -- retention --------------------------------------------------------------------
+    def total_used(self) -> int:
+        return sum(self.used.values())
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def make_space(self, headroom: dict[str, int] | None = None,
+                   now: float | None = None) -> int:
+        """Apply max age, the event share, per-camera and total quotas and the
+        filesystem floor, keeping room for the next segment of every camera
+        (`headroom`, bytes per camera). Returns bytes deleted."""
+        headroom = headroom or {}
+        reserve = sum(headroom.values())
+        lim = self.limits
+        now = time.time() if now is None else now
+        freed = 0
+        with self.lock:
+            index = self._index()
+            if lim.max_age_s:
+                while victims := index.oldest(protected=None, before=now - lim.max_age_s):
+                    freed += self.delete(victims)
+            share = lim.event_share * lim.quota
+            clips = index.clips()
+            while clips and index.protected_bytes() > share:
+                index.release(clips.pop(0).event_id)
+            for camera, quota in lim.camera_quota.items():
+                freed += self._shrink(lambda c=camera, q=quota: self.used.get(c, 0)
+                                      + headroom.get(c, 0) - q, camera)
+            freed += self._shrink(lambda: self.total_used() + reserve - lim.quota)
+            if lim.min_free:
+                freed += self._shrink(lambda: lim.min_free + reserve - self.free_bytes())
+                short = lim.min_free + reserve - self.free_bytes()
+                if short > 0:
+                    raise StorageFault("disk-full", f"{self.free_bytes()} bytes free, "
+                                       f"floor {lim.min_free} + {reserve} for open segments")
+            self._forget_old_clips(index)
+        return freed
+
+    def _shrink(self, excess, camera: str | None = None) -> int:
+        """Delete oldest footage (unprotected first) while `excess()` is positive."""
+        freed = 0
+        index = self._index()
+        while excess() > 0:
+            need = excess()
+            victims: list[Segment] = []
+            for protected in (False, True):
+                for s in index.oldest(camera=camera, protected=protected, limit=256):
+                    victims.append(s)
+                    need -= s.bytes
+                    if need <= 0:
+                        break
+                if victims:
+                    break
+            if not victims:
+                break
+            freed += self.delete(victims)
+        return freed
+
+    def _forget_old_clips(self, index: Index) -> None:
+        oldest = index.oldest_start()
+        if oldest is None:
+            return
+        for clip in index.clips():
+            if clip.end < oldest:
+                index.release(clip.event_id)
+
+    def protect(self, event_id: str, start: float, end: float, cameras: Iterable[str]) -> None:
+        with self.lock:
+            self._index().protect(event_id, start, end, cameras)
+
+    # -- recovery ---------------------------------------------------------------------
+    def recover(self, cameras: Iterable[str] | None = None) -> dict[str, int]:
+        """Settle what a crash left: garbage rows, rows without files, orphan files."""
+        counts = {"garbage": 0, "dropped": 0, "recovered": 0, "removed": 0}
+        index = self._index()
+        garbage = index.garbage()
+        self._unlink(garbage)
+        index.collect(garbage)
+        counts["garbage"] = len(garbage)
+        known = index.paths()
+        rows = index.segments()
+        gone = [s.id for s in rows if not (self.root / s.path).is_file()]
+        counts["dropped"] = index.forget(gone)
+        on_disk: set[str] = set()
+        for camera_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            if cameras is not None and camera_dir.name not in cameras:
+                continue
+            counts_in = self.sweep_incoming(camera_dir.name)
+            counts["recovered"] += counts_in["recovered"]
+            counts["removed"] += counts_in["removed"]
+            for path in camera_dir.glob(f"*/*/*{SUFFIX}"):
+                on_disk.add(str(path.relative_to(self.root)))
+        for rel in sorted(on_disk - known):
+            path = self.root / rel
+            camera = rel.split("/", 1)[0]
+            length = probe.duration(path)
+            start = parse_stamp(path.name)
+            if length is None or start is None:
+                self._unlink([rel])
+                counts["removed"] += 1
+                continue
+            fsync_path(path)
+            index.add(camera, rel, start, start + length, path.stat().st_size, recovered=True)
+            counts["recovered"] += 1
+        if any(counts.values()):
+            log.info("recordings recovery: %s", counts)
+        return counts
+
+    def sweep_incoming(self, camera: str, keep: str | None = None) -> dict[str, int]:
+        """Index the playable leftovers of a dead ffmpeg in `.incoming`, remove the rest.
+        Files whose name starts with `keep` (the running ffmpeg's) are left alone."""
+        counts = {"recovered": 0, "removed": 0}
+        incoming = self.incoming(camera)
+        if not incoming.is_dir():
+            return counts
+        for path in sorted(incoming.iterdir()):
+            if keep and path.name.startswith(keep):
+                continue
+            length = probe.duration(path) if path.suffix == SUFFIX else None
+            if length is None or length <= 0:
+                path.unlink(missing_ok=True)
+                counts["removed"] += 1
+                continue
+            end = path.stat().st_mtime
+            self.commit(camera, path, end - length, end, recovered=True)
+            counts["recovered"] += 1
+        if counts["removed"]:
+            fsync_path(incoming, directory=True)
+        return counts
+
+    # -- figures ----------------------------------------------------------------------
+    def figures(self) -> dict[str, object]:
+        with self.lock:
+            index = self._index()
+            oldest = index.oldest_start()
+            return {
+                "bytes_used": self.total_used(),
+                "bytes_by_camera": dict(self.used),
+                "quota": self.limits.quota,
+                "protected_bytes": index.protected_bytes(),
+                "clips": len(index.clips()),
+                "oldest_footage_h": round((time.time() - oldest) / 3600, 3) if oldest else None,
+                "free_bytes": self.free_bytes(),
+                "counters": index.counters(),
+            }
