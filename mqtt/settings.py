@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class MqttSettings(BaseModel):
-    """Broker connection and topics."""
+    """Broker connection, topics, durable outbox and command security."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -17,7 +17,9 @@ class MqttSettings(BaseModel):
     brokers: list[str] = Field(default_factory=lambda: ["mqtt://127.0.0.1:1883"], min_length=1,
                                description="Broker URLs tried in order: mqtt://, mqtts://.")
     prefix: str = Field(default="ronda/v1", pattern=r"^[^#+\s]+$")
-    protocol: Literal["5", "3.1.1"] = "5"
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5", description="MQTT version to try first; 5 falls back to 3.1.1 when the "
+                                 "broker refuses it.")
     username: str | None = None
     password_file: Path | None = Field(default=None, json_schema_extra={"secret": True})
     ca_file: Path | None = None
@@ -27,3 +29,25 @@ class MqttSettings(BaseModel):
     health_interval_s: float = Field(default=60.0, ge=1, le=3600)
     command_keys: list[str] = Field(default_factory=list,
                                     description="Base64 Ed25519 public keys allowed to command.")
+    # -- added by the MQTT area (issue 5) ------------------------------------------------
+    reconnect_min_s: float = Field(default=1.0, gt=0, le=60,
+                                   description="First reconnect delay; doubles per failure.")
+    reconnect_max_s: float = Field(default=60.0, gt=0, le=3600,
+                                   description="Cap of the reconnect delay.")
+    outbox_max_events: int = Field(default=20000, ge=10, le=10_000_000,
+                                   description="Events kept while the broker is unreachable; "
+                                               "beyond it the oldest low-priority go first.")
+    outbox_max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024,
+                                  description="Bytes (JSON + event snapshots) kept in the outbox.")
+    max_inflight: int = Field(default=64, ge=1, le=1000,
+                              description="QoS 1 events sent and not yet acknowledged.")
+    command_window_s: float = Field(default=120.0, ge=5, le=3600,
+                                    description="A command's `ts` must be within this many "
+                                                "seconds of the node's clock.")
+    command_max_bytes: int = Field(default=4096, ge=256, le=65536,
+                                   description="Larger command payloads are refused unread.")
+    command_timeout_s: float = Field(default=5.0, gt=0, le=60,
+                                     description="No handler reply within this: error reply.")
+    homeassistant: bool = Field(default=False,
+                                description="Publish Home Assistant discovery (read-only).")
+    homeassistant_prefix: str = Field(default="homeassistant", pattern=r"^[^#+\s]+$")

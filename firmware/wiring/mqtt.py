@@ -1,10 +1,164 @@
-"""Wiring of the mqtt area (not built yet: builds no component)."""
+"""Wiring of the mqtt area: the bus <-> the broker.
+
+- every `Event` on the bus goes into the durable outbox (seq assigned there) and out
+  on `<root>/events`, its JPEG on `<root>/events/<id>/snapshot`;
+- `Snapshot` -> retained `<root>/cameras/<cam>/snapshot`;
+- `OutputChanged` -> retained `<root>/outputs/<name>`;
+- commands on `<root>/cmd/<action>` are verified (signature, time, replay, schema) and
+  published as `Command`; the owner area calls `reply` once; `ping` is answered here;
+  nobody answering within `command_timeout_s` gives an error reply.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from firmware import __version__
+from firmware.bus import EventBus
 from firmware.component import Component
+from firmware.config import Config, read_secret
+from firmware.events import Command, Event, OutputChanged, Snapshot
 from firmware.wiring import Context
+from mqtt.commands import CommandVerifier, ReplayGuard, Verdict
+from mqtt.discovery import discovery_messages
+from mqtt.link import Link, encode
+from mqtt.outbox import Outbox
+from mqtt.payloads import event_payload, health_payload, output_payload, reply_payload
+from mqtt.topics import Topics, safe_level
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FILE = "mqtt-outbox.sqlite3"
+NOT_AVAILABLE = "not available on this node"
+
+
+class MqttBridge(Component):
+    """Connects the node's bus to the city's broker (see the module docstring)."""
+
+    name = "mqtt"
+    stall_after_s = 60.0
+
+    def __init__(self, config: Config, bus: EventBus, health: Callable[[], dict[str, Any]],
+                 state_dir: Any) -> None:
+        super().__init__()
+        settings = config.mqtt
+        self.config = config
+        self.bus = bus
+        self.node_health = health
+        self.node = config.node.id
+        self.topics = Topics(settings.prefix, self.node)
+        self.outbox = Outbox(state_dir / OUTBOX_FILE, max_events=settings.outbox_max_events,
+                             max_bytes=settings.outbox_max_bytes)
+        keep_s = 2 * settings.command_window_s + 10
+        replay = ReplayGuard(keep_s, persist=self.outbox.remember_command)
+        replay.load(self.outbox.seen_commands(since=time.time() - keep_s))
+        self.verifier = CommandVerifier(self.node, settings.command_keys,
+                                        window_s=settings.command_window_s,
+                                        max_bytes=settings.command_max_bytes, replay=replay)
+        self.command_timeout_s = settings.command_timeout_s
+        self.link = Link(settings, self.topics, self.outbox, health=self.health_document,
+                         on_command=self.on_command, password=read_secret(settings.password_file))
+        if settings.homeassistant:
+            for topic, conf in discovery_messages(
+                    self.topics, ha_prefix=settings.homeassistant_prefix,
+                    name=config.node.name, version=__version__):
+                self.link.set_retained(topic, encode(conf))
+        self.commands_accepted = 0
+        self.commands_refused = 0
+        self.event_errors = 0
+        bus.subscribe(Event, self.on_event, name="mqtt:events")
+        bus.subscribe(Snapshot, self.on_snapshot, name="mqtt:snapshots")
+        bus.subscribe(OutputChanged, self.on_output, name="mqtt:outputs")
+
+    # -- component ----------------------------------------------------------------------
+    def run(self) -> None:
+        self.link.run(self.stopping, self.beat)
+
+    def health(self) -> dict[str, Any]:
+        out = self.outbox.stats()
+        return {**self.link.stats(), "outbox_depth": out["depth"], "outbox_bytes": out["bytes"],
+                "drops": out["drops"], "last_seq": out["last_seq"],
+                "commands_accepted": self.commands_accepted,
+                "commands_refused": self.commands_refused}
+
+    def summary(self) -> str:
+        state = "mqtt up" if self.link.connected else "mqtt down"
+        depth = self.outbox.depth()
+        return f"{state}, {depth} queued" if depth else state
+
+    def health_document(self) -> dict[str, Any]:
+        """The `health` payload: the daemon's report plus this link's figures."""
+        return health_payload(self.node_health(), mqtt=self.link.stats(),
+                              outbox=self.outbox.stats())
+
+    # -- bus -> broker --------------------------------------------------------------------
+    def on_event(self, event: Event) -> None:
+        """Store the event durably (seq assigned), then let the link publish it."""
+        payload = event_payload(event.payload(), self.node, self.topics, bool(event.snapshot))
+        self.outbox.put(event.id, int(event.priority), payload, event.snapshot or None)
+        self.link.wake()
+
+    def on_snapshot(self, snap: Snapshot) -> None:
+        self.link.set_retained(self.topics.camera_snapshot(safe_level(snap.camera)), snap.jpeg)
+
+    def on_output(self, change: OutputChanged) -> None:
+        doc = output_payload(change.name, change.state, change.cause, change.ts, change.until)
+        self.link.set_retained(self.topics.output(safe_level(change.name)), encode(doc))
+
+    # -- broker -> bus ------------------------------------------------------------------
+    def on_command(self, action: str, payload: bytes) -> None:
+        """Verify one command; refuse it with a reply, or hand it to its owner."""
+        verdict = self.verifier.verify(action, payload)
+        if not verdict.ok:
+            self.commands_refused += 1
+            log.warning("mqtt: refused command id=%r action=%r: %s", verdict.id,
+                        verdict.action, verdict.reason)
+            self._send_reply(verdict.id, verdict.action, False, verdict.reason, {})
+            return
+        self.commands_accepted += 1
+        log.info("mqtt: command %s %s %s (key %s)", verdict.id, verdict.action,
+                 json.dumps(verdict.args), verdict.key_id)
+        reply = self._reply_once(verdict)
+        if verdict.action == "ping":
+            reply(True, "pong", {"version": __version__, "node_ts": time.time(),
+                                 "outbox_depth": self.outbox.depth()})
+            return
+        self.bus.publish(Command(id=verdict.id or "", action=verdict.action or "",
+                                 args=dict(verdict.args), key_id=verdict.key_id, reply=reply))
+
+    def _reply_once(self, verdict: Verdict) -> Callable[..., None]:
+        lock = threading.Lock()
+        done = [False]
+
+        def reply(ok: bool, message: str = "", data: dict[str, Any] | None = None) -> None:
+            with lock:
+                if done[0]:
+                    log.warning("mqtt: second reply to command %s ignored", verdict.id)
+                    return
+                done[0] = True
+            timer.cancel()
+            self._send_reply(verdict.id, verdict.action, ok, message, data or {})
+
+        timer = threading.Timer(self.command_timeout_s, lambda: reply(False, NOT_AVAILABLE))
+        timer.daemon = True
+        timer.start()
+        return reply
+
+    def _send_reply(self, cmd_id: str | None, action: str | None, ok: bool, message: str,
+                    data: dict[str, Any]) -> None:
+        doc = reply_payload(self.node, cmd_id, action, ok, message, data)
+        if not self.link.publish(self.topics.reply, encode(doc), qos=1):
+            log.warning("mqtt: reply to %s not sent (not connected)", cmd_id)
 
 
 def build(ctx: Context) -> list[Component]:
-    return []
+    if not ctx.config.mqtt.enabled:
+        return []
+    bridge = MqttBridge(ctx.config, ctx.bus, ctx.health, ctx.state_dir)
+    ctx.shared["mqtt"] = bridge
+    return [bridge]

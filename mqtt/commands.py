@@ -1,0 +1,232 @@
+"""Checking a remote command before anything acts on it.
+
+`CommandVerifier.verify(topic_action, payload)` returns a `Verdict`: either accepted
+(signed by a configured key, fresh, not seen before, a known action with valid
+arguments) or refused with a reason meant for the reply and the log. The checks run
+cheapest first and the signature before anything that remembers state, so garbage
+cannot fill the replay memory or squat a future command id.
+
+Payload (JSON object, at most `max_bytes`)::
+
+    {"id": "c-42", "ts": 1764290000, "action": "siren", "args": {"state": "on"},
+     "key_id": "3f2a...", "sig": "<base64 Ed25519 signature>"}
+
+The signed bytes are described in `mqtt.signing`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from mqtt.signing import key_id, load_public_key, signed_bytes
+
+ACTIONS = ("siren", "light", "snapshot", "arm", "ack", "ping")
+MAX_ID_LEN = 128
+FIELDS = {"id", "ts", "action", "args", "key_id", "sig"}
+MAX_FOR_S = 7200.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of verifying one command."""
+
+    ok: bool
+    reason: str = ""
+    id: str | None = None
+    action: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    key_id: str = ""
+
+
+class ReplayGuard:
+    """Remembers command ids for as long as their `ts` could still be accepted.
+
+    `persist(id, ts)` / `load()` hooks let the durable store keep ids over a restart.
+    """
+
+    def __init__(self, keep_s: float, capacity: int = 100_000,
+                 persist: Callable[[str, float], None] | None = None) -> None:
+        self.keep_s = keep_s
+        self.capacity = capacity
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._persist = persist
+        self._lock = threading.Lock()
+
+    def load(self, items: list[tuple[str, float]]) -> None:
+        """Seed with ids remembered before a restart."""
+        with self._lock:
+            for cmd_id, ts in items:
+                self._seen[cmd_id] = ts
+
+    def check_and_remember(self, cmd_id: str, ts: float, now: float) -> bool:
+        """True if `cmd_id` is new (and now remembered), False if it was seen."""
+        with self._lock:
+            self._expire(now)
+            if cmd_id in self._seen:
+                return False
+            self._seen[cmd_id] = ts
+            while len(self._seen) > self.capacity:
+                self._seen.popitem(last=False)
+        if self._persist is not None:
+            self._persist(cmd_id, ts)
+        return True
+
+    def _expire(self, now: float) -> None:
+        for cmd_id in [k for k, ts in self._seen.items() if ts < now - self.keep_s]:
+            del self._seen[cmd_id]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_switch(args: dict[str, Any]) -> str:
+    if set(args) - {"state", "for_s"}:
+        return f"unknown argument(s) {sorted(set(args) - {'state', 'for_s'})}"
+    if args.get("state") not in ("on", "off"):
+        return "`state` must be 'on' or 'off'"
+    if "for_s" in args:
+        if args["state"] != "on":
+            return "`for_s` only goes with state 'on'"
+        if not _number(args["for_s"]) or not 0 < args["for_s"] <= MAX_FOR_S:
+            return f"`for_s` must be a number of seconds in (0, {MAX_FOR_S:.0f}]"
+    return ""
+
+
+def _check_only_string(name: str) -> Callable[[dict[str, Any]], str]:
+    def check(args: dict[str, Any]) -> str:
+        if set(args) - {name}:
+            return f"unknown argument(s) {sorted(set(args) - {name})}"
+        if name in args and (not isinstance(args[name], str) or not 0 < len(args[name]) <= 64):
+            return f"`{name}` must be a string of 1 to 64 characters"
+        return ""
+    return check
+
+
+def _check_arm(args: dict[str, Any]) -> str:
+    if set(args) - {"mode"}:
+        return f"unknown argument(s) {sorted(set(args) - {'mode'})}"
+    if args.get("mode") not in ("armed", "disarmed", "schedule"):
+        return "`mode` must be 'armed', 'disarmed' or 'schedule'"
+    return ""
+
+
+def _check_none(args: dict[str, Any]) -> str:
+    return f"takes no arguments, got {sorted(args)}" if args else ""
+
+
+ARG_CHECKS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "siren": _check_switch,
+    "light": _check_switch,
+    "snapshot": _check_only_string("camera"),
+    "arm": _check_arm,
+    "ack": _check_only_string("alarm_id"),
+    "ping": _check_none,
+}
+
+
+def check_args(action: str, args: dict[str, Any]) -> str:
+    """Empty if `args` suit `action`, else what is wrong."""
+    return ARG_CHECKS[action](args)
+
+
+class CommandVerifier:
+    """Accepts only well-formed, fresh, unreplayed commands signed by a configured key."""
+
+    def __init__(self, node: str, public_keys: list[str], *, window_s: float = 120.0,
+                 max_bytes: int = 4096, replay: ReplayGuard | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.node = node
+        self.keys: dict[str, Ed25519PublicKey] = {}
+        for text in public_keys:
+            key = load_public_key(text)
+            self.keys[key_id(key)] = key
+        self.window_s = window_s
+        self.max_bytes = max_bytes
+        self.replay = replay or ReplayGuard(keep_s=2 * window_s + 10)
+        self.clock = clock
+
+    def verify(self, topic_action: str, payload: bytes) -> Verdict:
+        """Check one command received on `<root>/cmd/<topic_action>`."""
+        if len(payload) > self.max_bytes:
+            return Verdict(False, f"payload of {len(payload)} bytes exceeds {self.max_bytes}")
+        try:
+            doc = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return Verdict(False, "payload is not JSON")
+        if not isinstance(doc, dict):
+            return Verdict(False, "payload is not a JSON object")
+        raw_id = doc.get("id")
+        cmd_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_ID_LEN else None
+        action = doc.get("action") if isinstance(doc.get("action"), str) else None
+
+        def refuse(reason: str) -> Verdict:
+            return Verdict(False, reason, cmd_id, action)
+
+        if cmd_id is None:
+            return refuse(f"`id` must be a string of 1 to {MAX_ID_LEN} characters")
+        unknown = set(doc) - FIELDS
+        if unknown:
+            return refuse(f"unknown field(s) {sorted(unknown)[:5]}")
+        ts, args, sig = doc.get("ts"), doc.get("args", {}), doc.get("sig")
+        if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts < 2**53:
+            return refuse("`ts` must be an integer (Unix seconds)")
+        if action is None:
+            return refuse("`action` must be a string")
+        if not isinstance(args, dict):
+            return refuse("`args` must be a JSON object")
+        if sig is None:
+            return refuse("unsigned command")
+        if not isinstance(sig, str):
+            return refuse("`sig` must be base64 text")
+        try:
+            signature = base64.b64decode(sig, validate=True)
+        except (binascii.Error, ValueError):
+            return refuse("`sig` is not base64")
+        key_name = self._check_signature(doc.get("key_id"), signature, cmd_id, ts, action, args)
+        if key_name is None:
+            return refuse("bad signature (or key not allowed on this node)")
+        if action != topic_action:
+            return refuse(f"action {action!r} sent on the topic of {topic_action!r}")
+        now = self.clock()
+        if abs(now - ts) > self.window_s:
+            return refuse(f"`ts` is {ts - now:+.0f} s from the node's clock "
+                          f"(allowed ±{self.window_s:.0f} s)")
+        if not self.replay.check_and_remember(cmd_id, ts, now):
+            return refuse("replayed command id")
+        if action not in ACTIONS:
+            return refuse(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+        problem = check_args(action, args)
+        if problem:
+            return refuse(f"bad arguments for {action}: {problem}")
+        return Verdict(True, "", cmd_id, action, args, key_name)
+
+    def _check_signature(self, wanted: Any, signature: bytes, cmd_id: str, ts: int,
+                         action: str, args: dict[str, Any]) -> str | None:
+        if len(signature) != 64:
+            return None
+        try:
+            message = signed_bytes(self.node, cmd_id, ts, action, args)
+        except (ValueError, TypeError, RecursionError):
+            return None
+        candidates = ([(wanted, self.keys[wanted])] if isinstance(wanted, str)
+                      and wanted in self.keys else list(self.keys.items()))
+        for name, key in candidates:
+            try:
+                key.verify(signature, message)
+                return name
+            except InvalidSignature:
+                continue
+        return None

@@ -1,0 +1,58 @@
+"""Home Assistant MQTT discovery: read-only entities for one node.
+
+Published retained under `<ha_prefix>/<component>/<node>/<object>/config` when
+`mqtt.homeassistant = true`. Every entity uses the node's `status` topic for
+availability. Entities: status (connectivity), panic and person (from the `events`
+stream), storage (recorder health), temperature (health). Nothing is commandable from
+Home Assistant: commands need a signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mqtt.topics import Topics
+
+
+def _device(topics: Topics, name: str, version: str) -> dict[str, Any]:
+    return {"identifiers": [f"ronda_{topics.node}"], "name": name or f"Ronda {topics.node}",
+            "manufacturer": "Ronda", "model": "RW watch post NVR", "sw_version": version}
+
+
+def discovery_messages(topics: Topics, *, ha_prefix: str = "homeassistant", name: str = "",
+                       version: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """(topic, config) pairs for every entity of this node."""
+    node = topics.node
+    device = _device(topics, name, version)
+    avail = {"availability_topic": topics.status, "payload_available": "online",
+             "payload_not_available": "offline"}
+
+    def entity(component: str, obj: str, **conf: Any) -> tuple[str, dict[str, Any]]:
+        conf.setdefault("unique_id", f"ronda_{node}_{obj}")
+        conf.setdefault("object_id", f"ronda_{node}_{obj}")
+        conf["device"] = device
+        if obj != "status":
+            conf.update(avail)
+        return f"{ha_prefix}/{component}/{node}/{obj}/config", conf
+
+    panic_tpl = ("{% if value_json.type in ['panic', 'alarm'] and value_json.kind == 'panic' %}"
+                 "{{ 'ON' if value_json.phase == 'raised' else 'OFF' }}"
+                 "{% else %}{{ 'ON' if this.state == 'on' else 'OFF' }}{% endif %}")
+    person_tpl = ("{% if value_json.type == 'object' and value_json.label == 'person' %}"
+                  "{{ 'OFF' if value_json.phase == 'end' else 'ON' }}"
+                  "{% else %}{{ 'ON' if this.state == 'on' else 'OFF' }}{% endif %}")
+    return [
+        entity("binary_sensor", "status", name="Status", state_topic=topics.status,
+               device_class="connectivity", payload_on="online", payload_off="offline"),
+        entity("binary_sensor", "panic", name="Panic", state_topic=topics.events,
+               device_class="safety", value_template=panic_tpl),
+        entity("binary_sensor", "person", name="Person", state_topic=topics.events,
+               device_class="occupancy", value_template=person_tpl, off_delay=120),
+        entity("sensor", "storage", name="Recordings storage", state_topic=topics.health,
+               value_template="{{ (value_json.storage or {}).get('state', 'n/a') }}",
+               json_attributes_topic=topics.health,
+               json_attributes_template="{{ (value_json.storage or {}) | tojson }}"),
+        entity("sensor", "temperature", name="Temperature", state_topic=topics.health,
+               device_class="temperature", unit_of_measurement="°C",
+               state_class="measurement", value_template="{{ value_json.temperature_c }}"),
+    ]

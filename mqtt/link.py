@@ -1,0 +1,382 @@
+"""The node's connection to the broker: failover, TLS, last will, and the outbox pump.
+
+One `Link.run()` loop owns the connection. Each attempt uses a fresh paho client
+(so paho's own in-memory queue never resends anything behind our back): the outbox,
+not the MQTT session, is what makes events durable. On every connect the link
+publishes `status=online` (retained), subscribes to commands, republishes the retained
+state it holds (camera snapshots, outputs, discovery), sends a health report and then
+drains the outbox in `seq` order with at most `max_inflight` events unacknowledged.
+Events are deleted from the outbox only on PUBACK. A lost connection moves to the
+next broker URL; after a full round of failures the delay doubles up to
+`reconnect_max_s`.
+
+Example::
+
+    link = Link(settings, Topics("ronda/v1", "rw05"), outbox, health=lambda: {...},
+                on_command=lambda action, payload: ...)
+    threading.Thread(target=link.run, args=(stop_event,)).start()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from mqtt.outbox import Outbox
+from mqtt.settings import MqttSettings
+from mqtt.topics import Topics
+
+log = logging.getLogger(__name__)
+
+CONNACK_WAIT_S = 10.0
+PROTOCOL_REFUSALS = {1, 132}  # 3.1.1 "unacceptable protocol version", 5 "unsupported"
+
+
+@dataclass(frozen=True)
+class Broker:
+    """One parsed broker URL."""
+
+    url: str
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> Broker:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+        tls = parts.scheme in ("mqtts", "ssl")
+        if not parts.hostname:
+            raise ValueError(f"broker URL {url!r} has no host")
+        return cls(url, parts.hostname, parts.port or (8883 if tls else 1883), tls)
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    """Compact JSON for the wire."""
+    return json.dumps(doc, separators=(",", ":"), default=str).encode()
+
+
+class Link:
+    """Keeps one node connected and publishes its outbox, state and health."""
+
+    def __init__(self, settings: MqttSettings, topics: Topics, outbox: Outbox, *,
+                 health: Callable[[], dict[str, Any]],
+                 on_command: Callable[[str, bytes], None],
+                 password: str | None = None,
+                 client_id: str | None = None) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.outbox = outbox
+        self.health = health
+        self.on_command = on_command
+        self.password = password
+        self.client_id = client_id or f"ronda-{topics.node}"
+        self.brokers = [Broker.parse(u) for u in settings.brokers]
+        self._protocol = {b.url: settings.protocol for b in self.brokers}
+        self._wake = threading.Condition()
+        self._retained: dict[str, bytes] = {}  # topic -> latest retained payload
+        self._dirty: set[str] = set()  # retained topics to (re)publish
+        self._client: paho.Client | None = None
+        self._connected = False
+        self._inflight: dict[int, int] = {}  # mid -> seq
+        self._acked: list[int] = []
+        self._early_acks: dict[int, tuple[int, int]] = {}  # mid -> (ack number, code)
+        self._ack_count = 0
+        self._kick = False
+        self._generation = 0
+        # figures
+        self.broker = ""
+        self.protocol = ""
+        self.connects = 0
+        self.disconnects = 0
+        self.published = 0
+        self.rejected = 0
+        self.last_error = ""
+        self.connected_since: float | None = None
+
+    # -- from other threads ------------------------------------------------------------
+    def wake(self) -> None:
+        """Something new to publish (an event entered the outbox)."""
+        with self._wake:
+            self._kick = True
+            self._wake.notify_all()
+
+    def set_retained(self, topic: str, payload: bytes) -> None:
+        """Keep `payload` as the retained state of `topic`; published now or on connect."""
+        with self._wake:
+            self._retained[topic] = payload
+            self._dirty.add(topic)
+            self._wake.notify_all()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+        """Fire-and-forget publish (command replies); False when not connected."""
+        client = self._client
+        if client is None or not self._connected:
+            return False
+        return client.publish(topic, payload, qos=qos).rc == paho.MQTT_ERR_SUCCESS
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the health report."""
+        return {
+            "connected": self._connected, "broker": self.broker, "protocol": self.protocol,
+            "connects": self.connects, "disconnects": self.disconnects,
+            "published": self.published, "rejected": self.rejected,
+            "inflight": len(self._inflight), "last_error": self.last_error,
+        }
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self, stopping: threading.Event, beat: Callable[[], None] = lambda: None) -> None:
+        """Connect, pump, reconnect, until `stopping` is set; then say `offline`."""
+        delay = self.settings.reconnect_min_s
+        attempt = 0
+        while not stopping.is_set():
+            broker = self.brokers[attempt % len(self.brokers)]
+            beat()
+            ok = self._session(broker, stopping, beat)
+            if stopping.is_set():
+                break
+            if ok:  # was connected: start the backoff afresh
+                delay, attempt = self.settings.reconnect_min_s, 0
+                continue
+            attempt += 1
+            if attempt % len(self.brokers) == 0:
+                wait = delay * random.uniform(0.8, 1.2)
+                log.info("mqtt: no broker reachable; retrying in %.1f s", wait)
+                self._sleep(stopping, wait, beat)
+                delay = min(delay * 2, self.settings.reconnect_max_s)
+
+    def _sleep(self, stopping: threading.Event, seconds: float,
+               beat: Callable[[], None]) -> None:
+        end = time.monotonic() + seconds
+        while not stopping.is_set() and time.monotonic() < end:
+            beat()
+            stopping.wait(min(1.0, end - time.monotonic()))
+
+    def _make_client(self, broker: Broker, protocol: str) -> paho.Client:
+        version = paho.MQTTv5 if protocol == "5" else paho.MQTTv311
+        kwargs: dict[str, Any] = {"protocol": version, "reconnect_on_failure": False}
+        if version == paho.MQTTv311:
+            kwargs["clean_session"] = True
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, **kwargs)
+        client.max_inflight_messages_set(max(20, self.settings.max_inflight + 8))
+        client.max_queued_messages_set(0)
+        client.connect_timeout = 5.0
+        if self.settings.username is not None:
+            client.username_pw_set(self.settings.username, self.password)
+        if broker.tls:
+            context = ssl.create_default_context(
+                cafile=str(self.settings.ca_file) if self.settings.ca_file else None)
+            if self.settings.cert_file is not None:
+                context.load_cert_chain(
+                    str(self.settings.cert_file),
+                    str(self.settings.key_file) if self.settings.key_file else None)
+            client.tls_set_context(context)
+        client.will_set(self.topics.status, b"offline", qos=1, retain=True)
+        return client
+
+    def _session(self, broker: Broker, stopping: threading.Event,
+                 beat: Callable[[], None]) -> bool:
+        """One connection from attempt to loss. True if it got connected."""
+        protocol = self._protocol[broker.url]
+        self._generation += 1
+        gen = self._generation
+        connack = threading.Event()
+        result: dict[str, Any] = {}
+        client = self._make_client(broker, protocol)
+
+        def on_connect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+            result["rc"] = int(getattr(reason, "value", reason))
+            result["reason"] = str(reason)
+            connack.set()
+
+        def on_disconnect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+            if gen == self._generation:
+                with self._wake:
+                    self._connected = False
+                    self._wake.notify_all()
+            connack.set()
+
+        def on_publish(_c: Any, _u: Any, mid: int, reason: Any, _props: Any) -> None:
+            if gen != self._generation:
+                return
+            code = int(getattr(reason, "value", reason) or 0)
+            with self._wake:
+                seq = self._inflight.pop(mid, None)
+                if seq is None:  # not an event, or acked before the pump recorded the mid
+                    self._ack_count += 1
+                    self._early_acks[mid] = (self._ack_count, code)
+                    return
+                self._ack(seq, code)
+
+        def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+            action = msg.topic.rsplit("/", 1)[-1]
+            try:
+                self.on_command(action, bytes(msg.payload))
+            except Exception:
+                log.exception("mqtt: command handler failed")
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_publish = on_publish
+        client.on_message = on_message
+        properties = None
+        if protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 0
+        try:
+            clean = True if protocol == "5" else paho.MQTT_CLEAN_START_FIRST_ONLY
+            client.connect(broker.host, broker.port, keepalive=self.settings.keepalive_s,
+                           clean_start=clean, properties=properties)
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            self.last_error = f"{broker.url}: {exc}"
+            log.warning("mqtt: cannot connect to %s: %s", broker.url, exc)
+            return False
+        client.loop_start()
+        try:
+            deadline = time.monotonic() + CONNACK_WAIT_S
+            while not connack.wait(0.5):
+                beat()
+                if stopping.is_set() or time.monotonic() > deadline:
+                    break
+            rc = result.get("rc")
+            if rc != 0:
+                self._connect_failed(broker, protocol, rc, result.get("reason", "no CONNACK"))
+                return False
+            self._on_connected(client, broker, protocol)
+            self._pump(client, stopping, beat)
+            return True
+        finally:
+            self._finish(client, stopping.is_set())
+
+    def _connect_failed(self, broker: Broker, protocol: str, rc: int | None,
+                        reason: str) -> None:
+        self.last_error = f"{broker.url}: connection refused: {reason}"
+        log.warning("mqtt: %s refused MQTT %s: %s", broker.url, protocol, reason)
+        if protocol == "5" and (rc is None or rc in PROTOCOL_REFUSALS):
+            self._protocol[broker.url] = "3.1.1"  # try the older protocol next time
+        elif protocol == "3.1.1" and self.settings.protocol == "5":
+            self._protocol[broker.url] = "5"
+
+    def _on_connected(self, client: paho.Client, broker: Broker, protocol: str) -> None:
+        with self._wake:
+            self._client = client
+            self._connected = True
+            self._inflight.clear()
+            self._early_acks.clear()
+            self._acked.clear()
+            self._dirty = set(self._retained)
+        self.connects += 1
+        self.broker, self.protocol = broker.url, protocol
+        self.connected_since = time.time()
+        log.info("mqtt: connected to %s (MQTT %s)", broker.url, protocol)
+        client.publish(self.topics.status, b"online", qos=1, retain=True)
+        client.subscribe(self.topics.commands, qos=1)
+
+    def _ack(self, seq: int, code: int) -> None:
+        """Record a PUBACK (call with `_wake` held)."""
+        if code >= 0x80:  # MQTT 5: the broker refused it; retrying would not help
+            self.rejected += 1
+            log.warning("mqtt: broker refused event seq %d (reason %d)", seq, code)
+        self._acked.append(seq)
+        self._wake.notify_all()
+
+    def _pump(self, client: paho.Client, stopping: threading.Event,
+              beat: Callable[[], None]) -> None:
+        """Publish retained state, health and the outbox until the connection ends.
+
+        paho calls `on_publish` while holding its own lock, so no paho call is made
+        here while `_wake` is held (that would deadlock).
+        """
+        sent_upto = 0
+        next_health = 0.0
+        while not stopping.is_set():
+            beat()
+            with self._wake:
+                if not self._connected:
+                    break
+                self._kick = False
+                acked, self._acked = self._acked, []
+                dirty, self._dirty = self._dirty, set()
+                retained = [(t, self._retained[t]) for t in dirty]
+                room = self.settings.max_inflight - len(self._inflight)
+            if acked:
+                self.outbox.remove(acked)
+            for topic, payload in retained:
+                client.publish(topic, payload, qos=1, retain=True)
+            if time.monotonic() >= next_health:
+                self._publish_health(client)
+                next_health = time.monotonic() + self.settings.health_interval_s
+            more = False
+            if room > 0:
+                items = self.outbox.pending(after=sent_upto, limit=room)
+                more = len(items) == room
+                for item in items:
+                    if item.snapshot:
+                        client.publish(self.topics.event_snapshot(item.id), item.snapshot, qos=1)
+                    with self._wake:
+                        before = self._ack_count
+                    info = client.publish(self.topics.events, item.payload, qos=1)
+                    if info.rc != paho.MQTT_ERR_SUCCESS:
+                        more = False
+                        break
+                    with self._wake:
+                        early = self._early_acks.pop(info.mid, None)
+                        if early is not None and early[0] > before:
+                            self._ack(item.seq, early[1])
+                        else:
+                            self._inflight[info.mid] = item.seq
+                    sent_upto = item.seq
+                    self.published += 1
+            with self._wake:
+                self._early_acks.clear()  # what is left were acks of non-event messages
+                if self._connected and not (self._kick or self._acked or self._dirty or more):
+                    self._wake.wait(min(1.0, max(0.01, next_health - time.monotonic())))
+
+    def _publish_health(self, client: paho.Client) -> None:
+        try:
+            doc = self.health()
+        except Exception as exc:
+            log.exception("mqtt: health report failed")
+            doc = {"error": repr(exc)}
+        client.publish(self.topics.health, encode(doc), qos=1, retain=True)
+
+    def _finish(self, client: paho.Client, orderly: bool) -> None:
+        if orderly and self._connected:
+            info = client.publish(self.topics.status, b"offline", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(1.5)
+            client.disconnect()
+        was = self._connected
+        with self._wake:
+            self._connected = False
+            self._client = None
+            self._inflight.clear()
+            acked, self._acked = self._acked, []
+        if acked:
+            self.outbox.remove(acked)
+        if not orderly:
+            client.disconnect()
+        client.loop_stop()
+        if was or orderly:
+            self.disconnects += 1
+            self.connected_since = None
+            log.info("mqtt: disconnected from %s", self.broker)

@@ -1,0 +1,208 @@
+"""The durable outbox: events survive broker outages, daemon crashes and power cuts.
+
+Every event is written to SQLite (WAL, `synchronous=FULL`: the commit is on disk when
+`put` returns) before anything tries to publish it, and is deleted only when the broker
+acknowledged it (PUBACK). The per-node `seq` is assigned in the same transaction, so it
+never repeats or goes backwards, even over a restart.
+
+The outbox is bounded by count and bytes. When a new event would exceed a bound, the
+oldest events of the lowest priority go first (priority 0 before 1 before 2), so a
+panic is dropped only when the outbox holds nothing but alarms. Drops are counted
+and persisted.
+
+Example::
+
+    box = Outbox(path, max_events=10_000, max_bytes=50_000_000)
+    seq = box.put("e1", priority=2, payload={"type": "panic"}, snapshot=None)
+    for item in box.pending(limit=100):
+        ...publish item.payload, then on PUBACK: box.remove([item.seq])
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    created REAL NOT NULL,
+    payload TEXT NOT NULL,
+    snapshot BLOB,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_drop_order ON outbox (priority, seq);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS seen_commands (id TEXT PRIMARY KEY, ts REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One event waiting for its PUBACK. `payload` already carries `seq`."""
+
+    seq: int
+    id: str
+    priority: int
+    created: float
+    payload: bytes
+    snapshot: bytes | None
+
+
+class Outbox:
+    """SQLite-backed FIFO of events with a per-node sequence number. Thread-safe."""
+
+    def __init__(self, path: Path, *, max_events: int = 20000,
+                 max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+        self._count, self._bytes = int(row[0]), int(row[1])
+
+    # -- writing -------------------------------------------------------------------------
+    def put(self, event_id: str, priority: int, payload: dict[str, Any],
+            snapshot: bytes | None = None) -> int:
+        """Store one event durably; returns its `seq` (also set in the stored payload)."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._meta("seq") + 1
+                self._set_meta("seq", seq)
+                body = json.dumps({**payload, "seq": seq}, separators=(",", ":"),
+                                  default=_jsonable).encode()
+                size = len(body) + len(snapshot or b"")
+                dropped = self._make_room(size, priority)
+                if dropped < 0:  # nothing lower or equal to drop: this one goes
+                    self._set_meta("drops", self._meta("drops") + 1)
+                else:
+                    db.execute("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (seq, event_id, int(priority), time.time(), body, snapshot, size))
+                    self._count += 1
+                    self._bytes += size
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                self._reload_totals()
+                raise
+            return seq
+
+    def _make_room(self, size: int, priority: int) -> int:
+        """Delete the oldest of the lowest priority until `size` more fits; -1 if it can't."""
+        dropped = 0
+        while self._count + 1 > self.max_events or self._bytes + size > self.max_bytes:
+            row = self._db.execute(
+                "SELECT seq, size, priority FROM outbox ORDER BY priority, seq LIMIT 1").fetchone()
+            if row is None or row[2] > priority or size > self.max_bytes:
+                return -1
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (row[0],))
+            self._count -= 1
+            self._bytes -= row[1]
+            dropped += 1
+        if dropped:
+            self._set_meta("drops", self._meta("drops") + dropped)
+        return dropped
+
+    def remove(self, seqs: list[int]) -> None:
+        """Forget acknowledged events."""
+        if not seqs:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._reload_totals()
+
+    # -- reading ------------------------------------------------------------------------
+    def pending(self, after: int = 0, limit: int = 100) -> list[Item]:
+        """Stored events with seq > `after`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, id, priority, created, payload, snapshot FROM outbox "
+                "WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+        return [Item(r[0], r[1], r[2], r[3], bytes(r[4]) if not isinstance(r[4], bytes)
+                     else r[4], r[5]) for r in rows]
+
+    def depth(self) -> int:
+        return self._count
+
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def drops(self) -> int:
+        with self._lock:
+            return self._meta("drops")
+
+    def last_seq(self) -> int:
+        with self._lock:
+            return self._meta("seq")
+
+    def oldest_created(self) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()
+        return row[0]
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the health report."""
+        oldest = self.oldest_created()
+        return {"depth": self._count, "bytes": self._bytes, "drops": self.drops(),
+                "last_seq": self.last_seq(), "max_events": self.max_events,
+                "max_bytes": self.max_bytes,
+                "oldest_age_s": None if oldest is None else round(time.time() - oldest, 1)}
+
+    # -- command ids (replay protection over restarts) -----------------------------------
+    def remember_command(self, cmd_id: str, ts: float) -> None:
+        """Keep a verified command id (durably) so a replay after a restart is refused."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO seen_commands VALUES (?, ?)", (cmd_id, ts))
+
+    def seen_commands(self, since: float) -> list[tuple[str, float]]:
+        """Remembered command ids with ts >= `since`; older ones are deleted."""
+        with self._lock:
+            self._db.execute("DELETE FROM seen_commands WHERE ts < ?", (since,))
+            return list(self._db.execute("SELECT id, ts FROM seen_commands"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- internals ---------------------------------------------------------------------
+    def _meta(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def _reload_totals(self) -> None:
+        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+        self._count, self._bytes = int(row[0]), int(row[1])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    if isinstance(value, bytes):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
