@@ -1,0 +1,330 @@
+"""One camera's detection pipeline: motion -> crops -> detector -> tracks -> reports.
+
+Per frame (I420 at the detect size):
+
+1. motion regions on the grey plane (`inference.motion`), tamper checks (`inference.tamper`);
+2. where there is motion, and around tracks due for a re-check (`recheck_s`, so a person
+   standing still stays tracked), square crops at least the model's input size are cut
+   from the frame: the model sees objects near its native scale instead of a whole frame
+   squeezed into 224 px, and runs only where something changed;
+3. detections go to the tracker; a track *alerts* once it has a best score above
+   `min_score`, a box above `min_area`, has entered a zone (when the camera has zones),
+   was seen twice, and alerts are armed. Alerting tracks are reported: start (with a
+   snapshot), updates (rate-limited), end (with the best snapshot).
+
+No frame: no work. No motion and no track due: the detector is not run.
+
+Example::
+
+    pipe = CameraPipeline("cam1", settings, detector, 640, 360, on_track=print)
+    pipe.process(frame.yuv, time.time())
+"""
+
+from __future__ import annotations
+
+import collections
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from inference.detector import Box, Detection, Detector, nms
+from inference.motion import MotionDetector
+from inference.settings import DetectSettings
+from inference.tamper import TamperDetector
+from inference.tracker import Track, Tracker
+from inference.zones import Polygon, Zone
+
+MIN_HITS = 2  # detections before a track may alert: one odd frame is not a person
+
+
+@dataclass(frozen=True)
+class TrackReport:
+    """An alerting track's start, update or end."""
+
+    camera: str
+    phase: str  # start | update | end
+    track_id: str
+    label: str
+    score: float  # best score so far
+    box: Box  # latest box, x0, y0, x1, y1 in 0..1
+    zones: list[str]
+    started: float
+    ended: float | None = None
+    snapshot: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class TamperReport:
+    """A tamper condition started or ended on a camera."""
+
+    camera: str
+    kind: str  # covered | blurred | moved
+    phase: str  # start | end
+    ts: float
+    snapshot: bytes | None = field(default=None, repr=False)
+
+
+@dataclass
+class PipelineStats:
+    """Counters of one pipeline (health figures)."""
+
+    frames: int = 0
+    motion_frames: int = 0
+    detector_runs: int = 0
+    skipped_by_motion: int = 0  # frames where the detector did not run
+    tracks_total: int = 0
+    alerts: int = 0
+    inference_ms: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=200))
+    frame_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
+
+    def as_dict(self) -> dict:
+        p50 = lambda d: round(statistics.median(d), 2) if d else None  # noqa: E731
+        return {"frames_in": self.frames, "motion_frames": self.motion_frames,
+                "detector_runs": self.detector_runs, "skipped_by_motion": self.skipped_by_motion,
+                "tracks_total": self.tracks_total, "alerts": self.alerts,
+                "inference_ms_p50": p50(self.inference_ms), "frame_ms_p50": p50(self.frame_ms)}
+
+
+def encode_jpeg(rgb: np.ndarray, box: Box | None = None, caption: str = "",
+                quality: int = 85) -> bytes:
+    """JPEG of an RGB frame, with `box` (0..1) drawn and captioned when given."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if box is not None:
+        h, w = bgr.shape[:2]
+        p0 = (int(box[0] * w), int(box[1] * h))
+        p1 = (int(box[2] * w) - 1, int(box[3] * h) - 1)
+        cv2.rectangle(bgr, p0, p1, (0, 0, 255), 2)
+        if caption:
+            cv2.putText(bgr, caption, (p0[0] + 3, max(p0[1] + 14, 14)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1, cv2.LINE_AA)
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return data.tobytes()
+
+
+class CameraPipeline:
+    """Motion-gated detection, tracking, zones and tamper for one camera."""
+
+    def __init__(self, camera: str, settings: DetectSettings, detector: Detector,
+                 width: int, height: int, *,
+                 on_track: Callable[[TrackReport], None] = lambda r: None,
+                 on_tamper: Callable[[TamperReport], None] = lambda r: None,
+                 armed: Callable[[float], bool] = lambda now: True) -> None:
+        self.camera = camera
+        self.settings = settings
+        self.detector = detector
+        self.width, self.height = width, height
+        self.on_track, self.on_tamper, self.armed = on_track, on_tamper, armed
+        masks = [m.points for m in settings.masks if m.camera == camera]
+        m = settings.motion
+        self.motion = MotionDetector(width, height, width=m.width, threshold=m.threshold,
+                                     min_area=m.min_area, alpha=m.alpha,
+                                     global_change=m.global_change, masks=masks)
+        t = settings.tamper
+        self.tamper = TamperDetector(
+            persist_s=t.persist_s, check_fps=t.check_fps, covered_contrast=t.covered_contrast,
+            blur_ratio=t.blur_ratio, moved_match=t.moved_match, learn_s=t.learn_s,
+        ) if t.enabled else None
+        self.masks = [Polygon(p) for p in masks]
+        self.zones = [Zone(z.name, z.points, z.objects) for z in settings.zones
+                      if z.camera == camera]
+        self.tracker = Tracker(lost_after_s=settings.lost_after_s)
+        self.floor = min(0.4, settings.min_score)
+        detector.min_score = min(detector.min_score, self.floor)
+        self.stats = PipelineStats()
+        self._rgb = np.empty((height, width, 3), np.uint8)
+        self._latest = np.empty((height * 3 // 2, width), np.uint8)
+        self._latest_ts = 0.0
+        self._latest_lock = threading.Lock()
+        self.last_regions: list[Box] = []
+
+    # -- per frame -------------------------------------------------------------------
+    def process(self, yuv: np.ndarray, now: float | None = None) -> None:
+        """Run one I420 frame through motion, tamper, detection and tracking."""
+        now = time.time() if now is None else now
+        started = time.perf_counter()
+        with self._latest_lock:
+            np.copyto(self._latest, yuv)
+            self._latest_ts = now
+        grey = yuv[: self.height]
+        regions = self.motion.update(grey)
+        self.last_regions = regions
+        self.stats.frames += 1
+        if regions:
+            self.stats.motion_frames += 1
+        if self.tamper is not None:
+            for kind, phase in self.tamper.update(grey, now):
+                self._report_tamper(yuv, kind, phase, now)
+        crops = self._plan_crops(regions, now)
+        detections: list[Detection] = []
+        rgb = None
+        if crops:
+            rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420, dst=self._rgb)
+            for crop in crops:
+                detections += self._detect_in(rgb, crop)
+            detections = self._filter(detections)
+            for track in self.tracker.tracks:  # everything re-checked counts as checked
+                if any(_inside(track.box, self._norm(c)) for c in crops):
+                    track.last_checked = now
+        else:
+            self.stats.skipped_by_motion += 1
+        new, seen, ended = self.tracker.update(detections, now, rgb)
+        self.stats.tracks_total = self.tracker.total
+        for track in new + seen:
+            self._note_zones(track)
+            self._consider(track, now)
+        for track in ended:
+            self._end(track, now)
+        self.stats.frame_ms.append((time.perf_counter() - started) * 1000)
+
+    def finish(self, now: float | None = None) -> None:
+        """End every track (the stream stopped)."""
+        now = time.time() if now is None else now
+        for track in self.tracker.end_all():
+            self._end(track, now)
+
+    def snapshot(self, max_age_s: float = 5.0) -> bytes | None:
+        """JPEG of the latest frame, None when there is none recent."""
+        with self._latest_lock:
+            if time.time() - self._latest_ts > max_age_s:
+                return None
+            rgb = cv2.cvtColor(self._latest, cv2.COLOR_YUV2RGB_I420)
+        return encode_jpeg(rgb)
+
+    # -- crops -----------------------------------------------------------------------
+    def _square(self, box: Box, margin: float = 1.2) -> tuple[int, int, int]:
+        """A square crop (x0, y0, side in pixels) around `box`, at least model-sized."""
+        W, H = self.width, self.height
+        bw, bh = (box[2] - box[0]) * W, (box[3] - box[1]) * H
+        side = int(max(bw * margin, bh * margin, self.detector.input_size))
+        side = min(side, max(W, H))
+        cx, cy = (box[0] + box[2]) / 2 * W, (box[1] + box[3]) / 2 * H
+        x0 = int(min(max(cx - side / 2, 0), W - side)) if side <= W else (W - side) // 2
+        y0 = int(min(max(cy - side / 2, 0), H - side)) if side <= H else (H - side) // 2
+        return x0, y0, side
+
+    def _norm(self, crop: tuple[int, int, int]) -> Box:
+        x0, y0, side = crop
+        return (x0 / self.width, y0 / self.height,
+                (x0 + side) / self.width, (y0 + side) / self.height)
+
+    def _plan_crops(self, regions: list[Box], now: float) -> list[tuple[int, int, int]]:
+        crops = [self._square(r) for r in regions]
+        for track in self.tracker.tracks:
+            due = now - track.last_checked >= self.settings.recheck_s
+            if due and not any(_inside(track.box, self._norm(c)) for c in crops):
+                crops.append(self._square(track.box, margin=1.4))
+        crops = self._merge(crops)
+        if len(crops) > self.settings.max_crops:
+            return [self._square((0.0, 0.0, 1.0, 1.0), margin=1.0)]
+        return crops
+
+    def _merge(self, crops: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        """Replace two crops by one when one square covering both is not much larger."""
+        crops = list(dict.fromkeys(crops))
+        changed = True
+        while changed and len(crops) > 1:
+            changed = False
+            for i in range(len(crops)):
+                for j in range(i + 1, len(crops)):
+                    a, b = self._norm(crops[i]), self._norm(crops[j])
+                    union = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    merged = self._square(union, margin=1.0)
+                    if merged[2] <= 1.25 * max(crops[i][2], crops[j][2]):
+                        crops = [c for k, c in enumerate(crops) if k not in (i, j)] + [merged]
+                        changed = True
+                        break
+                if changed:
+                    break
+        return crops
+
+    def _detect_in(self, rgb: np.ndarray, crop: tuple[int, int, int]) -> list[Detection]:
+        x0, y0, side = crop
+        if x0 >= 0 and y0 >= 0 and x0 + side <= self.width and y0 + side <= self.height:
+            image = rgb[y0:y0 + side, x0:x0 + side]  # a view: no copy
+        else:  # wider than the frame is high: letterbox
+            image = np.zeros((side, side, 3), np.uint8)
+            sx0, sy0 = max(x0, 0), max(y0, 0)
+            sx1, sy1 = min(x0 + side, self.width), min(y0 + side, self.height)
+            image[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+        t0 = time.perf_counter()
+        found = self.detector.detect(image)
+        self.stats.inference_ms.append((time.perf_counter() - t0) * 1000)
+        self.stats.detector_runs += 1
+        out = []
+        for d in found:
+            box = (max(0.0, (x0 + d.box[0] * side) / self.width),
+                   max(0.0, (y0 + d.box[1] * side) / self.height),
+                   min(1.0, (x0 + d.box[2] * side) / self.width),
+                   min(1.0, (y0 + d.box[3] * side) / self.height))
+            out.append(Detection(d.label, d.score, box))
+        return out
+
+    def _filter(self, detections: list[Detection]) -> list[Detection]:
+        wanted = set(self.settings.objects)
+        dets = [d for d in detections
+                if d.label in wanted and not any(m.contains_box(d.box) for m in self.masks)]
+        if len(dets) < 2:
+            return dets
+        boxes = np.array([d.box for d in dets], np.float32)
+        scores = np.array([d.score for d in dets], np.float32)
+        return [dets[i] for i in nms(boxes, scores, 0.5, len(dets))]
+
+    # -- tracks and reports ----------------------------------------------------------
+    def _note_zones(self, track: Track) -> None:
+        for zone in self.zones:
+            if zone.name not in track.zones and zone.accepts(track.label) \
+                    and zone.contains_box(track.box):
+                track.zones.append(zone.name)
+
+    def _qualifies(self, track: Track, now: float) -> bool:
+        s = self.settings
+        if track.hits < MIN_HITS or track.best_score < s.min_score or track.max_area < s.min_area:
+            return False
+        if self.zones and not track.zones:
+            return False
+        return bool(self.armed(now))
+
+    def _consider(self, track: Track, now: float) -> None:
+        state = (tuple(track.zones), round(track.best_score, 2))
+        if not track.alerting:
+            if self._qualifies(track, now):
+                track.alerting = True
+                track.last_event, track.sent_state = now, state
+                self.stats.alerts += 1
+                self.on_track(self._report(track, "start", snapshot=True))
+        elif state != track.sent_state and now - track.last_event >= \
+                self.settings.update_interval_s:
+            track.last_event, track.sent_state = now, state
+            self.on_track(self._report(track, "update"))
+
+    def _end(self, track: Track, now: float) -> None:
+        if track.alerting:
+            self.on_track(self._report(track, "end", snapshot=True, ended=track.last_seen))
+
+    def _report(self, track: Track, phase: str, *, snapshot: bool = False,
+                ended: float | None = None) -> TrackReport:
+        jpeg = None
+        if snapshot and track.best_frame is not None:
+            jpeg = encode_jpeg(track.best_frame, track.best_box,
+                               f"{track.label} {track.best_score:.2f}")
+        return TrackReport(self.camera, phase, track.id, track.label,
+                           round(track.best_score, 3), track.box, list(track.zones),
+                           track.first_seen, ended, jpeg)
+
+    def _report_tamper(self, yuv: np.ndarray, kind: str, phase: str, now: float) -> None:
+        rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
+        self.on_tamper(TamperReport(self.camera, kind, phase, now, encode_jpeg(rgb)))
+
+
+def _inside(box: Box, outer: Box) -> bool:
+    """Whether the centre of `box` lies in `outer`."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
