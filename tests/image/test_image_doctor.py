@@ -1,0 +1,209 @@
+"""`ronda doctor --json` against a working node set-up and against broken ones.
+
+Real parts: an RTSP camera (GStreamer) behind basic auth, Mosquitto, the MediaPipe tflite
+model, a tmpfs recordings mount (remounted read-only for the broken case), gpiozero mock
+pins. Clock and power depend on the machine, so the working case skips them and separate
+tests check their verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from firmware.cli import main
+from firmware.devtools.broker import free_port
+from firmware.devtools.rtsp_camera import RtspTestCamera
+from firmware.provision import doctor
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def camera() -> Iterator[RtspTestCamera]:
+    with RtspTestCamera(user="admin", password="kamera-rw05", seconds=4) as cam:
+        yield cam
+
+
+@pytest.fixture
+def recordings(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "ssd"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,noatime", "tmpfs", str(mnt)],
+                   check=True)
+    (mnt / "recordings").mkdir()
+    yield mnt / "recordings"
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def write_config(tmp_path: Path, *, camera_url: str, broker_port: int, recordings: Path,
+                 model: Path, extra: str = "") -> Path:
+    secret = tmp_path / "camera.password"
+    secret.write_text("kamera-rw05\n")
+    secret.chmod(0o600)
+    path = tmp_path / "ronda.toml"
+    path.write_text(f"""
+[node]
+id = "test-rw05"
+data_dir = "{tmp_path / 'state'}"
+
+[mqtt]
+brokers = ["mqtt://127.0.0.1:{broker_port}"]
+
+[[cameras]]
+name = "gang-utara"
+url = "{camera_url}"
+username = "admin"
+password_file = "{secret}"
+timeout_s = 5
+
+[recorder]
+path = "{recordings}"
+min_free = "1 MiB"
+
+[detect]
+enabled = true
+model = "{model}"
+
+[gpio]
+pin_factory = "mock"
+siren = {{ pin = 17 }}
+light = {{ pin = 27 }}
+panic = [{{ pin = 22 }}]
+{extra}
+""")
+    return path
+
+
+def run_doctor(capsys, cfg: Path, *extra: str) -> tuple[int, dict]:
+    code = main(["doctor", "--json", "--config", str(cfg), "--timeout", "5", *extra])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def test_working_node_passes_every_check(tmp_path, capsys, camera, broker, recordings,
+                                         models_dir):
+    cfg = write_config(tmp_path, camera_url=camera.plain_url, broker_port=broker.port,
+                       recordings=recordings, model=models_dir / "pose_detection.tflite")
+    code, report = run_doctor(capsys, cfg, "--skip", "clock,power", "--test-outputs")
+    checks = by_name(report)
+    assert code == 0 and report["ok"], report
+    assert list(checks) == ["config", "camera:gang-utara", "storage", "model", "gpio", "mqtt"]
+    cam = checks["camera:gang-utara"]["data"]
+    assert (cam["codec"], cam["width"], cam["height"]) == ("h264", 640, 360)
+    assert cam["fps"] == pytest.approx(15, abs=1)
+    storage = checks["storage"]["data"]
+    assert storage["fstype"] == "tmpfs" and "noatime" in storage["options"]
+    assert 0 < storage["free_bytes"] <= 16 * 2**20
+    assert checks["model"]["data"]["input"] == "1x224x224x3"
+    assert checks["gpio"]["data"]["pulsed"] == ["siren", "light"]
+    assert checks["mqtt"]["data"]["round_trip_ms"] > 0
+
+
+def test_camera_down_and_wrong_password_name_the_camera(tmp_path, capsys, camera, broker,
+                                                        recordings, models_dir):
+    cfg = write_config(tmp_path, camera_url=f"rtsp://127.0.0.1:{free_port()}/cam",
+                       broker_port=broker.port, recordings=recordings,
+                       model=models_dir / "pose_detection.tflite")
+    code, report = run_doctor(capsys, cfg, "--skip", "clock,power,gpio,model")
+    cam = by_name(report)["camera:gang-utara"]
+    assert code == 1 and cam["status"] == "fail"
+    assert "port" in cam["hint"] and "kamera-rw05" not in json.dumps(report)
+    (tmp_path / "camera.password").write_text("salah\n")
+    cfg = write_config(tmp_path, camera_url=camera.plain_url, broker_port=broker.port,
+                       recordings=recordings, model=models_dir / "pose_detection.tflite")
+    (tmp_path / "camera.password").write_text("salah\n")
+    code, report = run_doctor(capsys, cfg, "--skip", "clock,power,gpio,model")
+    cam = by_name(report)["camera:gang-utara"]
+    assert code == 1 and cam["status"] == "fail" and "password" in cam["hint"], cam
+    assert by_name(report)["mqtt"]["status"] == "ok"
+
+
+def test_broker_down_fails_mqtt_with_a_hint(tmp_path, capsys, recordings, models_dir):
+    cfg = write_config(tmp_path, camera_url="rtsp://127.0.0.1:1/x", broker_port=free_port(),
+                       recordings=recordings, model=models_dir / "pose_detection.tflite")
+    code, report = run_doctor(capsys, cfg, "--skip", "cameras,clock,power")
+    mqtt = by_name(report)["mqtt"]
+    assert code == 1 and mqtt["status"] == "fail"
+    assert "refused" in mqtt["detail"].lower() and "mqtt.brokers" in mqtt["hint"]
+    assert by_name(report)["storage"]["status"] == "ok"
+
+
+def test_read_only_recordings_disk_fails_storage(tmp_path, capsys, broker, recordings,
+                                                 models_dir):
+    subprocess.run(["mount", "-o", "remount,ro", str(recordings.parent)], check=True)
+    cfg = write_config(tmp_path, camera_url="rtsp://127.0.0.1:1/x", broker_port=broker.port,
+                       recordings=recordings, model=models_dir / "pose_detection.tflite")
+    code, report = run_doctor(capsys, cfg, "--skip", "cameras,clock,power")
+    storage = by_name(report)["storage"]
+    assert code == 1 and storage["status"] == "fail"
+    assert "not writable" in storage["detail"] and "read-only" in storage["hint"]
+    assert "ro" in storage["data"]["options"]
+
+
+def test_broken_model_fails_model(tmp_path, capsys, broker, recordings):
+    junk = tmp_path / "model.tflite"
+    junk.write_bytes(b"not a model" * 100)
+    cfg = write_config(tmp_path, camera_url="rtsp://127.0.0.1:1/x", broker_port=broker.port,
+                       recordings=recordings, model=junk)
+    code, report = run_doctor(capsys, cfg, "--skip", "cameras,clock,power")
+    checks = by_name(report)
+    assert code == 1 and [c["name"] for c in report["checks"] if c["status"] == "fail"] == [
+        "model"]
+    assert "TensorFlow Lite" in checks["model"]["hint"]
+
+
+def test_pin_held_by_someone_else_fails_gpio(tmp_path, recordings, models_dir):
+    from gpiozero import LED
+    from gpiozero.pins.mock import MockFactory
+
+    from firmware import config
+
+    cfg = config.load(write_config(tmp_path, camera_url="rtsp://127.0.0.1:1/x",
+                                   broker_port=1883, recordings=recordings,
+                                   model=models_dir / "pose_detection.tflite"))
+    factory = MockFactory()
+    holder = LED(27, pin_factory=factory)  # the daemon still running, say
+    try:
+        check = doctor.check_gpio(cfg, factory=factory)
+    finally:
+        holder.close()
+    assert check.status == "fail" and "systemctl stop ronda" in check.hint
+    assert "siren=17" in check.detail and "27" in check.detail
+    assert doctor.check_gpio(cfg, factory=factory).status == "ok"
+
+
+def test_bad_config_exits_78_and_names_the_field(tmp_path, capsys):
+    cfg = tmp_path / "ronda.toml"
+    cfg.write_text('[node]\nid = "Not Valid"\n')
+    code, report = run_doctor(capsys, cfg)
+    assert code == 78 and [c["name"] for c in report["checks"]] == ["config"]
+    assert "node.id" in report["checks"][0]["detail"]
+
+
+def test_table_output_names_failures(tmp_path, capsys):
+    cfg = tmp_path / "ronda.toml"
+    cfg.write_text('[node]\nid = "rw"\n[mqtt]\nenabled = false\n[gpio]\nenabled = false\n'
+                   f'[recorder]\npath = "{tmp_path / "nope"}"\n')
+    code = main(["doctor", "--config", str(cfg), "--skip", "clock,power"])
+    out = capsys.readouterr().out
+    assert code == 1 and "storage" in out and "FAIL" in out and "1 failed: storage" in out
+
+
+def test_power_and_clock_verdicts(monkeypatch):
+    monkeypatch.setattr(doctor.platform, "throttled", lambda: ["under_voltage"])
+    check = doctor.check_power()
+    assert check.status == "fail" and "supply" in check.hint
+    monkeypatch.setattr(doctor.platform, "throttled", lambda: ["under_voltage_since_boot"])
+    assert doctor.check_power().status == "warn"
+    monkeypatch.setattr(doctor.platform, "throttled", lambda: None)
+    assert doctor.check_power().status == "skip"
+    monkeypatch.setattr(doctor.platform, "clock_synced", lambda: False)
+    assert "timedatectl" in doctor.check_clock().hint
