@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _table(checks: list) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     style = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
@@ -71,9 +72,10 @@ def _table(checks: list) -> None:
     for col in ("check", "status", "detail", "fix"):
         table.add_column(col, overflow="fold")
     for c in checks:
-        table.add_row(c.name, f"[{style[c.status]}]{c.status.upper()}[/]", c.detail, c.hint)
+        table.add_row(escape(c.name), f"[{style[c.status]}]{c.status.upper()}[/]",
+                      escape(c.detail), escape(c.hint))
     console = Console()
     console.print(table)
     failed = [c.name for c in checks if c.failed]
-    console.print(f"[bold red]{len(failed)} failed: {', '.join(failed)}[/]" if failed
+    console.print(f"[bold red]{len(failed)} failed: {escape(', '.join(failed))}[/]" if failed
                   else "[green]all checks passed[/]")

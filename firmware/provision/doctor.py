@@ -106,6 +106,7 @@ def check_camera(cam: Any, timeout_s: float = 10.0) -> Check:
     streams = json.loads(proc.stdout or "{}").get("streams", []) if proc.returncode == 0 else []
     if not streams:
         err = (proc.stderr.strip().splitlines() or ["no video stream"])[-1]
+        err = err.split(": ", 1)[1] if err.startswith(args[-1] + ":") else err
         return Check(name, FAIL, f"{shown}: {_mask(err)}", _camera_hint(err))
     s = streams[0]
     fps = _rate(s.get("avg_frame_rate")) or _rate(s.get("r_frame_rate"))
@@ -125,7 +126,8 @@ def _camera_hint(err: str) -> str:
     if "404" in low or "not found" in low:
         return "wrong stream path in cameras[].url: see the camera's manual for its RTSP path"
     if "refused" in low:
-        return "the camera answers but not on this port: check the port in cameras[].url"
+        return ("that address answers but nothing listens on the port: check the port in "
+                "cameras[].url (RTSP is usually 554), or the camera is still booting")
     return "check the camera's power, cable and IP address (ping it), then its RTSP URL"
 
 
