@@ -4,16 +4,23 @@ A camera gives two `StreamInput`s: `main`, a recordable H.264/H.265 stream (stre
 by the recorder), and `detect`, a decodable stream for detection (a substream where the
 camera has one, else the main stream). Whatever the camera is (RTSP, USB, CSI), the
 consumers only hand these to ffmpeg.
+
+Cameras that need a producer process of their own (USB, Pi CSI, Jetson CSI) start it in
+`start()` and stop it in `stop()`; network cameras need neither.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+)(:[^@/\s]*)?@",
                           re.IGNORECASE)
+
+#: Codecs the recorder can stream-copy into segments.
+RECORDABLE_CODECS = ("h264", "hevc")
 
 
 def mask_credentials(text: str) -> str:
@@ -34,3 +41,55 @@ class StreamInput:
 
     def __str__(self) -> str:
         return mask_credentials(self.url)
+
+    def ffmpeg_args(self) -> list[str]:
+        """The input as ffmpeg command-line arguments, ending with ``-i URL``.
+
+        Example: ``["-rtsp_transport", "tcp", "-timeout", "10000000", "-i", "rtsp://..."]``.
+        """
+        args: list[str] = []
+        for key, value in self.options.items():
+            args += [f"-{key}", str(value)]
+        return [*args, "-i", self.url]
+
+
+StateCallback = Callable[[str, str], None]  # (state, reason)
+
+
+class Camera:
+    """A configured camera: a name, a kind, and its `main` and `detect` streams.
+
+    Subclasses fill in `main` and `detect`; producer cameras also override `start`,
+    `stop` and `health`, and call `on_source_state(state, reason)` as their producer
+    goes online or offline (the registry turns it into camera state).
+    """
+
+    kind: str = "camera"
+
+    def __init__(self, name: str, main: StreamInput, detect: StreamInput | None = None) -> None:
+        self.name = name
+        self.main = main
+        self.detect = detect or main
+        self.on_source_state: StateCallback = lambda state, reason: None
+
+    @property
+    def needs_producer(self) -> bool:
+        """Whether `start()` runs a process that the streams depend on."""
+        return False
+
+    def start(self) -> None:
+        """Start whatever produces the streams (nothing for network cameras)."""
+
+    def stop(self) -> None:
+        """Stop what `start` started."""
+
+    def reachable(self) -> bool | None:
+        """A cheap check that the source answers now (TCP connect); None if unknown."""
+        return None
+
+    def health(self) -> dict[str, Any]:
+        """Driver figures added to the camera's health entry."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} main={self.main} detect={self.detect}>"

@@ -1,10 +1,176 @@
-"""Wiring of the cameras area (not built yet: builds no component)."""
+"""Wiring of the cameras area: the camera registry, producers, probes and snapshots.
+
+Offers to the areas built after it:
+
+- ``ctx.shared["cameras"]``: the `CameraRegistry` (``get(name).main/.detect``,
+  ``report_state``, ``report_frames``);
+- ``ctx.shared["snapshot"]``: ``snapshot(camera, timeout=3.0) -> bytes | None``.
+
+Handles the ``snapshot`` remote command and turns camera state changes into
+`CameraStateEvent`s on the bus.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from typing import Any
+
+from drivers.cameras.base import Camera
+from drivers.cameras.factory import make_camera
+from drivers.cameras.probe import ProbeError, probe
+from drivers.cameras.registry import CameraRegistry
+from drivers.cameras.snapshot import grab_jpeg
+from firmware.bus import EventBus
 from firmware.component import Component
+from firmware.config import read_secret
+from firmware.events import CameraStateEvent, Command, Snapshot
 from firmware.wiring import Context
+
+log = logging.getLogger(__name__)
+
+
+class CameraService(Component):
+    """Runs the producer cameras, probes network cameras and keeps camera state fresh."""
+
+    name = "cameras"
+
+    def __init__(self, registry: CameraRegistry, *, probe_timeout_s: dict[str, float] | None = None,
+                 backoff_cap_s: dict[str, float] | None = None, reprobe_s: float = 600.0,
+                 tick_s: float = 1.0) -> None:
+        super().__init__()
+        self.registry = registry
+        self.tick_s = tick_s
+        self.reprobe_s = reprobe_s
+        self._probe_timeout = probe_timeout_s or {}
+        self._backoff_cap = backoff_cap_s or {}
+        self._next_probe: dict[str, float] = {}
+        self._probe_delay: dict[str, float] = {}
+        self._probing: dict[str, threading.Thread] = {}
+        self.probes = 0
+
+    def run(self) -> None:
+        for cam in self.registry:
+            if cam.needs_producer:
+                cam.start()
+            else:
+                self._next_probe[cam.name] = time.monotonic()
+        while True:
+            self._probe_due()
+            self.registry.refresh()
+            self.beat()
+            if self.stopping.wait(self.tick_s):
+                return
+
+    def close(self) -> None:
+        for cam in self.registry:
+            if cam.needs_producer:
+                try:
+                    cam.stop()
+                except Exception:
+                    log.exception("camera %s: stop failed", cam.name)
+
+    def health(self) -> dict[str, Any]:
+        return {"cameras": self.registry.health()}
+
+    def summary(self) -> str:
+        states = [s["state"] for s in self.registry.health().values()]
+        if not states:
+            return "no cameras"
+        return f"cameras {states.count('online')}/{len(states)} online"
+
+    # ---- probes ------------------------------------------------------------------------
+    def _probe_due(self) -> None:
+        now = time.monotonic()
+        for name, due in list(self._next_probe.items()):
+            running = self._probing.get(name)
+            if due <= now and (running is None or not running.is_alive()):
+                thread = threading.Thread(target=self._probe_one, args=(self.registry.get(name),),
+                                          name=f"probe:{name}", daemon=True)
+                self._probing[name] = thread
+                self._next_probe[name] = float("inf")  # set again when the probe ends
+                thread.start()
+
+    def _probe_one(self, cam: Camera) -> None:
+        self.probes += 1
+        timeout = self._probe_timeout.get(cam.name, 10.0)
+        delay = self._probe_delay.get(cam.name, 2.0)
+        try:
+            info = probe(cam.main, timeout)
+        except ProbeError as exc:
+            log.warning("camera %s: %s", cam.name, exc.reason)
+            self.registry.report_state(cam.name, "probe", "offline", exc.reason)
+            self._probe_delay[cam.name] = min(delay * 2, self._backoff_cap.get(cam.name, 30.0))
+            self._next_probe[cam.name] = time.monotonic() + delay
+            return
+        self.registry.report_info(cam.name, codec=info.codec,
+                                  resolution=f"{info.width}x{info.height}",
+                                  probed_fps=info.fps)
+        if info.recordable:
+            self.registry.report_state(cam.name, "probe", "online", "")
+        else:
+            self.registry.report_state(
+                cam.name, "probe", "degraded",
+                f"unsupported codec {info.codec}: set the camera's main stream to H.264 or H.265")
+        self._probe_delay[cam.name] = 2.0
+        self._next_probe[cam.name] = time.monotonic() + self.reprobe_s
+
+
+class SnapshotService:
+    """`snapshot(camera, timeout)` and the `snapshot` command handler."""
+
+    def __init__(self, registry: CameraRegistry, bus: EventBus) -> None:
+        self.registry = registry
+        self.bus = bus
+
+    def __call__(self, camera: str, timeout: float = 3.0) -> bytes | None:
+        """A JPEG of `camera` now (from its detect stream), or None."""
+        if camera not in self.registry:
+            return None
+        return grab_jpeg(self.registry.get(camera).detect, timeout)
+
+    def on_command(self, cmd: Command) -> None:
+        """Handle `snapshot` commands (others belong to other areas)."""
+        if cmd.action != "snapshot":
+            return
+        threading.Thread(target=self._answer, args=(cmd,), name="snapshot-cmd",
+                         daemon=True).start()
+
+    def _answer(self, cmd: Command) -> None:
+        camera = cmd.args.get("camera")
+        if camera is None and len(self.registry) == 1:
+            camera = self.registry.names()[0]
+        if not isinstance(camera, str) or camera not in self.registry:
+            cmd.reply(False, f"unknown camera {camera!r}; known: "
+                             f"{', '.join(self.registry.names()) or 'none'}", {})
+            return
+        timeout = float(cmd.args.get("timeout", 3.0))
+        jpeg = self(camera, timeout=min(max(timeout, 0.5), 4.5))
+        if jpeg is None:
+            state, reason = self.registry.state(camera)
+            cmd.reply(False, f"no picture from {camera} ({state}{': ' + reason if reason else ''})",
+                      {"camera": camera})
+            return
+        snap = Snapshot(camera=camera, jpeg=jpeg)
+        self.bus.publish(snap)
+        cmd.reply(True, f"snapshot of {camera}: {len(jpeg)} bytes",
+                  {"camera": camera, "bytes": len(jpeg), "ts": snap.ts})
 
 
 def build(ctx: Context) -> list[Component]:
-    return []
+    enabled = [c for c in ctx.config.cameras if c.enabled]
+    cameras = [make_camera(c, read_secret(c.password_file)) for c in enabled]
+
+    def on_change(camera: str, state: str, reason: str) -> None:
+        log.info("camera %s: %s%s", camera, state, f" ({reason})" if reason else "")
+        ctx.bus.publish(CameraStateEvent(camera=camera, state=state, reason=reason))
+
+    registry = CameraRegistry(cameras, on_change, expected_fps={c.name: c.fps for c in enabled})
+    snapshots = SnapshotService(registry, ctx.bus)
+    ctx.shared["cameras"] = registry
+    ctx.shared["snapshot"] = snapshots
+    ctx.bus.subscribe(Command, snapshots.on_command, name="cameras:snapshot")
+    return [CameraService(registry,
+                          probe_timeout_s={c.name: c.timeout_s for c in enabled},
+                          backoff_cap_s={c.name: c.backoff_cap_s for c in enabled})]

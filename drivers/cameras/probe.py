@@ -1,0 +1,89 @@
+"""What a stream carries, asked of ffprobe: codec, resolution, frame rate.
+
+Used before recording starts (and on each reconnect) so that a camera sending MJPEG, or
+a wrong password, shows up in health as a plain reason rather than as a recorder that
+restarts forever. Every message is passed through `mask_credentials`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Any
+
+from drivers.cameras.base import RECORDABLE_CODECS, StreamInput, mask_credentials
+from drivers.cameras.errors import explain
+from drivers.process import spawn, terminate
+
+
+class ProbeError(Exception):
+    """The stream could not be probed; `str()` is a masked, human reason."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = mask_credentials(detail)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """The first video stream of an input."""
+
+    codec: str
+    width: int
+    height: int
+    fps: float | None
+    profile: str = ""
+
+    @property
+    def recordable(self) -> bool:
+        """Whether the recorder can stream-copy it (H.264 or H.265)."""
+        return self.codec in RECORDABLE_CODECS
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        fps = f" {self.fps:g} fps" if self.fps else ""
+        return f"{self.codec} {self.width}x{self.height}{fps}"
+
+
+def _rate(text: str | None) -> float | None:
+    try:
+        value = float(Fraction(text or "0/0"))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return round(value, 2) if 0 < value < 1000 else None
+
+
+def probe(stream: StreamInput, timeout: float = 10.0) -> StreamInfo:
+    """Probe `stream`; raises ProbeError with a clear reason (credentials masked)."""
+    args = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams",
+            "-select_streams", "v:0", *stream.ffmpeg_args()]
+    try:
+        proc = spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise ProbeError(f"cannot run ffprobe: {exc.strerror}") from None
+    try:
+        out, err = proc.communicate(timeout=timeout + 2)
+    except subprocess.TimeoutExpired:
+        terminate(proc, 1.0)
+        raise ProbeError(f"no answer from the camera within {timeout:g} s") from None
+    finally:
+        terminate(proc, 1.0)
+    errors = err.decode(errors="replace")
+    if proc.returncode != 0:
+        raise ProbeError(explain(errors) or f"ffprobe exited with {proc.returncode}", errors)
+    try:
+        streams = json.loads(out or b"{}").get("streams", [])
+    except ValueError:
+        raise ProbeError("ffprobe printed no JSON", errors) from None
+    if not streams:
+        raise ProbeError("no video stream in the input", errors)
+    s = streams[0]
+    return StreamInfo(codec=s.get("codec_name", "unknown"), width=int(s.get("width") or 0),
+                      height=int(s.get("height") or 0),
+                      fps=_rate(s.get("avg_frame_rate")) or _rate(s.get("r_frame_rate")),
+                      profile=s.get("profile", ""))

@@ -1,0 +1,106 @@
+"""The cameras area as the daemon builds it: registry, snapshot, snapshot command, events."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import pytest
+
+from firmware import config
+from firmware.bus import EventBus
+from firmware.events import CameraStateEvent, Command, Snapshot
+from firmware.wiring import Context
+from firmware.wiring import cameras as wiring
+
+
+def build_area(tmp_path, cameras):
+    cfg = config.parse({"node": {"id": "test-node", "data_dir": str(tmp_path)},
+                        "cameras": cameras})
+    bus = EventBus()
+    ctx = Context(cfg, bus, lambda: {}, tmp_path)
+    components = wiring.build(ctx)
+    return ctx, bus, components
+
+
+def collect(bus, kind):
+    got: queue.SimpleQueue = queue.SimpleQueue()
+    bus.subscribe(kind, got.put)
+    return got
+
+
+def wait_for(q, predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            item = q.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if predicate(item):
+            return item
+    raise AssertionError("not seen in time")
+
+
+def test_registry_snapshot_and_command(tmp_path, rtsp_camera):
+    ctx, bus, components = build_area(tmp_path, [
+        {"name": "gate", "url": rtsp_camera.plain_url, "timeout_s": 3},
+        {"name": "lane", "url": "rtsp://127.0.0.1:1/none", "enabled": False},
+    ])
+    registry = ctx.shared["cameras"]
+    assert registry.names() == ["gate"]
+    assert registry.get("gate").main.url == rtsp_camera.plain_url
+    states = collect(bus, CameraStateEvent)
+    snaps = collect(bus, Snapshot)
+    bus.start()
+    (service,) = components
+    service.start()
+    try:
+        # the probe finds an H.264 stream: the camera is online, with codec facts
+        ev = wait_for(states, lambda e: e.camera == "gate", 15)
+        assert (ev.state, ev.reason) == ("online", "")
+        health = service.health()["cameras"]["gate"]
+        assert health["codec"] == "h264" and health["resolution"] == "640x360"
+        assert health["kind"] == "rtsp" and health["state"] == "online"
+
+        jpeg = ctx.shared["snapshot"]("gate", timeout=5.0)
+        assert jpeg is not None and jpeg[:2] == b"\xff\xd8" and len(jpeg) > 2000
+        assert ctx.shared["snapshot"]("nope") is None
+
+        replies: queue.SimpleQueue = queue.SimpleQueue()
+        bus.publish(Command(id="c1", action="snapshot", args={"camera": "gate", "timeout": 4},
+                            key_id="k", reply=lambda ok, msg, data: replies.put((ok, msg, data))))
+        bus.publish(Command(id="c2", action="siren", args={}, key_id="k",
+                            reply=lambda *a: replies.put(("siren", a))))
+        ok, msg, data = replies.get(timeout=10)
+        assert ok, msg
+        assert data["camera"] == "gate" and data["bytes"] > 2000
+        snap = snaps.get(timeout=5)
+        assert snap.camera == "gate" and snap.jpeg[:2] == b"\xff\xd8"
+
+        bus.publish(Command(id="c3", action="snapshot", args={"camera": "nope"}, key_id="k",
+                            reply=lambda ok, msg, data: replies.put((ok, msg, data))))
+        ok, msg, _ = replies.get(timeout=5)
+        assert not ok and "unknown camera 'nope'" in msg and "gate" in msg
+        assert replies.empty()  # the siren command was left to its owner
+    finally:
+        service.stop()
+        bus.stop()
+
+
+@pytest.mark.parametrize("codec_case", ["mjpeg"])
+def test_unsupported_codec_is_degraded_with_reason(tmp_path, codec_case):
+    from firmware.devtools.rtsp_camera import RtspTestCamera
+
+    with RtspTestCamera(codec=codec_case, fps=5) as cam:
+        _, bus, (service,) = build_area(tmp_path, [{"name": "gate", "url": cam.plain_url}])
+        states = collect(bus, CameraStateEvent)
+        bus.start()
+        service.start()
+        try:
+            ev = wait_for(states, lambda e: e.camera == "gate", 15)
+            assert ev.state == "degraded"
+            assert "unsupported codec mjpeg" in ev.reason
+            assert service.health()["cameras"]["gate"]["codec"] == "mjpeg"
+        finally:
+            service.stop()
+            bus.stop()
