@@ -1,10 +1,84 @@
-"""Wiring of the alarm area (not built yet: builds no component)."""
+"""Wiring of the alarm area: GPIO panel, alarm controller, remote commands, arming.
+
+Offers ``ctx.shared["armed"]`` (``armed(now=None) -> bool``) to the detection area and
+``ctx.shared["alarm"]`` (the `AlarmController`, e.g. to raise an alarm from a CLI).
+Subscribes to `Command` for the actions siren, light, ack and arm.
+
+A node without usable GPIO (wrong pin factory, a pin taken) still runs: the error is
+logged, shown in health (`gpio_error`) and the alarm works without outputs.
+"""
 
 from __future__ import annotations
 
+import logging
+import zoneinfo
+
+from drivers.gpio.factory import make_pin_factory
+from drivers.gpio.panel import Panel
+from firmware.alarm.arming import ArmState
+from firmware.alarm.component import AlarmComponent
+from firmware.alarm.controller import AlarmController
+from firmware.alarm.remote import RemoteControl
+from firmware.alarm.status import StatusIndicator
+from firmware.alarm.store import JsonFile
 from firmware.component import Component
+from firmware.events import Command
 from firmware.wiring import Context
+
+log = logging.getLogger(__name__)
+
+ALARM_FILE = "alarm.json"
+ARM_FILE = "arm.json"
+
+
+def _arm_state(ctx: Context, arm_file: JsonFile) -> ArmState:
+    settings = ctx.config.alarm
+    zone = zoneinfo.ZoneInfo(settings.timezone) if settings.timezone else None
+    arm = ArmState(settings.arm_mode, settings.schedule, zone)
+    saved = arm_file.load()
+    if saved:  # a remote `arm` command outlives restarts until the next one
+        try:
+            arm.set(saved["mode"], saved.get("schedule"))
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("ignoring %s: %s", arm_file.path, exc)
+    return arm
 
 
 def build(ctx: Context) -> list[Component]:
-    return []
+    settings = ctx.config.alarm
+    gpio = ctx.config.gpio
+    arm_file = JsonFile(ctx.state_dir / ARM_FILE)
+    arm = _arm_state(ctx, arm_file)
+    ctx.shared["armed"] = arm.armed
+
+    controller = AlarmController(
+        settings, ctx.bus.publish, JsonFile(ctx.state_dir / ALARM_FILE),
+        cameras=lambda: [c.name for c in ctx.config.cameras if c.enabled],
+        snapshot=lambda: ctx.shared.get("snapshot"))
+    panel: Panel | None = None
+    gpio_error = ""
+    if gpio.enabled:
+        try:
+            factory = make_pin_factory(gpio.pin_factory, gpio.jetson_numbering)
+            panel = Panel(gpio, factory, on_press=controller.on_press,
+                          on_release=controller.on_release, on_ack=controller.on_ack_key,
+                          on_change=controller.output_changed,
+                          siren_max_s=settings.siren_max_s, light_max_s=settings.light_max_s)
+        except Exception as exc:  # PinFactoryError, a pin in use...: run on without GPIO
+            gpio_error = str(exc)
+            log.error("GPIO unavailable, the panel is disabled: %s", exc)
+    status = StatusIndicator(panel.status_led if panel else None)
+    status.show("booting")
+    controller.attach(panel, status)
+    ctx.shared["alarm"] = controller
+
+    def save_arm() -> None:
+        try:
+            arm_file.save({"mode": arm.mode, "schedule": arm.schedule})
+        except OSError as exc:
+            log.error("cannot save the arm mode: %s", exc)
+
+    remote = RemoteControl(controller, arm, ctx.bus.publish, on_arm_change=save_arm)
+    ctx.bus.subscribe(Command, remote.handle, name="alarm-commands")
+    return [AlarmComponent(controller, panel, status, arm, ctx.bus.publish,
+                           shared=ctx.shared, node_health=ctx.health, gpio_error=gpio_error)]

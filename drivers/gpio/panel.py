@@ -1,0 +1,154 @@
+"""The watch post's panel: panic buttons, ack key, siren, light, status LED, buzzer.
+
+`Panel` creates each configured device on its pin (outputs off from the first instant)
+and hands button edges to callbacks *in the GPIO library's callback thread*, so whoever
+reacts can drive an output without any hand-off. Bounce is filtered here, in software
+and on the leading edge: the first edge counts at once, edges within `bounce_ms` after
+it are ignored. (Driver-level debouncing, as lgpio does it, waits for the level to be
+stable first and so delays every press by the bounce time.)
+
+Example::
+
+    panel = Panel(settings, make_pin_factory("mock"), on_press=print)
+    panel.siren.play("panic", [0.4, 0.3], cause="test")
+    panel.close()   # everything off, pins released
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from gpiozero import DigitalInputDevice, DigitalOutputDevice
+from gpiozero.pins import Factory
+
+from drivers.gpio.pattern import ChangeCallback, PatternOutput
+from drivers.gpio.settings import GpioSettings, InputPin, OutputPin, PanicInput
+
+log = logging.getLogger(__name__)
+
+# on_press(button) / on_release(button)
+EdgeCallback = Callable[["ButtonInput"], None]
+
+
+class ButtonInput:
+    """A button or key on one pin with leading-edge software debounce."""
+
+    def __init__(self, name: str, spec: InputPin, factory: Factory, *,
+                 on_press: EdgeCallback | None = None,
+                 on_release: EdgeCallback | None = None) -> None:
+        self.name = name
+        self.spec = spec
+        self.kind = spec.kind if isinstance(spec, PanicInput) else name
+        self.bounce_s = spec.bounce_ms / 1000.0
+        self.on_press = on_press
+        self.on_release = on_release
+        self.presses = 0
+        self.bounces = 0
+        self._last_edge = -1e9
+        self._lock = threading.Lock()
+        pull_up = None if spec.pull_up == "external" else spec.pull_up
+        self.device = DigitalInputDevice(spec.pin, pull_up=pull_up,
+                                         active_state=spec.active_high, pin_factory=factory)
+        self.device.when_activated = self._pressed
+        self.device.when_deactivated = self._released
+
+    @property
+    def is_pressed(self) -> bool:
+        """The pin's level now (not debounced)."""
+        return bool(self.device.is_active)
+
+    def _accept(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_edge < self.bounce_s:
+                self.bounces += 1
+                return False
+            self._last_edge = now
+            return True
+
+    def _pressed(self) -> None:
+        if not self._accept():
+            return
+        self.presses += 1
+        if self.on_press is not None:
+            self.on_press(self)
+
+    def _released(self) -> None:
+        if not self._accept():
+            return
+        if self.on_release is not None:
+            self.on_release(self)
+
+    def close(self) -> None:
+        self.device.close()
+
+
+def _output(name: str, spec: OutputPin, factory: Factory, max_on_s: float | None,
+            on_change: ChangeCallback | None) -> PatternOutput:
+    device = DigitalOutputDevice(spec.pin, active_high=spec.active_high, initial_value=False,
+                                 pin_factory=factory)
+    return PatternOutput(name, device, max_on_s=max_on_s, on_change=on_change)
+
+
+class Panel:
+    """Every configured GPIO device; absent devices are None (outputs) or left out (buttons)."""
+
+    def __init__(self, settings: GpioSettings, factory: Factory, *,
+                 on_press: EdgeCallback | None = None,
+                 on_release: EdgeCallback | None = None,
+                 on_ack: EdgeCallback | None = None,
+                 on_change: ChangeCallback | None = None,
+                 siren_max_s: float | None = None,
+                 light_max_s: float | None = None) -> None:
+        self.factory = factory
+        self.siren: PatternOutput | None = None
+        self.light: PatternOutput | None = None
+        self.status_led: PatternOutput | None = None
+        self.buzzer: PatternOutput | None = None
+        self.buttons: list[ButtonInput] = []
+        self.ack: ButtonInput | None = None
+        try:
+            # Outputs first: they must be driven off before anything can press a button.
+            limits = {"siren": siren_max_s, "light": light_max_s}
+            for name in ("siren", "light", "status_led", "buzzer"):
+                spec = getattr(settings, name)
+                if spec is not None:
+                    setattr(self, name, _output(name, spec, factory, limits.get(name),
+                                                on_change))
+            for i, spec in enumerate(settings.panic):
+                name = f"panic:{spec.name or i}"
+                self.buttons.append(ButtonInput(name, spec, factory, on_press=on_press,
+                                                on_release=on_release))
+            if settings.ack is not None:
+                self.ack = ButtonInput("ack", settings.ack, factory, on_press=on_ack)
+        except Exception:
+            self.close()
+            raise
+
+    def outputs(self) -> dict[str, PatternOutput]:
+        """The present outputs by name."""
+        return {n: o for n in ("siren", "light", "status_led", "buzzer")
+                if (o := getattr(self, n)) is not None}
+
+    def all_off(self, cause: str) -> None:
+        """Every output off now."""
+        for out in self.outputs().values():
+            try:
+                out.off(cause=cause)
+            except Exception:
+                log.exception("cannot switch %s off", out.name)
+
+    def close(self) -> None:
+        """Outputs off and every pin released."""
+        for button in [*self.buttons, *([self.ack] if self.ack else [])]:
+            try:
+                button.close()
+            except Exception:
+                log.debug("closing %s failed", button.name, exc_info=True)
+        for out in self.outputs().values():
+            out.close()
+        self.buttons, self.ack = [], None
+        self.siren = self.light = self.status_led = self.buzzer = None

@@ -1,0 +1,204 @@
+"""An on/off output that plays a rhythm and never stays on longer than it may.
+
+`play()` switches the pin on *in the caller's thread* (so a GPIO callback drives the siren
+within microseconds), then a worker thread of the output walks the rhythm and switches it
+off at the deadline. The deadline is enforced here, in the driver, by the output's own
+thread: no bus, network or disk is involved, so `max_on_s` holds whatever the rest of the
+daemon is doing.
+
+Example::
+
+    siren = PatternOutput("siren", DigitalOutputDevice(23), max_on_s=180)
+    siren.play("panic", [0.4, 0.3, 0.4, 1.5], cause="button:panic")
+    ...
+    siren.off(cause="key:ack")
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+# on_change(name, state, cause, until_wall_clock_or_None)
+MAX_WAIT_S = 60.0  # longest single sleep of the worker (Condition.wait cannot take inf)
+
+ChangeCallback = Callable[[str, str, str, "float | None"], None]
+
+
+class Switch(Protocol):
+    """What PatternOutput drives: a gpiozero DigitalOutputDevice or anything alike."""
+
+    def on(self) -> None: ...
+    def off(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def level_at(steps: Sequence[float], elapsed: float) -> tuple[bool, float]:
+    """Whether a rhythm is on `elapsed` s after it started, and for how much longer.
+
+    `steps` alternate on and off durations, starting with on; empty means steady on.
+    """
+    period = sum(steps)
+    if not steps or period <= 0:
+        return True, math.inf
+    t = elapsed % period
+    for i, step in enumerate(steps):
+        if t < step:
+            return i % 2 == 0, step - t
+        t -= step
+    return False, 1e-3  # float rounding at the very end of a period
+
+
+class PatternOutput:
+    """One output: off, steady on, or a repeated rhythm, with a hard time limit."""
+
+    def __init__(self, name: str, device: Switch, *, max_on_s: float | None = None,
+                 on_change: ChangeCallback | None = None) -> None:
+        self.name = name
+        self.device = device
+        self.max_on_s = max_on_s
+        self.on_change = on_change
+        self._cond = threading.Condition()
+        self._steps: tuple[float, ...] = ()
+        self._label = "off"
+        self._started = 0.0
+        self._until = math.inf
+        self._active = False
+        self._level = False
+        self._closed = False
+        self.changes = 0
+        self.device.off()
+        self._thread = threading.Thread(target=self._run, name=f"out:{name}", daemon=True)
+        self._thread.start()
+
+    # -- control ---------------------------------------------------------------------
+    def play(self, label: str, steps: Sequence[float] = (), *, cause: str,
+             duration_s: float | None = None) -> float | None:
+        """Start rhythm `steps` now (pin on before this returns); returns the wall-clock end.
+
+        The output stops after `duration_s`, and never later than `max_on_s`.
+        """
+        limit = min(x for x in (duration_s, self.max_on_s, math.inf) if x is not None)
+        now = time.monotonic()
+        with self._cond:
+            if self._closed:
+                return None
+            self._steps = tuple(steps)
+            self._label = label
+            self._started = now
+            self._until = now + limit
+            self._active = True
+            self._set(True)
+            self._cond.notify()
+        until = None if math.isinf(limit) else time.time() + limit
+        self._report(label, cause, until)
+        return until
+
+    def on(self, *, cause: str, duration_s: float | None = None) -> float | None:
+        """Steady on (for `duration_s`, at most `max_on_s`)."""
+        return self.play("on", (), cause=cause, duration_s=duration_s)
+
+    def off(self, *, cause: str) -> bool:
+        """Off now; returns whether it was on."""
+        with self._cond:
+            was = self._active
+            self._active = False
+            self._label = "off"
+            self._set(False)
+            self._cond.notify()
+        if was:
+            self._report("off", cause, None)
+        return was
+
+    def close(self) -> None:
+        """Off, stop the worker, release the pin."""
+        with self._cond:
+            self._closed = True
+            self._active = False
+            self._set(False)
+            self._cond.notify()
+        self._thread.join(2.0)
+        try:
+            self.device.close()
+        except Exception:  # closing twice or a pin already gone
+            log.debug("%s: close failed", self.name, exc_info=True)
+
+    # -- state -----------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        """Whether the output is playing (on or in the off part of its rhythm)."""
+        return self._active
+
+    @property
+    def label(self) -> str:
+        """'off', 'on' or the name of the rhythm being played."""
+        return self._label
+
+    def on_for(self) -> float:
+        """Seconds since the output was started, 0 when off."""
+        return time.monotonic() - self._started if self._active else 0.0
+
+    def remaining_s(self) -> float | None:
+        """Seconds left before the deadline (None when off or unlimited)."""
+        if not self._active or math.isinf(self._until):
+            return None
+        return max(0.0, self._until - time.monotonic())
+
+    def health(self) -> dict[str, Any]:
+        return {"state": self._label, "level": self._level, "remaining_s":
+                None if self.remaining_s() is None else round(self.remaining_s() or 0, 1)}
+
+    # -- internals -------------------------------------------------------------------
+    def _set(self, level: bool) -> None:
+        if level != self._level:
+            if level:
+                self.device.on()
+            else:
+                self.device.off()
+            self._level = level  # only once the pin really changed: a failure is retried
+            self.changes += 1
+
+    def _report(self, state: str, cause: str, until: float | None) -> None:
+        log.info("output %s -> %s (%s)", self.name, state, cause)
+        if self.on_change is not None:
+            try:
+                self.on_change(self.name, state, cause, until)
+            except Exception:
+                log.exception("%s: change callback failed", self.name)
+
+    def _run(self) -> None:
+        while not self._closed:
+            try:
+                self._step()
+            except Exception:  # this thread enforces the deadline: it must not die
+                log.exception("%s: output worker error", self.name)
+                time.sleep(0.01)
+
+    def _step(self) -> None:
+        expired = False
+        with self._cond:
+            if self._closed:
+                return
+            if not self._active:
+                if self._level:  # an earlier off() failed half-way: insist
+                    self._set(False)
+                self._cond.wait(MAX_WAIT_S)
+                return
+            now = time.monotonic()
+            if now >= self._until:
+                self._active = False
+                self._label = "off"
+                expired = True
+                self._set(False)
+            else:
+                level, left = level_at(self._steps, now - self._started)
+                self._set(level)
+                self._cond.wait(min(left, self._until - now, MAX_WAIT_S))
+        if expired:
+            self._report("off", "timeout", None)

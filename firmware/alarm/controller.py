@@ -1,0 +1,364 @@
+"""The alarm state machine: idle -> alarm -> (silenced) -> idle.
+
+The fast path runs in the GPIO library's callback thread: a press takes a lock held only
+for microseconds, drives the siren and light pins, and queues the rest. Everything slow or
+fallible (bus messages, the state file, camera snapshots) happens afterwards on the
+controller's worker thread, so a dead broker, a missing camera or a slow SD card never
+delays the siren.
+
+Phases reported as `AlarmEvent`s (the `raised` phase of a panic is a `PanicEvent`, whose
+`id` is the alarm id; later phases carry the same `alarm_id`):
+
+- ``raised``: a button (or hold) started an alarm;
+- ``silenced``: the siren stopped (siren_max_s, or a remote `siren off`) while the alarm
+  stays active (light on);
+- ``cleared``: acknowledged (local key or `ack` command) or timed out;
+- ``recovered``: reported after a restart for an alarm that was active when the daemon
+  died; the outputs stay off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.gpio.panel import ButtonInput, Panel
+from firmware.alarm.settings import AlarmSettings
+from firmware.alarm.status import StatusIndicator
+from firmware.alarm.store import JsonFile
+from firmware.events import (
+    AlarmEvent,
+    Message,
+    OutputChanged,
+    PanicEvent,
+    ProtectClip,
+    Snapshot,
+    new_id,
+)
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[Message], None]
+SnapshotFn = Callable[..., "bytes | None"]
+
+
+@dataclass
+class ActiveAlarm:
+    """The alarm in progress (also what `alarm.json` holds)."""
+
+    alarm_id: str
+    kind: str
+    source: str
+    started: float  # wall clock
+    presses: int = 1
+    silenced: bool = False
+    started_mono: float = dataclasses.field(default_factory=time.monotonic)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("started_mono")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ActiveAlarm:
+        return cls(alarm_id=str(data["alarm_id"]), kind=str(data.get("kind", "panic")),
+                   source=str(data.get("source", "")), started=float(data["started"]),
+                   presses=int(data.get("presses", 1)),
+                   silenced=bool(data.get("silenced", False)))
+
+
+class AlarmController:
+    """Panic presses, acknowledgement, the outputs during an alarm, and its reports."""
+
+    def __init__(self, settings: AlarmSettings, publish: Publish, store: JsonFile, *,
+                 cameras: Callable[[], list[str]] = list,
+                 snapshot: Callable[[], SnapshotFn | None] = lambda: None) -> None:
+        self.settings = settings
+        self.publish = publish
+        self.store = store
+        self.cameras = cameras
+        self.snapshot = snapshot
+        self.panel: Panel | None = None
+        self.status: StatusIndicator | None = None
+        self.alarm: ActiveAlarm | None = None
+        self.holding: set[str] = set()
+        self.counts = {"alarms": 0, "presses": 0, "acks": 0, "short_holds": 0}
+        self._lock = threading.RLock()
+        self._hold_timers: dict[str, threading.Timer] = {}
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._recovered = self._load_interrupted()
+        self._worker = threading.Thread(target=self._work, name="alarm-worker", daemon=True)
+        self._worker.start()
+
+    def attach(self, panel: Panel | None, status: StatusIndicator | None = None) -> None:
+        """Use `panel`'s outputs (build the panel with this controller's callbacks)."""
+        self.panel = panel
+        self.status = status
+
+    # -- the fast path (GPIO callback threads) -----------------------------------------
+    def on_press(self, button: ButtonInput) -> None:
+        """A panic button went down."""
+        source = f"button:{button.name}"
+        if self.settings.panic_policy == "instant" or self.alarm is not None:
+            self.trigger(button.kind, source)
+            return
+        with self._lock:  # hold policy: feedback now, alarm if still held after hold_s
+            if button.name in self._hold_timers:
+                return
+            timer = threading.Timer(self.settings.hold_s, self._hold_elapsed, (button,))
+            timer.daemon = True
+            self._hold_timers[button.name] = timer
+            self.holding.add(button.name)
+            self._feedback(True)
+        timer.start()
+
+    def on_release(self, button: ButtonInput) -> None:
+        """A panic button came up: a hold shorter than hold_s is abandoned."""
+        with self._lock:
+            timer = self._hold_timers.pop(button.name, None)
+            if timer is None:
+                return
+            timer.cancel()
+            self.holding.discard(button.name)
+            self.counts["short_holds"] += 1
+            self._feedback(bool(self.holding))
+        log.info("%s released before %.1f s: no alarm", button.name, self.settings.hold_s)
+
+    def on_ack_key(self, button: ButtonInput) -> None:
+        """The local acknowledge key went down."""
+        self.ack(f"key:{button.name}")
+
+    def trigger(self, kind: str, source: str) -> str:
+        """Raise an alarm of `kind` (or count a press on the active one); returns its id."""
+        now = time.time()
+        with self._lock:
+            alarm = self.alarm
+            if alarm is None:
+                alarm = ActiveAlarm(new_id(), kind, source, now)
+                self.alarm = alarm
+                self._sound(alarm.kind, source)
+                self.counts["alarms"] += 1
+                self._jobs.put(functools.partial(self._raised, dataclasses.replace(alarm)))
+            else:
+                alarm.presses += 1
+                self.counts["presses"] += 1
+                siren = self.panel.siren if self.panel else None
+                if siren is not None and not siren.active:  # pressed again after the cut-off
+                    alarm.silenced = False
+                    self._sound(alarm.kind, source, light=False)
+                self._jobs.put(functools.partial(self._pressed, dataclasses.replace(alarm)))
+            return alarm.alarm_id
+
+    def ack(self, source: str) -> ActiveAlarm | None:
+        """Silence and clear: every alarm output off; returns the alarm that was active."""
+        with self._lock:
+            alarm, self.alarm = self.alarm, None
+            for timer in self._hold_timers.values():
+                timer.cancel()
+            self._hold_timers.clear()
+            self.holding.clear()
+            if self.panel is not None:
+                for out in (self.panel.siren, self.panel.light, self.panel.buzzer):
+                    if out is not None:
+                        out.off(cause=source)
+            if alarm is not None:
+                self.counts["acks"] += 1
+                self._jobs.put(lambda: self._ended(alarm, source))
+        return alarm
+
+    def _sound(self, kind: str, cause: str, light: bool = True) -> None:
+        panel = self.panel
+        if panel is None:
+            return
+        if panel.siren is not None:
+            name, steps = self.settings.pattern_for(kind)
+            panel.siren.play(name, steps, cause=cause)
+        if light and panel.light is not None:
+            if self.settings.light_mode == "strobe":
+                panel.light.play("strobe", self.settings.strobe, cause=cause)
+            else:
+                panel.light.on(cause=cause)
+
+    def _feedback(self, on: bool) -> None:
+        buzzer = self.panel.buzzer if self.panel else None
+        if buzzer is not None:
+            if on:
+                buzzer.on(cause="hold", duration_s=self.settings.hold_s + 1)
+            else:
+                buzzer.off(cause="hold")
+        if self.status is not None:
+            if on:
+                self.status.show("holding")
+            else:
+                self.status.mode = ""  # the status loop shows the right mode again
+
+    def _hold_elapsed(self, button: ButtonInput) -> None:
+        with self._lock:
+            if self._hold_timers.pop(button.name, None) is None:
+                return
+            self.holding.discard(button.name)
+            still = button.is_pressed
+            self._feedback(bool(self.holding))
+        if still:
+            self.trigger(button.kind, f"button:{button.name}")
+        else:
+            log.info("%s was released during the hold: no alarm", button.name)
+
+    # -- output changes (any thread) ---------------------------------------------------
+    def output_changed(self, name: str, state: str, cause: str, until: float | None) -> None:
+        """Panel callback: publish the change; a siren stopping mid-alarm is `silenced`."""
+        self.publish(OutputChanged(name=name, state=state, cause=cause, until=until))
+        if name != "siren" or state != "off":
+            return
+        with self._lock:
+            alarm = self.alarm
+            if alarm is None or alarm.silenced:
+                return
+            alarm.silenced = True
+            snap = dataclasses.replace(alarm)
+        self._jobs.put(lambda: self._phase(snap, "silenced", cause))
+
+    def tick(self) -> None:
+        """Periodic checks (from the component): clear a finished alarm; guard the siren."""
+        panel = self.panel
+        siren = panel.siren if panel else None
+        if siren is not None and siren.on_for() > self.settings.siren_max_s + 1.0:
+            log.error("siren on past siren_max_s: forcing it off")
+            siren.off(cause="guard")
+        with self._lock:
+            alarm = self.alarm
+            if alarm is None:
+                return
+            outputs = [o for o in (siren, panel.light if panel else None) if o is not None]
+            elapsed = time.monotonic() - alarm.started_mono
+            if any(o.active for o in outputs) or elapsed < self.settings.siren_max_s:
+                return
+        self.ack("timeout")
+
+    # -- the slow path (worker thread) -------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception:
+                log.exception("alarm job failed")
+
+    def _raised(self, alarm: ActiveAlarm) -> None:
+        cls = PanicEvent if alarm.kind == "panic" else AlarmEvent
+        self.publish(cls(id=alarm.alarm_id, ts=alarm.started, alarm_id=alarm.alarm_id,
+                         kind=alarm.kind, phase="raised", source=alarm.source, presses=1))
+        self.publish(ProtectClip(event_id=alarm.alarm_id,
+                                 start=alarm.started - self.settings.pre_s,
+                                 end=alarm.started + self.settings.post_s))
+        self._save(alarm)
+        self._take_snapshots(alarm)
+
+    def _pressed(self, alarm: ActiveAlarm) -> None:
+        log.info("alarm %s: press %d (%s)", alarm.alarm_id, alarm.presses, alarm.source)
+        if self.alarm is not None and self.alarm.alarm_id == alarm.alarm_id:
+            self._save(alarm)
+
+    def _ended(self, alarm: ActiveAlarm, source: str) -> None:
+        self._phase(alarm, "cleared", source)
+        self.publish(ProtectClip(event_id=alarm.alarm_id,
+                                 start=alarm.started - self.settings.pre_s,
+                                 end=time.time() + self.settings.post_s))
+        if self.alarm is None:
+            try:
+                self.store.clear()
+            except OSError as exc:
+                log.error("cannot clear %s: %s", self.store.path, exc)
+
+    def _phase(self, alarm: ActiveAlarm, phase: str, source: str) -> None:
+        log.info("alarm %s %s (%s, %d presses)", alarm.alarm_id, phase, source, alarm.presses)
+        self.publish(AlarmEvent(alarm_id=alarm.alarm_id, kind=alarm.kind, phase=phase,
+                                source=source, presses=alarm.presses))
+
+    def _save(self, alarm: ActiveAlarm) -> None:
+        try:
+            self.store.save(alarm.to_json())
+        except OSError as exc:  # a full or read-only disk must not stop the alarm
+            log.error("cannot persist the alarm to %s: %s", self.store.path, exc)
+
+    def _take_snapshots(self, alarm: ActiveAlarm) -> None:
+        fn = self.snapshot()
+        if fn is None:
+            return
+        for camera in self.cameras():
+            threading.Thread(target=self._snapshot_one, args=(fn, camera, alarm),
+                             name=f"alarm-snap:{camera}", daemon=True).start()
+
+    def _snapshot_one(self, fn: SnapshotFn, camera: str, alarm: ActiveAlarm) -> None:
+        try:
+            jpeg = fn(camera, timeout=self.settings.snapshot_timeout_s)
+        except Exception as exc:
+            log.warning("alarm %s: no snapshot of %s: %s", alarm.alarm_id, camera, exc)
+            return
+        if jpeg:
+            self.publish(Snapshot(camera=camera, jpeg=jpeg))
+        else:
+            log.warning("alarm %s: camera %s gave no snapshot", alarm.alarm_id, camera)
+
+    # -- restart -----------------------------------------------------------------------
+    def _load_interrupted(self) -> ActiveAlarm | None:
+        data = self.store.load()
+        if not data:
+            return None
+        try:
+            return ActiveAlarm.from_json(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("ignoring a damaged %s: %s", self.store.path, exc)
+            return None
+
+    def report_interrupted(self) -> ActiveAlarm | None:
+        """Report (once) the alarm that was active when the daemon last died."""
+        alarm, self._recovered = self._recovered, None
+        if alarm is None:
+            return None
+        log.warning("alarm %s (%s, since %s) was interrupted by a restart; outputs stay off",
+                    alarm.alarm_id, alarm.kind, time.ctime(alarm.started))
+        self.publish(AlarmEvent(alarm_id=alarm.alarm_id, kind=alarm.kind, phase="recovered",
+                                source="restart", presses=alarm.presses))
+        self.publish(ProtectClip(event_id=alarm.alarm_id,
+                                 start=alarm.started - self.settings.pre_s,
+                                 end=time.time() + self.settings.post_s))
+        with self._lock:
+            if self.alarm is None:
+                self._jobs.put(self._clear_if_idle)
+        return alarm
+
+    def _clear_if_idle(self) -> None:
+        if self.alarm is None:
+            self.store.clear()
+
+    # -- life cycle --------------------------------------------------------------------
+    def drain(self, timeout: float = 2.0) -> bool:
+        """Wait until the worker has done what is queued (tests, orderly stop)."""
+        done = threading.Event()
+        self._jobs.put(done.set)
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        """Stop the worker (after its queue)."""
+        self._jobs.put(None)
+        self._worker.join(2.0)
+
+    def health(self) -> dict[str, Any]:
+        alarm = self.alarm
+        return {
+            "state": "alarm" if alarm else "idle",
+            "alarm": None if alarm is None else {**alarm.to_json(),
+                                                 "age_s": round(time.time() - alarm.started)},
+            "holding": sorted(self.holding),
+            **self.counts,
+        }

@@ -1,0 +1,176 @@
+"""Panic button -> siren and light, events, clips; bounce, repeats, hold, cut-off, ack."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import wait_for
+
+from firmware.events import AlarmEvent, OutputChanged, PanicEvent, ProtectClip
+
+
+def test_press_drives_siren_and_light_before_the_callback_returns(make_node):
+    node = make_node()
+    siren, light = node.pin("siren"), node.pin("light")
+    assert (siren.state, light.state) == (False, False)
+    node.press()
+    # drive_low runs the GPIO callback synchronously (as the GPIO library's thread would):
+    # the outputs are already on when it returns, before any bus or disk work.
+    assert siren.state is True and light.state is True
+    raised = node.wait(PanicEvent)
+    assert raised.phase == "raised" and raised.kind == "panic"
+    assert raised.source == "button:panic:pos" and raised.id == raised.alarm_id
+    clip = node.wait(ProtectClip, event_id=raised.alarm_id)
+    assert clip.start == raised.ts - 30 and clip.end == raised.ts + 120 and clip.cameras == ()
+    on = node.wait(OutputChanged, name="siren", state="panic")
+    assert on.cause == "button:panic:pos" and on.until is not None
+    saved = wait_for(lambda: (node.ctx.state_dir / "alarm.json").exists(), what="alarm.json")
+    assert saved
+    data = json.loads((node.ctx.state_dir / "alarm.json").read_text())
+    assert data["alarm_id"] == raised.alarm_id and data["kind"] == "panic"
+
+
+def test_fire_button_raises_a_fire_alarm_with_its_own_rhythm(make_node):
+    node = make_node(alarm={"patterns": {"panic": [0.05, 0.05], "fire": [0.02, 0.2]},
+                            "kind_patterns": {"fire": "fire"}})
+    node.press("fire")
+    event = node.wait(AlarmEvent, phase="raised")
+    assert type(event) is AlarmEvent and event.kind == "fire"
+    assert node.panel.siren.label == "fire"
+    # the rhythm really plays on the pin: on 20 ms, off 200 ms
+    time.sleep(0.1)
+    assert node.pin("siren").state is False
+    wait_for(lambda: node.pin("siren").state, 1.0, "the second beat")
+
+
+def test_bounce_is_one_press(make_node):
+    node = make_node()
+    pin = node.pin("panic")
+    for _ in range(5):  # contact chatter within the 30 ms window
+        pin.drive_low()
+        pin.drive_high()
+    pin.drive_low()
+    button = node.panel.buttons[0]
+    assert button.presses == 1 and button.bounces == 10
+    node.wait(PanicEvent)
+    assert node.controller.alarm.presses == 1
+
+
+def test_repeated_presses_are_counted_not_new_alarms(make_node):
+    node = make_node()
+    node.tap()
+    for _ in range(3):
+        node.tap()
+    node.tap("fire")  # another button during the alarm counts too
+    assert node.controller.alarm.presses == 5
+    node.tap("ack")
+    cleared = node.wait(AlarmEvent, phase="cleared")
+    assert cleared.presses == 5
+    assert len(node.of(AlarmEvent, phase="raised")) == 1
+    saved = node.controller.health()
+    assert saved["alarms"] == 1 and saved["presses"] == 4
+
+
+def test_siren_stops_at_siren_max_s_even_without_bus_or_ack(make_node):
+    # The bus is never started: no subscriber runs, yet the siren must stop by itself.
+    node = make_node(start=False, alarm={"siren_max_s": 0.3, "light_max_s": 60})
+    siren, light = node.pin("siren"), node.pin("light")
+    t0 = time.monotonic()
+    node.press()
+    assert siren.state is True
+    wait_for(lambda: not node.panel.siren.active, 2.0, "the siren cut-off")
+    elapsed = time.monotonic() - t0
+    assert 0.25 <= elapsed < 1.0
+    assert siren.state is False
+    assert node.panel.light.active  # the light continues up to light_max_s
+    assert node.controller.alarm is not None  # nobody acknowledged
+    node.bus.start()
+    silenced = node.wait(AlarmEvent, phase="silenced")
+    assert silenced.source == "timeout"
+    off = node.wait(OutputChanged, name="siren", state="off")
+    assert off.cause == "timeout"
+    node.started = True
+
+
+def test_press_after_cutoff_sounds_again_in_the_same_alarm(make_node):
+    node = make_node(alarm={"siren_max_s": 0.2})
+    node.tap()
+    wait_for(lambda: not node.panel.siren.active, 2.0, "the cut-off")
+    node.tap()
+    assert node.pin("siren").state is True
+    assert node.controller.alarm.presses == 2
+    assert len(node.of(AlarmEvent, phase="raised")) == 1
+
+
+def test_alarm_clears_by_itself_when_siren_and_light_are_done(make_node):
+    node = make_node(alarm={"siren_max_s": 0.2, "light_max_s": 0.4})
+    node.tap()
+    cleared = node.wait(AlarmEvent, phase="cleared", timeout=3)
+    assert cleared.source == "timeout"
+    assert not (node.ctx.state_dir / "alarm.json").exists() or wait_for(
+        lambda: not (node.ctx.state_dir / "alarm.json").exists(), 2, "alarm.json removed")
+
+
+def test_ack_key_silences_and_clears(make_node):
+    node = make_node()
+    node.tap()
+    raised = node.wait(PanicEvent)
+    wait_for(lambda: (node.ctx.state_dir / "alarm.json").exists(), what="alarm.json")
+    node.tap("ack")
+    assert node.pin("siren").state is False and node.pin("light").state is False
+    cleared = node.wait(AlarmEvent, phase="cleared")
+    assert cleared.alarm_id == raised.alarm_id and cleared.source == "key:ack"
+    clips = wait_for(lambda: len(node.of(ProtectClip, event_id=raised.alarm_id)) == 2 and
+                     node.of(ProtectClip, event_id=raised.alarm_id), what="the second clip")
+    assert clips[1].end > clips[0].start and clips[1].start == clips[0].start
+    wait_for(lambda: not (node.ctx.state_dir / "alarm.json").exists(), what="alarm.json gone")
+    assert node.wait(OutputChanged, name="siren", state="off", cause="key:ack")
+    # a fresh press after the ack is a new alarm
+    node.tap()
+    wait_for(lambda: len(node.of(AlarmEvent, phase="raised")) == 2, what="a second alarm")
+
+
+def test_hold_policy_short_press_gives_feedback_but_no_alarm(make_node):
+    node = make_node(alarm={"panic_policy": "hold", "hold_s": 0.3})
+    buzzer, led = node.pin("buzzer"), node.pin("status_led")
+    node.press()
+    assert buzzer.state is True and led.state is True  # immediate feedback while holding
+    assert node.pin("siren").state is False
+    time.sleep(0.1)
+    node.release()
+    assert buzzer.state is False
+    time.sleep(0.4)
+    assert node.pin("siren").state is False and node.controller.alarm is None
+    assert node.controller.counts["short_holds"] == 1
+
+
+def test_hold_policy_long_press_raises_after_hold_s(make_node):
+    node = make_node(alarm={"panic_policy": "hold", "hold_s": 0.3})
+    t0 = time.monotonic()
+    node.press()
+    wait_for(lambda: node.pin("siren").state, 2.0, "siren after the hold")
+    assert time.monotonic() - t0 >= 0.28
+    assert node.pin("buzzer").state is False  # feedback ends when the alarm starts
+    node.release()
+    event = node.wait(PanicEvent)
+    assert event.source == "button:panic:pos"
+
+
+def test_slow_subscribers_and_cameras_do_not_delay_the_siren(make_node):
+    """Broker down and cameras absent look like this from the alarm: a bus subscriber that
+    blocks (an MQTT outbox stuck on a dead network) and a snapshot call that hangs."""
+    def hanging_snapshot(camera, timeout=3.0):
+        time.sleep(timeout)
+        return None
+
+    node = make_node(start=False, shared={"snapshot": hanging_snapshot},
+                     alarm={"snapshot_timeout_s": 1.0},
+                     cameras=[{"name": "gang", "url": "rtsp://127.0.0.1:9/x"}])
+    node.bus.subscribe(PanicEvent, lambda ev: time.sleep(5), name="stuck-mqtt")
+    node.start()
+    t0 = time.perf_counter()
+    node.press()
+    elapsed = time.perf_counter() - t0
+    assert node.pin("siren").state is True and elapsed < 0.05
+    assert node.wait(PanicEvent).kind == "panic"  # the other subscribers still get it
