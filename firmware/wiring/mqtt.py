@@ -70,7 +70,7 @@ class MqttBridge(Component):
                 self.link.set_retained(topic, encode(conf))
         self.commands_accepted = 0
         self.commands_refused = 0
-        self.event_errors = 0
+        self.events_stored = 0  # events this process put into the outbox
         bus.subscribe(Event, self.on_event, name="mqtt:events")
         bus.subscribe(Snapshot, self.on_snapshot, name="mqtt:snapshots")
         bus.subscribe(OutputChanged, self.on_output, name="mqtt:outputs")
@@ -101,6 +101,7 @@ class MqttBridge(Component):
         """Store the event durably (seq assigned), then let the link publish it."""
         payload = event_payload(event.payload(), self.node, self.topics, bool(event.snapshot))
         self.outbox.put(event.id, int(event.priority), payload, event.snapshot or None)
+        self.events_stored += 1
         self.link.wake()
 
     def on_snapshot(self, snap: Snapshot) -> None:

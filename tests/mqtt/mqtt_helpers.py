@@ -1,0 +1,104 @@
+"""Helpers of the MQTT tests: a recording subscriber, schema checks, node configs."""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from mqtt import schema
+
+
+class Recorder:
+    """A paho subscriber that keeps every message it gets, with its arrival time."""
+
+    def __init__(self, port: int, topics: str | list[str] = "ronda/v1/#", *,
+                 client_id: str = "", clean: bool = True, **tls: Any) -> None:
+        self.messages: list[tuple[str, bytes, bool, float]] = []
+        self.lock = threading.Condition()
+        self.topics = [topics] if isinstance(topics, str) else topics
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  clean_session=clean)
+        self.client.on_message = self._on_message
+        self.client.on_connect = self._on_connect
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.port = port
+        self.subscribed = threading.Event()
+
+    def _on_connect(self, client: paho.Client, *_: Any) -> None:
+        for topic in self.topics:
+            client.subscribe(topic, qos=1)
+        self.subscribed.set()
+
+    def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain), time.time()))
+            self.lock.notify_all()
+
+    def start(self) -> Recorder:
+        self.client.connect("127.0.0.1", self.port, keepalive=10)
+        self.client.loop_start()
+        assert self.subscribed.wait(10), "recorder did not connect"
+        time.sleep(0.1)  # SUBACK
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait_for(self, predicate: Callable[[list[tuple[str, bytes, bool, float]]], Any],
+                 timeout: float = 15.0) -> Any:
+        """Wait until `predicate(messages)` is truthy; returns its value."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while True:
+                value = predicate(list(self.messages))
+                if value:
+                    return value
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out; got {len(self.messages)} messages: "
+                                         f"{[m[0] for m in self.messages[-10:]]}")
+                self.lock.wait(min(left, 0.2))
+
+    def payloads(self, suffix: str) -> list[bytes]:
+        with self.lock:
+            return [m[1] for m in self.messages if m[0].endswith(suffix)]
+
+    def json(self, suffix: str) -> list[dict[str, Any]]:
+        return [json.loads(p) for p in self.payloads(suffix)]
+
+
+@functools.cache
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    """A checked, reusable validator of mqtt/schemas/<name>.json."""
+    schema_doc = schema.load(name)
+    jsonschema.Draft202012Validator.check_schema(schema_doc)
+    return jsonschema.Draft202012Validator(schema_doc)
+
+
+def validate(name: str, doc: Any) -> None:
+    """Fail (jsonschema.ValidationError) unless `doc` matches mqtt/schemas/<name>.json."""
+    validator(name).validate(doc)
+
+
+def node_config(tmp_path: Path, broker_urls: list[str], node: str = "rw05",
+                **mqtt: Any) -> dict[str, Any]:
+    """A config dict for a node without cameras."""
+    return {"node": {"id": node, "data_dir": str(tmp_path / f"state-{node}")},
+            "mqtt": {"brokers": broker_urls, **mqtt}}
+
+
+def write_toml(path: Path, data: dict[str, Any]) -> Path:
+    import tomli_w
+
+    path.write_bytes(tomli_w.dumps(data).encode())
+    return path

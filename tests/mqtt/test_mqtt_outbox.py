@@ -1,0 +1,91 @@
+"""The durable outbox on real SQLite files."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from mqtt.outbox import Outbox
+
+
+def _fill(box: Outbox, n: int, priority: int = 1, start: int = 0) -> list[int]:
+    return [box.put(f"e{start + i}", priority, {"n": start + i}) for i in range(n)]
+
+
+def test_seq_increases_and_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path)
+    assert _fill(box, 3) == [1, 2, 3]
+    box.remove([1, 2, 3])
+    box.close()
+    box = Outbox(path)
+    assert box.depth() == 0
+    assert box.put("e3", 1, {}) == 4, "seq must never repeat after a restart"
+
+
+def test_pending_in_seq_order_and_payload_carries_seq(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    _fill(box, 5)
+    box.remove([2])
+    items = box.pending(limit=10)
+    assert [i.seq for i in items] == [1, 3, 4, 5]
+    assert b'"seq":3' in items[1].payload and items[1].id == "e2"
+    assert [i.seq for i in box.pending(after=3, limit=1)] == [4]
+
+
+def test_written_durably_before_put_returns(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path)
+    box.put("x", 2, {"type": "panic"}, snapshot=b"\xff\xd8jpeg")
+    other = sqlite3.connect(path)  # a second connection sees the committed row
+    row = other.execute("SELECT id, snapshot FROM outbox").fetchone()
+    assert row == ("x", b"\xff\xd8jpeg")
+    assert other.execute("PRAGMA synchronous").fetchone()[0] in (0, 1, 2, 3)
+    assert box._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_count_bound_drops_oldest_low_priority_first(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", max_events=10)
+    _fill(box, 3, priority=2, start=0)     # panics: seq 1-3
+    _fill(box, 4, priority=0, start=3)     # low: seq 4-7
+    _fill(box, 3, priority=1, start=7)     # normal: seq 8-10
+    assert box.depth() == 10 and box.drops() == 0
+    _fill(box, 5, priority=1, start=10)    # 5 more: the 4 low go, then the oldest normal
+    seqs = [i.seq for i in box.pending(limit=100)]
+    assert seqs == [1, 2, 3, 9, 10, 11, 12, 13, 14, 15]
+    assert box.drops() == 5
+    _fill(box, 1, priority=0, start=15)    # a low one cannot push out normal or high
+    assert box.drops() == 6 and 16 not in [i.seq for i in box.pending(limit=100)]
+
+
+def test_panic_dropped_last(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", max_events=10)
+    _fill(box, 10, priority=2)
+    _fill(box, 3, priority=1, start=10)
+    assert [i.priority for i in box.pending(limit=100)] == [2] * 10
+    _fill(box, 2, priority=2, start=13)  # only panics left: the oldest panic goes
+    assert [i.seq for i in box.pending(limit=100)][:2] == [3, 4]
+    assert box.drops() == 5
+
+
+def test_byte_bound_and_drops_persist(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path, max_events=1000, max_bytes=65536)
+    for i in range(20):
+        box.put(f"e{i}", 1, {"i": i}, snapshot=b"x" * 10_000)
+    assert box.size_bytes() <= 65536
+    assert box.depth() == 6
+    drops = box.drops()
+    assert drops == 14
+    box.close()
+    again = Outbox(path, max_events=1000, max_bytes=65536)
+    assert again.drops() == drops and again.depth() == 6
+    assert again.size_bytes() == sum(len(i.payload) + len(i.snapshot or b"")
+                                     for i in again.pending(limit=100))
+
+
+def test_seen_commands_expire(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    box.remember_command("old", 100.0)
+    box.remember_command("new", 1000.0)
+    assert box.seen_commands(since=500.0) == [("new", 1000.0)]
