@@ -102,3 +102,39 @@ def write_toml(path: Path, data: dict[str, Any]) -> Path:
 
     path.write_bytes(tomli_w.dumps(data).encode())
     return path
+
+
+class BridgeNode:
+    """The mqtt area's wiring in this process: bus + system monitor + MqttBridge.
+
+    Hermetic: no other area is built, so a command nobody handles times out.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from firmware.bus import EventBus
+        from firmware.config import parse
+        from firmware.supervisor import Supervisor
+        from firmware.wiring.mqtt import MqttBridge
+        from firmware.wiring.system import SystemMonitor
+
+        self.config = parse(config)
+        self.config.node.data_dir.mkdir(parents=True, exist_ok=True)
+        self.bus = EventBus()
+        self.started = time.time()
+        self.bridge = MqttBridge(self.config, self.bus, self.health, self.config.node.data_dir)
+        self.supervisor = Supervisor([SystemMonitor(self.bus, interval_s=1.0), self.bridge])
+
+    def health(self) -> dict[str, Any]:
+        return {"node": self.config.node.id, "version": "test", "ts": time.time(),
+                "uptime_s": time.time() - self.started,
+                "components": self.supervisor.health(), "last_error": None}
+
+    def __enter__(self) -> BridgeNode:
+        self.bus.start()
+        self.supervisor.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.supervisor.stop()
+        self.bus.stop()
+        self.bridge.outbox.close()

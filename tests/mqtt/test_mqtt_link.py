@@ -1,0 +1,127 @@
+"""The mqtt wiring against a real Mosquitto: the topic contract, retained state, failover."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from mqtt_helpers import BridgeNode, node_config, validate
+
+from firmware.devtools.broker import LocalBroker, free_port
+from firmware.events import ObjectEvent, OutputChanged, PanicEvent, Snapshot, StorageEvent
+
+ROOT = "ronda/v1/rw05"
+
+
+def test_topic_contract(broker: LocalBroker, recorder_factory: Any, tmp_path: Path) -> None:
+    rec = recorder_factory(broker.port)
+    with BridgeNode(node_config(tmp_path, [broker.url], health_interval_s=1)) as node:
+        rec.wait_for(lambda m: (f"{ROOT}/status", b"online") in [(t, p) for t, p, *_ in m])
+        node.bus.publish(ObjectEvent(camera="gate", track_id="t1", phase="start",
+                                     label="person", score=0.91, box=(0.1, 0.2, 0.3, 0.4),
+                                     snapshot=b"\xff\xd8event-jpeg"))
+        node.bus.publish(PanicEvent(alarm_id="a1", kind="panic", phase="raised",
+                                    source="button:panic"))
+        node.bus.publish(StorageEvent(state="degraded", reason="disk full", detail={"free": 0}))
+        node.bus.publish(Snapshot(camera="gate", jpeg=b"\xff\xd8cam-jpeg"))
+        node.bus.publish(OutputChanged(name="siren", state="on", cause="button:panic",
+                                       until=time.time() + 60))
+        rec.wait_for(lambda m: len([x for x in m if x[0] == f"{ROOT}/events"]) >= 3)
+        rec.wait_for(lambda m: len([x for x in m if x[0] == f"{ROOT}/health"]) >= 2, 10)
+        rec.wait_for(lambda m: any(x[0] == f"{ROOT}/outputs/siren" for x in m))
+    rec.wait_for(lambda m: m[-1][:2] == (f"{ROOT}/status", b"offline"))
+
+    events = rec.json("/events")
+    assert [e["seq"] for e in events] == [1, 2, 3]
+    assert [e["type"] for e in events] == ["object", "panic", "storage"]
+    assert len({e["id"] for e in events}) == 3
+    for event in events:
+        validate("event", event)
+        assert event["node"] == "rw05"
+    person = events[0]
+    assert person["camera"] == "gate" and person["box"] == [0.1, 0.2, 0.3, 0.4]
+    assert person["snapshot"] == f"{ROOT}/events/{person['id']}/snapshot"
+    topics = [m[0] for m in rec.messages]
+    assert topics.index(person["snapshot"]) < topics.index(f"{ROOT}/events"), \
+        "the event's JPEG is sent before the event"
+    assert rec.payloads(person["snapshot"]) == [b"\xff\xd8event-jpeg"]
+    assert events[1]["snapshot"] is None
+    for doc in rec.json("/health"):
+        validate("health", doc)
+    health = rec.json("/health")[-1]
+    assert health["node"] == "rw05" and health["mqtt"]["connected"] is True
+    assert health["cameras"] == {} and health["storage"] is None  # areas not configured
+    assert health["cpu_percent"] is not None and health["outbox"]["drops"] == 0
+    output = rec.json("/outputs/siren")[-1]
+    validate("output", output)
+    assert output["state"] == "on" and output["cause"] == "button:panic"
+
+    # What a Command Center subscribing later sees: the retained state.
+    late = recorder_factory(broker.port)
+    retained = late.wait_for(lambda m: {t: p for t, p, r, _ in m if r} if len(m) >= 4 else None)
+    assert retained[f"{ROOT}/status"] == b"offline"
+    assert retained[f"{ROOT}/cameras/gate/snapshot"] == b"\xff\xd8cam-jpeg"
+    assert json.loads(retained[f"{ROOT}/outputs/siren"])["state"] == "on"
+    validate("health", json.loads(retained[f"{ROOT}/health"]))
+    assert not any(t.endswith("/events") for t in retained)
+
+
+def test_failover_and_outage(recorder_factory: Any, tmp_path: Path) -> None:
+    dead = f"mqtt://127.0.0.1:{free_port()}"
+    with LocalBroker(extra_config="max_queued_messages 0", persistence=True) as broker:
+        rec = recorder_factory(broker.port, client_id="cc-test", clean=False)
+        cfg = node_config(tmp_path, [dead, broker.url], reconnect_min_s=0.2,
+                          reconnect_max_s=0.5)
+        with BridgeNode(cfg) as node:
+            rec.wait_for(lambda m: any(p == b"online" for _, p, *_ in m))
+            assert node.bridge.link.broker == broker.url
+            broker.stop()
+            for i in range(50):
+                node.bus.publish(ObjectEvent(track_id=str(i), phase="start", label="person",
+                                             score=0.5))
+            deadline = time.monotonic() + 10
+            while node.bridge.outbox.depth() < 50 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert node.bridge.outbox.depth() == 50
+            broker.start()
+            events = rec.wait_for(lambda m: len({json.loads(p)["seq"] for t, p, *_ in m
+                                                 if t.endswith("/events")}) >= 50 and m, 30)
+            deadline = time.monotonic() + 10
+            while node.bridge.outbox.depth() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert node.bridge.outbox.depth() == 0, "acknowledged events leave the outbox"
+    seqs = [json.loads(p)["seq"] for t, p, *_ in events if t.endswith("/events")]
+    assert sorted(set(seqs)) == list(range(1, 51))
+
+
+def test_homeassistant_discovery(broker: LocalBroker, recorder_factory: Any,
+                                 tmp_path: Path) -> None:
+    rec = recorder_factory(broker.port, "homeassistant/#")
+    with BridgeNode(node_config(tmp_path, [broker.url], homeassistant=True)):
+        got = rec.wait_for(lambda m: m if len(m) >= 5 else None)
+    configs = {t: json.loads(p) for t, p, *_ in got}
+    assert set(configs) == {f"homeassistant/{c}/rw05/{o}/config" for c, o in [
+        ("binary_sensor", "status"), ("binary_sensor", "panic"), ("binary_sensor", "person"),
+        ("sensor", "storage"), ("sensor", "temperature")]}
+    for conf in configs.values():
+        assert conf["unique_id"].startswith("ronda_rw05_")
+        assert "command_topic" not in conf  # read-only
+    assert configs["homeassistant/binary_sensor/rw05/panic/config"]["availability_topic"] == \
+        f"{ROOT}/status"
+
+
+def test_outbox_bound_counts_drops_in_health(broker: LocalBroker, tmp_path: Path) -> None:
+    cfg = node_config(tmp_path, [f"mqtt://127.0.0.1:{free_port()}"], outbox_max_events=10)
+    with BridgeNode(cfg) as node:
+        for i in range(15):
+            node.bus.publish(ObjectEvent(track_id=str(i), phase="start", label="car", score=1))
+        node.bus.publish(PanicEvent(alarm_id="p", kind="panic", phase="raised", source="t"))
+        deadline = time.monotonic() + 10
+        while node.bridge.events_stored < 16 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        doc = node.bridge.health_document()
+    validate("health", doc)
+    assert doc["outbox"]["depth"] == 10 and doc["outbox"]["drops"] == 6
+    assert doc["mqtt"]["connected"] is False and "127.0.0.1" in doc["mqtt"]["last_error"]
