@@ -168,7 +168,7 @@ class FrameReader:
 
     def __init__(self, name: str, source: StreamInput, width: int, height: int, *,
                  fps: float = 5.0, hwaccel: str = "none", buffers: int = 3,
-                 drop_when_full: bool = True,
+                 drop_when_full: bool = True, stream_clock: bool = False,
                  on_state: Callable[[str, str], None] | None = None,
                  on_frame: Callable[[], None] | None = None,
                  stall_after_s: float = 20.0, restart_delay_s: float = 1.0) -> None:
@@ -178,6 +178,10 @@ class FrameReader:
         self.source = source
         self.width, self.height, self.fps = width, height, fps
         self.pool = FramePool(width, height, buffers, drop_when_full)
+        # stream_clock: time frames by their place in the stream (seq / fps after the start),
+        # for files decoded faster than real time (tests, benches); else the wall clock
+        self.stream_clock = stream_clock
+        self._t0 = time.time()
         self._on_frame = on_frame or (lambda: None)
         self.frames = 0
         self.streams_ended = 0  # how many times the child's output ended
@@ -229,7 +233,8 @@ class FrameReader:
                 self.pool.give_back(buf)
                 break
             self.frames += 1
-            self.pool.put(Frame(self.frames, time.time(), buf, self.width, self.height))
+            ts = self._t0 + self.frames / self.fps if self.stream_clock else time.time()
+            self.pool.put(Frame(self.frames, ts, buf, self.width, self.height))
             self.process.beat()
             self._on_frame()
         self.streams_ended += 1

@@ -1,14 +1,15 @@
 """Cheap motion detection: where did the picture change, ignoring light and noise?
 
 Per frame: the grey (Y) plane is shrunk to `width` pixels wide (area averaging, which
-also averages sensor noise away) and blurred; masked pixels are set to the background's
-value. The frame's brightness and contrast are matched to the background's (a global
-gain and offset), so a slow dusk, an exposure step or a cloud does not read as motion.
+also averages sensor noise away) and blurred; masked pixels are ignored. The frame's
+grey levels are mapped onto the background's by matching their quantiles, so a slow
+dusk, an exposure step, a cloud or the gamma change of IR switching does not read as
+motion (rank statistics barely notice the few pixels that really move).
 The absolute difference against a running-average background is thresholded, dilated
 and cut into contours; those larger than `min_area` become motion regions. When more
-than `global_change` of the picture changes at once (IR switching on at dusk, headlights
-sweeping the whole view, the camera re-exposing) the background is re-learnt from this
-frame and no motion is reported: a scene-wide change is not an object.
+than `global_change` of the picture still changes at once (headlights sweeping the whole
+view, a non-monotonic IR switch) the background is re-learnt from this frame and no
+motion is reported: a scene-wide change is not an object.
 
 Example::
 
@@ -24,6 +25,8 @@ import cv2
 import numpy as np
 
 Box = tuple[float, float, float, float]
+_QUANTILES = np.linspace(2, 98, 17)
+_RAMP = np.arange(17) * 1e-3  # keeps the quantiles strictly increasing for interp
 
 
 class MotionDetector:
@@ -45,6 +48,8 @@ class MotionDetector:
             pts = np.array([[x * self.width, y * self.height] for x, y in poly], np.int32)
             cv2.fillPoly(self.mask, [pts], 0)
         self._keep = self.mask.astype(bool)
+        self._sample = np.zeros_like(self._keep)
+        self._sample[::2, ::2] = self._keep[::2, ::2]
         self._background: np.ndarray | None = None
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.frames = 0
@@ -57,18 +62,22 @@ class MotionDetector:
 
     def update(self, grey: np.ndarray) -> list[Box]:
         """Feed one grey frame (full detect size); returns the motion regions in it."""
-        small = self._small(grey)
         self.frames += 1
+        if not self._sample.any():  # everything masked
+            return []
+        small = self._small(grey)
         if self._background is None:
             self._background = small
             return []
         bg = self._background
         keep = self._keep
-        f_mean, f_std = cv2.meanStdDev(small, mask=self.mask)
-        b_mean, b_std = cv2.meanStdDev(bg, mask=self.mask)
-        gain = float(b_std[0, 0]) / max(float(f_std[0, 0]), 1.0)
-        gain = min(max(gain, 0.25), 4.0)
-        matched = (small - float(f_mean[0, 0])) * gain + float(b_mean[0, 0])
+        # global light change: map the frame's grey levels onto the background's through
+        # their quantiles (histogram matching). That undoes any monotonic change of the
+        # whole picture (dusk, exposure, gamma when IR switches) and, being rank-based, is
+        # barely moved by the few pixels that really change.
+        fq = np.percentile(small[self._sample], _QUANTILES)
+        bq = np.percentile(bg[self._sample], _QUANTILES)
+        matched = np.interp(small, np.maximum.accumulate(fq) + _RAMP, bq).astype(np.float32)
         diff = cv2.absdiff(matched, bg)
         moving = ((diff > self.threshold) & keep).astype(np.uint8)
         self.changed_fraction = float(moving.sum()) / max(int(keep.sum()), 1)
@@ -76,9 +85,10 @@ class MotionDetector:
             self._background = small
             self.recalibrations += 1
             return []
-        # learn the background: moving pixels slowly, still pixels at `alpha`
-        rate = np.where(moving.astype(bool), self.alpha * 0.2, self.alpha).astype(np.float32)
-        bg += (small - bg) * rate
+        # learn the background everywhere at `alpha`: what stops moving (a parked motorbike)
+        # and ghosts (where something was when learning began) fade in 1/alpha frames
+        # (the first frames average in equally, so what moved at start leaves no ghost)
+        cv2.accumulateWeighted(small, bg, max(self.alpha, 1.0 / self.frames))
         if self.frames <= self.warmup_frames:
             return []
         moving = cv2.dilate(moving, self._kernel, iterations=2)
