@@ -172,7 +172,21 @@ class Detector:
         self.interpreter.invoke()
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        """Detections in `rgb` (HxWx3 uint8, ideally square) with score >= `min_score`."""
+        """Detections in `rgb` (HxWx3 uint8) with score >= `min_score`.
+
+        A non-square image is letterboxed (padded, not stretched, as MediaPipe does) and
+        the boxes are mapped back to the image.
+        """
+        h, w = rgb.shape[:2]
+        if h != w:
+            side = max(h, w)
+            square = np.zeros((side, side, 3), np.uint8)
+            square[:h, :w] = rgb
+            sx, sy = side / w, side / h
+            return [Detection(d.label, d.score,
+                              (d.box[0] * sx, d.box[1] * sy,
+                               min(1.0, d.box[2] * sx), min(1.0, d.box[3] * sy)))
+                    for d in self.detect(square)]
         self.invoke(self.prepare(rgb))
         if self._layout is not None:
             return self._decode_mediapipe()
