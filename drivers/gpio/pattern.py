@@ -94,7 +94,7 @@ class PatternOutput:
             self._started = now
             self._until = now + limit
             self._active = True
-            self._set(True)
+            self._drive(True)
             self._cond.notify()
         until = None if math.isinf(limit) else time.time() + limit
         self._report(label, cause, until)
@@ -110,7 +110,7 @@ class PatternOutput:
             was = self._active
             self._active = False
             self._label = "off"
-            self._set(False)
+            self._drive(False)
             self._cond.notify()
         if was:
             self._report("off", cause, None)
@@ -121,7 +121,7 @@ class PatternOutput:
         with self._cond:
             self._closed = True
             self._active = False
-            self._set(False)
+            self._drive(False)
             self._cond.notify()
         self._thread.join(2.0)
         try:
@@ -163,6 +163,13 @@ class PatternOutput:
                 self.device.off()
             self._level = level  # only once the pin really changed: a failure is retried
             self.changes += 1
+
+    def _drive(self, level: bool) -> None:
+        """Set the level from a caller's thread; on failure the worker keeps trying."""
+        try:
+            self._set(level)
+        except Exception:
+            log.exception("%s: cannot switch %s; retrying", self.name, "on" if level else "off")
 
     def _report(self, state: str, cause: str, until: float | None) -> None:
         log.info("output %s -> %s (%s)", self.name, state, cause)

@@ -1,0 +1,178 @@
+"""Rhythms, the output deadline, settings validation, arming windows, status LED modes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from conftest import wait_for
+from gpiozero import DigitalOutputDevice
+from gpiozero.pins.mock import MockFactory
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drivers.gpio.pattern import PatternOutput, level_at
+from drivers.gpio.settings import GpioSettings
+from firmware import config
+from firmware.alarm.arming import ArmState, in_window, parse_window
+from firmware.alarm.settings import AlarmSettings
+from firmware.alarm.status import choose_mode, faulty_components, mqtt_connected
+
+
+def test_level_at_walks_the_rhythm():
+    steps = [0.4, 0.3, 0.4, 1.5]
+    assert level_at(steps, 0.0) == (True, 0.4)
+    assert level_at(steps, 0.5)[0] is False
+    assert level_at(steps, 0.8)[0] is True
+    assert level_at(steps, 1.2)[0] is False
+    assert level_at(steps, 2.6 + 0.1)[0] is True  # second period
+    assert level_at([], 1e6) == (True, float("inf"))
+
+
+@given(st.lists(st.floats(0.01, 5), min_size=1, max_size=8).map(
+    lambda xs: xs if len(xs) % 2 == 0 else [*xs, 0.5]), st.floats(0, 1000))
+def test_level_at_always_gives_a_positive_wait(steps, elapsed):
+    level, left = level_at(steps, elapsed)
+    assert isinstance(level, bool) and 0 < left <= max(steps) + 1e-9
+
+
+def make_output(**kw) -> tuple[PatternOutput, object, list]:
+    factory = MockFactory()
+    changes: list = []
+    device = DigitalOutputDevice(5, pin_factory=factory)
+    out = PatternOutput("siren", device, on_change=lambda *a: changes.append(a), **kw)
+    return out, factory.pin(5), changes
+
+
+def test_output_obeys_max_on_s_whatever_duration_is_asked():
+    out, pin, changes = make_output(max_on_s=0.2)
+    t0 = time.monotonic()
+    out.play("panic", [0.05, 0.05], cause="test", duration_s=100)
+    wait_for(lambda: not out.active, 2, "the deadline")
+    assert 0.18 <= time.monotonic() - t0 < 0.6
+    assert pin.state is False and changes[-1][1:3] == ("off", "timeout")
+    # the rhythm really played: several on/off changes in 0.2 s
+    assert out.changes >= 3
+    out.close()
+
+
+def test_output_keeps_working_when_the_callback_raises():
+    out, pin, _ = make_output(max_on_s=0.1)
+    out.on_change = lambda *a: (_ for _ in ()).throw(RuntimeError("bus gone"))
+    out.on(cause="test")
+    assert pin.state is True
+    wait_for(lambda: not pin.state, 2, "the deadline despite the failing callback")
+    out.close()
+
+
+def test_output_retries_a_failed_switch_off():
+    out, pin, _ = make_output()
+    out.on(cause="test")
+    real_off = out.device.off
+    failures = {"left": 2}
+
+    def flaky_off():
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError("EIO")
+        real_off()
+
+    out.device.off = flaky_off
+    out.off(cause="test")  # does not raise: the failure is logged, the worker insists
+    wait_for(lambda: not pin.state, 2, "the worker to insist on off")
+    out.close()
+
+
+def test_concurrent_play_and_off_leave_a_consistent_state():
+    out, pin, _ = make_output(max_on_s=5)
+
+    def hammer(i):
+        for _ in range(200):
+            out.play("x", [0.001, 0.001], cause=str(i)) if i % 2 else out.off(cause=str(i))
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.off(cause="end")
+    time.sleep(0.05)
+    assert pin.state is False and not out.active
+    out.close()
+
+
+@pytest.mark.parametrize(("section", "data", "why"), [
+    ("alarm", {"patterns": {"panic": [0.5]}}, "pairs"),
+    ("alarm", {"patterns": {"panic": [0.5, -1]}}, "durations"),
+    ("alarm", {"patterns": {"fire": [0.5, 0.5]}}, "panic"),
+    ("alarm", {"kind_patterns": {"fire": "nope"}}, "no pattern named"),
+    ("alarm", {"schedule": ["22-05"]}, "HH:MM-HH:MM"),
+    ("alarm", {"timezone": "Mars/Olympus"}, "unknown time zone"),
+    ("alarm", {"siren_max_s": 0}, "greater than 0"),
+    ("gpio", {"siren": {"pin": 17}, "panic": [{"pin": 17}]}, "both use pin 17"),
+    ("gpio", {"panic": [{"pin": 4, "pull_up": "external"}]}, "active_high"),
+    ("gpio", {"panic": [{"pin": 4, "active_high": True}]}, "only for"),
+    ("gpio", {"panic": [{"pin": 4, "kind": "Fire!"}]}, "pattern"),
+    ("gpio", {"pin_factory": "wiringpi"}, "pin_factory"),
+])
+def test_bad_config_names_the_field(section, data, why):
+    with pytest.raises(config.ConfigError) as err:
+        config.parse({"node": {"id": "n1"}, section: data})
+    assert why in str(err.value) and section in str(err.value)
+
+
+def test_defaults_and_example_config_are_valid():
+    gpio = GpioSettings()
+    alarm = AlarmSettings()
+    assert gpio.panic == [] and alarm.pattern_for("fire")[0] == "fire"
+    assert alarm.pattern_for("unknown-kind")[0] == "panic"
+    cfg = config.load("examples/ronda.toml")
+    assert cfg.gpio.siren is not None and cfg.alarm.siren_max_s > 0
+
+
+def test_windows():
+    assert parse_window("22:00-05:00") == (1320, 300)
+    assert in_window(23 * 60, (1320, 300)) and in_window(0, (1320, 300))
+    assert not in_window(300, (1320, 300)) and not in_window(12 * 60, (1320, 300))
+    assert in_window(9 * 60, (8 * 60, 17 * 60)) and not in_window(17 * 60, (480, 1020))
+    assert in_window(123, (0, 0))  # start == end: all day
+    arm = ArmState("schedule", ["08:00-09:00", "22:00-05:00"])
+    import datetime as dt
+    assert arm.armed(dt.datetime(2026, 1, 1, 8, 30)) and not arm.armed(dt.datetime(2026, 1, 1, 12))
+    with pytest.raises(ValueError):
+        arm.set("schedule", ["8-9"])
+    assert arm.schedule == ["08:00-09:00", "22:00-05:00"]  # unchanged after a refusal
+
+
+def test_status_modes():
+    base = dict(holding=False, alarm=False, fault=False, connected=True, booting=False)
+    assert choose_mode(**base) == "ok"
+    assert choose_mode(**{**base, "connected": None}) == "ok"  # unknown is not a fault
+    assert choose_mode(**{**base, "connected": False}) == "no_network"
+    assert choose_mode(**{**base, "booting": True}) == "booting"
+    assert choose_mode(**{**base, "fault": True, "connected": False}) == "fault"
+    assert choose_mode(**{**base, "alarm": True, "fault": True}) == "alarm"
+    assert choose_mode(**{**base, "holding": True, "alarm": True}) == "holding"
+    health = {"components": {"recorder": {"running": False}, "alarm": {"running": False},
+                             "detect": {"error": "boom"}, "mqtt": {"running": True}}}
+    assert faulty_components(health) == ["recorder", "detect"]
+    assert mqtt_connected({}) is None
+    assert mqtt_connected({"mqtt_connected": lambda: False}) is False
+    assert mqtt_connected({"mqtt_connected": lambda: 1 / 0}) is None
+    assert mqtt_connected({"mqtt_connected": "yes"}) is None
+
+
+def test_status_led_follows_the_network_and_alarm(make_node):
+    connected = {"value": True}
+    node = make_node(shared={"mqtt_connected": lambda: connected["value"]})
+    wait_for(lambda: node.components[0].status.mode == "ok", 3, "ok")
+    connected["value"] = False
+    node.components[0]._next_health = 0  # re-evaluate now rather than in 5 s
+    wait_for(lambda: node.components[0].status.mode == "no_network", 3, "no_network")
+    assert node.panel.status_led.label == "no_network"
+    node.tap()
+    wait_for(lambda: node.components[0].status.mode == "alarm", 3, "alarm")
+    health = node.components[0].health()
+    assert health["state"] == "alarm" and health["outputs"]["siren"]["state"] == "panic"
+    assert health["buttons"]["panic:pos"]["presses"] == 1
