@@ -1,0 +1,105 @@
+"""Export: join the segments of one camera over a time range into one MP4, without
+re-encoding (ffmpeg's concat demuxer, stream copy), and say where footage is missing.
+
+Segments start at keyframes, so a clip starts at the beginning of the segment holding
+`start` and ends with the segment holding `end`: exact to one segment.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drivers.process import spawn, terminate
+from recorder.index import Index, Segment
+
+
+class ExportError(Exception):
+    """ffmpeg could not write the clip."""
+
+
+@dataclass
+class ExportPlan:
+    """What an export of `camera` from `start` to `end` will contain."""
+
+    camera: str
+    start: float
+    end: float
+    segments: list[Segment] = field(default_factory=list)
+    gaps: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video the clip will hold."""
+        return sum(s.duration for s in self.segments)
+
+    @property
+    def missing_s(self) -> float:
+        return sum(b - a for a, b in self.gaps)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.segments) and not self.gaps
+
+
+def plan(index: Index, camera: str, start: float, end: float,
+         tolerance_s: float = 1.0) -> ExportPlan:
+    """The segments overlapping [start, end) and the holes between them longer than
+    `tolerance_s` (segment boundaries are not exact to the millisecond)."""
+    result = ExportPlan(camera, start, end, index.segments(camera, start, end))
+    cursor = start
+    for seg in result.segments:
+        if seg.start - cursor > tolerance_s:
+            result.gaps.append((cursor, seg.start))
+        cursor = max(cursor, seg.end)
+    if end - cursor > tolerance_s:
+        result.gaps.append((cursor, end))
+    return result
+
+
+def _concat_list(root: Path, segments: list[Segment]) -> str:
+    lines = ["ffconcat version 1.0"]
+    for seg in segments:
+        path = str((root / seg.path).resolve()).replace("'", "'\\''")
+        lines.append(f"file '{path}'")
+    return "\n".join(lines) + "\n"
+
+
+def export(root: Path, export_plan: ExportPlan, out: Path,
+           on_progress: Callable[[float], None] | None = None) -> Path:
+    """Write the plan's segments to `out` (via a hidden temporary file in the same
+    directory, renamed at the end: never a half-written clip under the final name).
+    `on_progress(seconds_written)` is called as ffmpeg goes."""
+    if not export_plan.segments:
+        raise ExportError("no footage to export")
+    out = Path(out)
+    part = out.with_name(f".{out.name}.part")
+    with tempfile.TemporaryDirectory(prefix="ronda-export-") as tmp:
+        listing = Path(tmp) / "segments.ffconcat"
+        listing.write_text(_concat_list(root, export_plan.segments))
+        args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats",
+                "-progress", "pipe:1", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
+                "-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4",
+                str(part)]
+        proc = spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+            for raw in iter(proc.stdout.readline, b""):
+                key, _, value = raw.decode(errors="replace").strip().partition("=")
+                if key == "out_time_us" and on_progress is not None and value.isdigit():
+                    on_progress(int(value) / 1e6)
+            code = proc.wait()
+            errors = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        finally:
+            terminate(proc)
+    if code != 0:
+        part.unlink(missing_ok=True)
+        raise ExportError(f"ffmpeg failed ({code}): {errors.strip()[-300:]}")
+    os.replace(part, out)
+    if on_progress is not None:
+        on_progress(export_plan.duration)
+    return out

@@ -1,0 +1,23 @@
+"""Fixtures of the recorder tests: a rendered scene played as a live camera."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drivers.cameras.base import StreamInput
+from firmware.devtools.scene import render_scene
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10 s 320x240 15 fps H.264 street scene, keyframe every second."""
+    out = tmp_path_factory.mktemp("scene") / "scene.mp4"
+    return render_scene(out, seconds=10, size=(320, 240), fps=15, walk=(2.0, 8.0))
+
+
+@pytest.fixture(scope="session")
+def live(scene: Path) -> StreamInput:
+    """The scene played in real time, looped forever: a live camera for ffmpeg."""
+    return StreamInput(url=str(scene), options={"re": None, "stream_loop": -1})

@@ -1,0 +1,98 @@
+"""Helpers of the recorder tests: waiting, and checking a store against its invariants."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from recorder.store import INCOMING, SUFFIX
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0,
+             interval: float = 0.05, what: str = "condition") -> object:
+    """Poll `condition` until it returns something true; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def rows(root: Path) -> list[tuple]:
+    """(id, camera, path, start, end, bytes) of every segment row, read-only."""
+    db = sqlite3.connect(f"file:{root / 'index.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        return list(db.execute("SELECT id, camera, path, start, end, bytes FROM segment "
+                               "ORDER BY start"))
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+def segment_count(root: Path) -> int:
+    if not (root / "index.sqlite3").exists():
+        return 0
+    return len(rows(root))
+
+
+def placed_files(root: Path) -> set[str]:
+    """Segment files in hour directories, relative to the store root."""
+    return {str(p.relative_to(root)) for p in root.glob(f"*/*/*/*{SUFFIX}")}
+
+
+def incoming_files(root: Path) -> list[Path]:
+    return sorted(root.glob(f"*/{INCOMING}/*"))
+
+
+def all_video_bytes(root: Path) -> int:
+    """Bytes of every segment file, open ones included (what the disk holds)."""
+    total = 0
+    for path in root.rglob(f"*{SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size
+    return total
+
+
+def assert_index_matches_disk(root: Path) -> list[tuple]:
+    """Every row has its file with the stated size; every file has its row; nothing is
+    left in `.incoming` or as a garbage row. Returns the rows."""
+    found = rows(root)
+    indexed = {r[2] for r in found}
+    on_disk = placed_files(root)
+    assert indexed == on_disk, (f"rows without files: {sorted(indexed - on_disk)[:5]}, "
+                                f"files without rows: {sorted(on_disk - indexed)[:5]}")
+    for _, _, path, start, end, size in found:
+        assert (root / path).stat().st_size == size, path
+        assert end > start, path
+    assert incoming_files(root) == []
+    db = sqlite3.connect(root / "index.sqlite3")
+    try:
+        assert db.execute("SELECT COUNT(*) FROM garbage").fetchone()[0] == 0
+    finally:
+        db.close()
+    return found
+
+
+def undecodable(paths: list[Path]) -> list[Path]:
+    """The files among `paths` that ffmpeg cannot decode cleanly (one ffmpeg for all,
+    then one per file only if that one complains)."""
+    if not paths:
+        return []
+    from recorder import probe
+
+    args = ["ffmpeg", "-nostdin", "-v", "error"]
+    for path in paths:
+        args += ["-i", str(path)]
+    for i in range(len(paths)):
+        args += ["-map", f"{i}:v:0", "-f", "null", "-"]
+    out = subprocess.run(args, capture_output=True, timeout=60, check=False)
+    if out.returncode == 0 and not out.stderr.strip():
+        return []
+    return [p for p in paths if not probe.decodes(p)]
