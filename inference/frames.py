@@ -24,6 +24,8 @@ Example::
 from __future__ import annotations
 
 import collections
+import io
+import os
 import subprocess
 import threading
 import time
@@ -193,48 +195,55 @@ class FrameReader:
             redact=mask_credentials,
         )
         self._pump_thread: threading.Thread | None = None
+        self._stopped = False
 
     def start(self) -> None:
+        self._stopped = False
         self.process.start()
 
     def stop(self) -> None:
+        self._stopped = True
         self.process.stop()
         if self._pump_thread is not None:
             self._pump_thread.join(5)
 
     def _on_start(self, proc: subprocess.Popen) -> None:
-        self._pump_thread = threading.Thread(target=self._pump, args=(proc,),
+        assert proc.stdout is not None
+        # Read from our own copy of the pipe: ManagedProcess closes proc.stdout as soon as
+        # the child exits, and the frames still in the pipe (the end of a file) would be lost.
+        pipe = os.fdopen(os.dup(proc.stdout.fileno()), "rb", buffering=0)
+        previous = self._pump_thread
+        if previous is not None:  # the last child's frames first, never interleaved
+            previous.join(5)
+        self._pump_thread = threading.Thread(target=self._pump, args=(pipe,),
                                              name=f"{self.name}-frames", daemon=True)
         self._pump_thread.start()
 
-    def _pump(self, proc: subprocess.Popen) -> None:
-        pipe = proc.stdout
-        assert pipe is not None
+    def _pump(self, pipe: io.RawIOBase) -> None:
         size = self.pool.frame_bytes
-        while True:
-            buf = None
-            while buf is None:
-                if proc.poll() is not None and proc.returncode != 0:
+        with pipe:
+            while not self._stopped:
+                buf = None
+                while buf is None and not self._stopped:
+                    buf = self.pool.acquire(timeout=0.5)
+                if buf is None:
                     break
-                buf = self.pool.acquire(timeout=0.5)
-            if buf is None:
-                break
-            view = memoryview(buf.reshape(-1))
-            got = 0
-            try:
-                while got < size:
-                    n = pipe.readinto(view[got:])
-                    if not n:
-                        break
-                    got += n
-            except (OSError, ValueError):  # pipe closed by terminate()
-                got = -1
-            if got != size:
-                self.pool.give_back(buf)
-                break
-            self.frames += 1
-            ts = self._t0 + self.frames / self.fps if self.stream_clock else time.time()
-            self.pool.put(Frame(self.frames, ts, buf, self.width, self.height))
-            self.process.beat()
-            self._on_frame()
+                view = memoryview(buf.reshape(-1))
+                got = 0
+                try:
+                    while got < size:
+                        n = pipe.readinto(view[got:])
+                        if not n:
+                            break
+                        got += n
+                except (OSError, ValueError):
+                    got = -1
+                if got != size:  # end of stream (or a torn last frame)
+                    self.pool.give_back(buf)
+                    break
+                self.frames += 1
+                ts = self._t0 + self.frames / self.fps if self.stream_clock else time.time()
+                self.pool.put(Frame(self.frames, ts, buf, self.width, self.height))
+                self.process.beat()
+                self._on_frame()
         self.streams_ended += 1
