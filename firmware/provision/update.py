@@ -1,0 +1,333 @@
+"""`ronda update`: install a release beside the running one, switch, verify, or roll back.
+
+Layout (the image and scripts/install-jetson create it)::
+
+    /opt/ronda/0.1.0/        a venv with ronda 0.1.0 installed (bin/ronda, .release.json)
+    /opt/ronda/0.2.0/
+    /opt/ronda/current  -> 0.2.0     what ronda.service runs
+    /opt/ronda/previous -> 0.1.0     where `ronda update --rollback` goes
+
+An update never touches the running release: the new one is installed into its own
+directory and must pass `ronda --version` and `ronda check-config` on the node's config
+before anything is switched. Then `current` is switched atomically (rename of a new
+symlink), the service restarted, and the new release must become READY (systemd
+`active` for a Type=notify unit) and stay up, same PID, for `settle_s` - longer than
+WatchdogSec, so a daemon whose components stall is caught by the watchdog first. If a
+health file is written, it must name the new version. Anything else within `timeout_s`
+switches `current` back and restarts the old release.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firmware.provision.services import ServiceManager
+
+log = logging.getLogger(__name__)
+
+MARKER = ".release.json"
+FAILED = ".failed.json"
+WHEEL_NAME = re.compile(r"^ronda-(?P<version>[^-]+)-[^-]+-[^-]+-[^-]+\.whl$")
+
+
+class UpdateError(Exception):
+    """The update did not happen; `rolled_back` says whether the old release runs again."""
+
+    def __init__(self, message: str, *, switched: bool = False, rolled_back: bool = True,
+                 config_rejected: bool = False) -> None:
+        super().__init__(message)
+        self.switched = switched
+        self.rolled_back = rolled_back
+        self.config_rejected = config_rejected
+
+
+@dataclass
+class UpdateResult:
+    """A successful update (or activation)."""
+
+    version: str
+    previous: str | None
+    seconds: float
+    steps: list[str] = field(default_factory=list)
+
+
+def wheel_version(wheel: Path) -> str:
+    """The version in a ronda wheel's file name (PEP 427)."""
+    match = WHEEL_NAME.match(Path(wheel).name)
+    if not match:
+        raise UpdateError(f"{wheel}: not a ronda wheel (expected ronda-VERSION-py3-none-any.whl)")
+    return match["version"]
+
+
+class Releases:
+    """The release directories under `prefix` and the `current`/`previous` links."""
+
+    def __init__(self, prefix: Path) -> None:
+        self.prefix = Path(prefix)
+
+    def path(self, version: str) -> Path:
+        return self.prefix / version
+
+    def _link(self, name: str) -> str | None:
+        with contextlib.suppress(OSError):
+            return os.readlink(self.prefix / name).rstrip("/").rsplit("/", 1)[-1]
+        return None
+
+    @property
+    def current(self) -> str | None:
+        return self._link("current")
+
+    @property
+    def previous(self) -> str | None:
+        return self._link("previous")
+
+    def installed(self) -> list[str]:
+        """Complete releases, oldest first."""
+        found = [p for p in self.prefix.iterdir()
+                 if not p.is_symlink() and (p / MARKER).is_file()] \
+            if self.prefix.is_dir() else []
+        return [p.name for p in sorted(found, key=lambda p: (p / MARKER).stat().st_mtime)]
+
+    def set_link(self, name: str, version: str) -> None:
+        """Point `name` at `version` atomically (a reader sees the old or the new link)."""
+        tmp = self.prefix / f".{name}.new"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        tmp.symlink_to(version)
+        os.replace(tmp, self.prefix / name)
+        _fsync_dir(self.prefix)
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete the oldest releases beyond `keep`, never current or previous."""
+        protected = {self.current, self.previous}
+        candidates = [v for v in self.installed() if v not in protected]
+        extra = len(candidates) - max(0, keep - len(protected - {None}))
+        removed = candidates[:max(0, extra)]
+        for version in removed:
+            shutil.rmtree(self.path(version), ignore_errors=True)
+        return removed
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One update at a time."""
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        with open(self.prefix / ".update.lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UpdateError("another `ronda update` is running") from None
+            yield
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def base_python(releases: Releases) -> str:
+    """The interpreter the current release's venv was made from (else this one's)."""
+    cfg = releases.prefix / "current" / "pyvenv.cfg"
+    with contextlib.suppress(OSError):
+        values = dict(line.split(" = ", 1) for line in cfg.read_text().splitlines()
+                      if " = " in line)
+        exe = values.get("executable") or str(Path(values["home"]) / "python3")
+        if Path(exe).exists():
+            return exe
+    return getattr(sys, "_base_executable", sys.executable)
+
+
+def _system_site_packages(releases: Releases) -> bool:
+    with contextlib.suppress(OSError):
+        cfg = (releases.prefix / "current" / "pyvenv.cfg").read_text()
+        return "include-system-site-packages = true" in cfg
+    return False
+
+
+def install_release(wheel: Path, releases: Releases, *, python: str | None = None,
+                    wheelhouse: Path | None = None, offline: bool = False, extras: str = "",
+                    system_site_packages: bool | None = None,
+                    run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> Path:
+    """Create PREFIX/<version> as a venv with `wheel` installed; reuse a complete one."""
+    wheel = Path(wheel).resolve()
+    version = wheel_version(wheel)
+    dest = releases.path(version)
+    if (dest / MARKER).is_file() and not (dest / FAILED).exists():
+        return dest
+    if dest.exists():
+        shutil.rmtree(dest)  # a half-installed or failed attempt
+    python = python or base_python(releases)
+    ssp = _system_site_packages(releases) if system_site_packages is None else \
+        system_site_packages
+    venv = [python, "-m", "venv", *(["--system-site-packages"] if ssp else []), str(dest)]
+    pip = [str(dest / "bin" / "python"), "-m", "pip", "install", "--quiet",
+           "--disable-pip-version-check", "--find-links", str(wheel.parent)]
+    if wheelhouse:
+        pip += ["--find-links", str(wheelhouse)]
+    if offline:
+        pip.append("--no-index")
+    pip.append(f"ronda[{extras}] @ {wheel.as_uri()}" if extras else str(wheel))
+    try:
+        for args in (venv, pip):
+            proc = run(args, capture_output=True, text=True, timeout=1800)
+            if proc.returncode != 0:
+                raise UpdateError(f"{' '.join(args[:4])}... failed: "
+                                  f"{(proc.stderr or proc.stdout).strip()[-800:]}")
+        out = run([str(dest / "bin" / "ronda"), "--version"], capture_output=True, text=True,
+                  timeout=120)
+        if out.returncode != 0 or out.stdout.split()[-1:] != [version]:
+            raise UpdateError(f"the new release does not run: `ronda --version` said "
+                              f"{(out.stdout + out.stderr).strip()[-400:]!r}")
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (dest / MARKER).write_text(json.dumps({
+        "version": version, "wheel": wheel.name, "sha256": digest, "extras": extras,
+        "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1) + "\n")
+    return dest
+
+
+def check_config_with(release: Path, config: Path,
+                      run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> str:
+    """'' if the release accepts the node's config, else what it said."""
+    if not config.exists():
+        return ""
+    proc = run([str(release / "bin" / "ronda"), "check-config", str(config)],
+               capture_output=True, text=True, timeout=120)
+    return "" if proc.returncode == 0 else (proc.stderr or proc.stdout).strip()[-800:]
+
+
+@dataclass
+class HealthGate:
+    """When the restarted service counts as healthy."""
+
+    timeout_s: float = 120.0  # READY must come within this
+    settle_s: float = 40.0  # then stay up (same PID) this long: > WatchdogSec (30 s)
+    health_file: Path | None = None  # if the daemon writes one, it must name the version
+    require_health_file: bool = False
+    poll_s: float = 0.5
+
+
+def wait_healthy(manager: ServiceManager, unit: str, version: str, gate: HealthGate,
+                 since: float, sleep: Callable[[float], None] = time.sleep) -> str:
+    """'' when healthy, else why not."""
+    deadline = time.monotonic() + gate.timeout_s
+    up_since: float | None = None
+    pid, restarts = 0, None
+    last = "never started"
+    while True:
+        st = manager.state(unit)
+        now = time.monotonic()
+        if restarts is None:
+            restarts = st.restarts
+        if st.active == "failed":
+            return f"{unit} failed ({st.status or 'exited'})"
+        if st.restarts != restarts:
+            return f"{unit} was restarted by the service manager (crash or watchdog)"
+        if st.running:
+            if up_since is None or st.main_pid != pid:
+                if up_since is not None:
+                    return f"{unit} restarted (PID {pid} -> {st.main_pid})"
+                up_since, pid = now, st.main_pid
+            if now - up_since >= gate.settle_s:
+                problem = _health_problem(gate, version, since)
+                if not problem:
+                    return ""
+                last = problem
+        else:
+            if up_since is not None:
+                return f"{unit} went {st.active} after being ready"
+            last = f"{unit} is {st.active}, not READY"
+        if now >= deadline + (gate.settle_s if up_since is not None else 0):
+            return f"{last} after {gate.timeout_s:.0f} s"
+        sleep(gate.poll_s)
+
+
+def _health_problem(gate: HealthGate, version: str, since: float) -> str:
+    if gate.health_file is None:
+        return ""
+    try:
+        if gate.health_file.stat().st_mtime < since:
+            raise FileNotFoundError
+        health = json.loads(gate.health_file.read_text())
+    except (OSError, ValueError):
+        return (f"no fresh health report in {gate.health_file}"
+                if gate.require_health_file else "")
+    if health.get("version") != version:
+        return f"health report says version {health.get('version')}, not {version}"
+    return ""
+
+
+def switch(releases: Releases, version: str, manager: ServiceManager, unit: str,
+           gate: HealthGate, steps: list[str]) -> str:
+    """Point `current` at `version`, restart, wait; '' when healthy."""
+    releases.set_link("current", version)
+    steps.append(f"current -> {version}")
+    since = time.time()
+    manager.restart(unit)
+    steps.append(f"restarted {unit}")
+    return wait_healthy(manager, unit, version, gate, since - 1)
+
+
+def update(wheel: Path | None, *, prefix: Path, manager: ServiceManager, unit: str = "ronda",
+           config: Path = Path("/etc/ronda/ronda.toml"), gate: HealthGate | None = None,
+           version: str | None = None, keep: int = 3, **install: Any) -> UpdateResult:
+    """Install `wheel` (or activate the installed `version`), switch to it and keep it only
+    if it comes up healthy; else roll back and raise UpdateError."""
+    gate = gate or HealthGate()
+    releases = Releases(prefix)
+    started = time.monotonic()
+    steps: list[str] = []
+    with releases.lock():
+        old = releases.current
+        if wheel is not None:
+            path = install_release(Path(wheel), releases, **install)
+            version = path.name
+            steps.append(f"installed {version} in {path}")
+        elif version is None or not (releases.path(version) / MARKER).is_file():
+            raise UpdateError(f"release {version} is not installed under {prefix} "
+                              f"(installed: {', '.join(releases.installed()) or 'none'})")
+        path = releases.path(version)
+        if version == old:
+            raise UpdateError(f"{version} is already the current release")
+        complaint = check_config_with(path, config)
+        if complaint:
+            raise UpdateError(f"{version} rejects {config}, nothing switched:\n{complaint}",
+                              config_rejected=True, rolled_back=False)
+        steps.append(f"{version} accepts {config}")
+        problem = switch(releases, version, manager, unit, gate, steps)
+        if not problem:
+            if old:
+                releases.set_link("previous", old)
+            removed = releases.prune(keep)
+            if removed:
+                steps.append(f"removed old release(s) {', '.join(removed)}")
+            (path / FAILED).unlink(missing_ok=True)
+            return UpdateResult(version, old, time.monotonic() - started, steps)
+        steps.append(f"{version} unhealthy: {problem}")
+        (path / FAILED).write_text(json.dumps({"reason": problem, "at": time.time()}) + "\n")
+        if old is None:
+            raise UpdateError(f"{version}: {problem}; no previous release to go back to",
+                              switched=True, rolled_back=False)
+        back = switch(releases, old, manager, unit,
+                      HealthGate(gate.timeout_s, min(gate.settle_s, 10.0), None), steps)
+        raise UpdateError(f"{version}: {problem}; " + (
+            f"rolled back to {old}" if not back else f"rollback to {old} ALSO failed: {back}"),
+            switched=True, rolled_back=not back)

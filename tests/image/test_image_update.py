@@ -1,0 +1,163 @@
+"""`ronda update`: real releases (venvs with real ronda wheels of HEAD), the real daemon
+started by a child-process service manager (systemd cannot run here), switch and rollback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from firmware.cli import main
+from firmware.provision.services import ChildManager
+from firmware.provision.update import (
+    FAILED,
+    HealthGate,
+    Releases,
+    UpdateError,
+    install_release,
+    update,
+    wait_healthy,
+)
+
+GATE = HealthGate(timeout_s=60, settle_s=2.0, poll_s=0.1)
+
+
+def crash_on_run(src: Path) -> None:
+    """A release whose daemon dies at start (a bad import, say)."""
+    path = src / "firmware" / "commands" / "run.py"
+    text, n = re.subn(r"(def run\(args: argparse\.Namespace\) -> int:\n)",
+                      r'\1    raise SystemExit("broken release")\n', path.read_text())
+    assert n == 1
+    path.write_text(text)
+
+
+def running_release(manager: ChildManager, prefix: Path) -> str:
+    """The release directory the running daemon was started from (its argv)."""
+    pid = manager.state("ronda").main_pid
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    script = next(a.decode() for a in argv if a.endswith(b"/bin/ronda"))
+    return Path(script).relative_to(prefix).parts[0]
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[tuple[Path, Path, ChildManager]]:
+    prefix = tmp_path / "opt-ronda"
+    cfg = tmp_path / "ronda.toml"
+    cfg.write_text(f'[node]\nid = "rw05"\ndata_dir = "{tmp_path / "state"}"\n'
+                   f'[mqtt]\nenabled = false\n[gpio]\npin_factory = "mock"\n'
+                   f'[recorder]\npath = "{tmp_path / "rec"}"\n')
+
+    def command(_unit: str) -> list[str]:  # re-resolved at each restart, like ExecStart
+        return [str((prefix / "current").resolve() / "bin" / "ronda"), "run", "--config",
+                str(cfg)]
+
+    manager = ChildManager(command, log=tmp_path / "daemon.log")
+    yield prefix, cfg, manager
+    manager.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_update_switches_and_rolls_back_a_broken_release(node, make_wheel, wheelhouse):
+    prefix, cfg, manager = node
+    releases = Releases(prefix)
+    opts = {"wheelhouse": wheelhouse, "offline": True, "extras": "detect"}
+    # the node as the image leaves it: one release, `current` pointing at it, running
+    install_release(make_wheel("0.1.0"), releases, **opts)
+    releases.set_link("current", "0.1.0")
+    manager.restart("ronda")
+    assert wait_healthy(manager, "ronda", "0.1.0", GATE, time.time() - 1) == ""
+    assert running_release(manager, prefix) == "0.1.0"
+
+    result = update(make_wheel("0.2.0"), prefix=prefix, manager=manager, config=cfg,
+                    gate=GATE, **opts)
+    assert (result.version, result.previous) == ("0.2.0", "0.1.0")
+    assert (releases.current, releases.previous) == ("0.2.0", "0.1.0")
+    assert running_release(manager, prefix) == "0.2.0"
+    assert os.access(prefix / "0.2.0" / "bin" / "ronda", os.X_OK)
+
+    with pytest.raises(UpdateError) as info:
+        update(make_wheel("0.3.0", crash_on_run), prefix=prefix, manager=manager,
+               config=cfg, gate=GATE, **opts)
+    assert info.value.switched and info.value.rolled_back
+    assert "rolled back to 0.2.0" in str(info.value)
+    assert releases.current == "0.2.0" and running_release(manager, prefix) == "0.2.0"
+    assert "failed" in json.loads((prefix / "0.3.0" / FAILED).read_text())["reason"]
+
+    # a release that rejects the node's config is never switched to
+    bad = cfg.with_name("future.toml")
+    bad.write_text(cfg.read_text() + "[unknown_section]\nx = 1\n")
+    with pytest.raises(UpdateError) as info:
+        update(None, version="0.1.0", prefix=prefix, manager=manager, config=bad, gate=GATE)
+    assert info.value.config_rejected and not info.value.switched
+    assert releases.current == "0.2.0"
+
+    # manual rollback: activate the previous release, same health gate
+    result = update(None, version=releases.previous, prefix=prefix, manager=manager,
+                    config=cfg, gate=GATE, keep=2)
+    assert releases.current == "0.1.0" and releases.previous == "0.2.0"
+    assert running_release(manager, prefix) == "0.1.0"
+    assert not (prefix / "0.3.0").exists()  # pruned: only current and previous kept
+
+
+def test_list_shows_current_previous_and_failed(tmp_path, capsys):
+    prefix = tmp_path / "opt"
+    releases = Releases(prefix)
+    for i, version in enumerate(("0.1.0", "0.2.0", "0.3.0")):
+        (prefix / version).mkdir(parents=True)
+        marker = prefix / version / ".release.json"
+        marker.write_text("{}")
+        os.utime(marker, (1000 + i, 1000 + i))
+    (prefix / "0.3.0" / FAILED).write_text("{}")
+    releases.set_link("current", "0.2.0")
+    releases.set_link("previous", "0.1.0")
+    assert main(["update", "--list", "--prefix", str(prefix)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["0.1.0", "previous"]
+    assert lines[1].split() == ["0.2.0", "*", "current"]
+    assert "failed health check" in lines[2]
+
+
+def _python(code: str) -> list[str]:
+    repo = str(Path(__file__).resolve().parents[2])
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {repo!r})\n{code}"]
+
+
+@pytest.mark.parametrize(("code", "why"), [
+    ("import time; time.sleep(60)", "not READY"),
+    ("from firmware.notify import notify; import time\n"
+     "notify('READY=1'); time.sleep(0.5); raise SystemExit(1)", "failed"),
+    ("raise SystemExit(3)", "failed"),
+])
+def test_gate_refuses_silent_dying_and_crashing_daemons(code, why):
+    manager = ChildManager(lambda _unit: _python(code))
+    try:
+        manager.restart("ronda")
+        gate = HealthGate(timeout_s=3, settle_s=1.5, poll_s=0.05)
+        problem = wait_healthy(manager, "ronda", "9.9", gate, time.time())
+    finally:
+        manager.close()
+    assert why in problem
+
+
+def test_gate_checks_the_health_file_version(tmp_path):
+    health = tmp_path / "health.json"
+    code = ("from firmware.notify import notify; import json, time\n"
+            f"open({str(health)!r}, 'w').write(json.dumps({{'version': '0.1.0'}}))\n"
+            "notify('READY=1'); time.sleep(60)")
+    manager = ChildManager(lambda _unit: _python(code))
+    try:
+        manager.restart("ronda")
+        gate = HealthGate(timeout_s=3, settle_s=0.5, health_file=health, poll_s=0.05)
+        assert "says version 0.1.0, not 0.2.0" in wait_healthy(
+            manager, "ronda", "0.2.0", gate, time.time() - 1)
+        assert wait_healthy(manager, "ronda", "0.1.0", gate, time.time() - 5) == ""
+    finally:
+        manager.close()
