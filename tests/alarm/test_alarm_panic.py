@@ -81,7 +81,7 @@ def test_siren_stops_at_siren_max_s_even_without_bus_or_ack(make_node):
     assert siren.state is True
     wait_for(lambda: not node.panel.siren.active, 2.0, "the siren cut-off")
     elapsed = time.monotonic() - t0
-    assert 0.25 <= elapsed < 1.0
+    assert 0.25 <= elapsed < 1.5  # generous: other tests share the CPU
     assert siren.state is False
     assert node.panel.light.active  # the light continues up to light_max_s
     assert light.state or wait_for(lambda: light.state, 0.5, "the strobe's next flash")
@@ -133,15 +133,15 @@ def test_ack_key_silences_and_clears(make_node):
 
 
 def test_hold_policy_short_press_gives_feedback_but_no_alarm(make_node):
-    node = make_node(alarm={"panic_policy": "hold", "hold_s": 0.3})
+    node = make_node(alarm={"panic_policy": "hold", "hold_s": 1.0})
     buzzer, led = node.pin("buzzer"), node.pin("status_led")
     node.press()
     assert buzzer.state is True and led.state is True  # immediate feedback while holding
     assert node.pin("siren").state is False
-    time.sleep(0.1)
+    time.sleep(0.05)
     node.release()
     assert buzzer.state is False
-    time.sleep(0.4)
+    time.sleep(1.2)
     assert node.pin("siren").state is False and node.controller.alarm is None
     assert node.controller.counts["short_holds"] == 1
 
@@ -173,5 +173,5 @@ def test_slow_subscribers_and_cameras_do_not_delay_the_siren(make_node):
     t0 = time.perf_counter()
     node.press()
     elapsed = time.perf_counter() - t0
-    assert node.pin("siren").state is True and elapsed < 0.05
+    assert node.pin("siren").state is True and elapsed < 0.5  # not the 1 s / 5 s stalls
     assert node.wait(PanicEvent).kind == "panic"  # the other subscribers still get it

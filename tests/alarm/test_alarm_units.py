@@ -9,7 +9,7 @@ import pytest
 from conftest import wait_for
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.gpio.pattern import PatternOutput, level_at
@@ -30,6 +30,7 @@ def test_level_at_walks_the_rhythm():
     assert level_at([], 1e6) == (True, float("inf"))
 
 
+@settings(deadline=None)
 @given(st.lists(st.floats(0.01, 5), min_size=1, max_size=8).map(
     lambda xs: xs if len(xs) % 2 == 0 else [*xs, 0.5]), st.floats(0, 1000))
 def test_level_at_always_gives_a_positive_wait(steps, elapsed):
@@ -50,7 +51,7 @@ def test_output_obeys_max_on_s_whatever_duration_is_asked():
     t0 = time.monotonic()
     out.play("panic", [0.05, 0.05], cause="test", duration_s=100)
     wait_for(lambda: not out.active, 2, "the deadline")
-    assert 0.18 <= time.monotonic() - t0 < 0.6
+    assert 0.18 <= time.monotonic() - t0 < 1.2
     assert pin.state is False and changes[-1][1:3] == ("off", "timeout")
     # the rhythm really played: several on/off changes in 0.2 s
     assert out.changes >= 3
