@@ -8,6 +8,14 @@ killed and restarted. State changes reach `on_state(state, reason)`:
 - ``online``: the child made progress since it was (re)started;
 - ``offline``: it exited or stalled; `reason` is the last line it wrote to stderr.
 
+Between restarts it waits with capped exponential backoff (so a camera with a wrong
+password costs one ffmpeg start per `backoff_cap_s`, not a busy loop). An optional
+`ready()` check (a cheap TCP connect to the camera) cuts that wait short when the
+source was seen *down* and has just come back: footage resumes within a second of the
+camera's return instead of up to `backoff_cap_s` later. A source that answers but makes
+the child fail (wrong password, bad codec) does not cut the wait: `ready()` was never
+False, so the full backoff applies.
+
 Example::
 
     proc = ManagedProcess("cam1-rec", lambda: ["ffmpeg", ...], on_state=print)
@@ -47,6 +55,8 @@ class ManagedProcess:
         backoff_cap_s: float = 30.0,
         stdout: int | None = subprocess.DEVNULL,
         redact: Callable[[str], str] = lambda s: s,
+        ready: Callable[[], bool | None] | None = None,
+        ready_poll_s: float = 0.5,
     ) -> None:
         self.name = name
         self._make_args = make_args
@@ -57,6 +67,8 @@ class ManagedProcess:
         self.backoff_cap_s = backoff_cap_s
         self._stdout = stdout
         self._redact = redact
+        self._ready = ready
+        self.ready_poll_s = ready_poll_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_beat = 0.0
@@ -65,6 +77,8 @@ class ManagedProcess:
         self.state = "starting"
         self.reason = ""
         self.restarts = 0
+        self.starts = 0
+        self.last_delay_s = 0.0
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
 
     def start(self) -> None:
@@ -90,6 +104,12 @@ class ManagedProcess:
 
     def health(self) -> dict:
         return {"state": self.state, "reason": self.reason, "restarts": self.restarts}
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's pid, or None between runs."""
+        proc = self.proc
+        return proc.pid if proc is not None else None
 
     # ----------------------------------------------------------------------------------
     def _set_state(self, state: str, reason: str) -> None:
@@ -120,12 +140,37 @@ class ManagedProcess:
             self._set_state("offline", reason)
             self.restarts += 1
             log.warning("%s: %s; restarting in %.0f s", self.name, reason, delay)
-            if self._stop.wait(delay):
+            self.last_delay_s = delay
+            if self._wait_backoff(delay):
                 break
             delay = min(delay * 2, self.backoff_cap_s)
 
+    def _wait_backoff(self, delay: float) -> bool:
+        """Wait `delay` s, or less when `ready()` saw the source down then up; True = stop."""
+        if self._ready is None:
+            return self._stop.wait(delay)
+        end = time.monotonic() + delay
+        seen_down = False
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            if self._stop.wait(min(self.ready_poll_s, left)):
+                return True
+            try:
+                ready = self._ready()
+            except Exception:
+                log.exception("%s: ready check failed", self.name)
+                ready = None
+            if ready is False:
+                seen_down = True
+            elif ready and seen_down:
+                log.info("%s: source is back; restarting now", self.name)
+                return False
+
     def _run_once(self) -> str:
         self.stderr_tail.clear()
+        self.starts += 1
         try:
             proc = spawn(self._make_args(), stdout=self._stdout, stderr=subprocess.PIPE)
         except (OSError, ValueError) as exc:

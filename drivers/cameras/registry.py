@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 ROLES = ("source", "probe", "main", "detect")
 FPS_WINDOW_S = 10.0
+# ffmpeg delivers the frames it buffered while probing the input in a burst after it
+# starts: samples this soon after a role went online are left out of its frame rate.
+FPS_SETTLE_S = 1.5
 
 
 @dataclass
@@ -49,8 +52,9 @@ class _Role:
     frames: collections.deque[tuple[float, int]] = field(
         default_factory=lambda: collections.deque(maxlen=256))
 
-    def fps(self, now: float) -> float | None:
-        recent = [(t, n) for t, n in self.frames if now - t <= FPS_WINDOW_S]
+    def fps(self, now: float, settle_s: float = FPS_SETTLE_S) -> float | None:
+        settled = self.since + settle_s if self.state == "online" else 0.0
+        recent = [(t, n) for t, n in self.frames if now - t <= FPS_WINDOW_S and t >= settled]
         if len(recent) < 2:
             return None
         span = recent[-1][0] - recent[0][0]
@@ -83,10 +87,12 @@ class CameraRegistry:
         *,
         expected_fps: dict[str, float] | None = None,
         low_fps_ratio: float = 0.5,
+        fps_settle_s: float = FPS_SETTLE_S,
     ) -> None:
         self._lock = threading.RLock()
         self._on_change = on_change or (lambda camera, state, reason: None)
         self.low_fps_ratio = low_fps_ratio
+        self.fps_settle_s = fps_settle_s
         self._cams: dict[str, _CameraStatus] = {}
         for cam in cameras:
             self._cams[cam.name] = _CameraStatus(cam, (expected_fps or {}).get(cam.name))
@@ -126,6 +132,8 @@ class CameraRegistry:
                 status.last_error = f"{role}: {reason}"
                 status.last_error_ts = time.time()
             if (entry.state, entry.reason) != (state, reason):
+                if entry.state != state:
+                    entry.frames.clear()
                 entry.state, entry.reason, entry.since = state, reason, time.monotonic()
             self._derive(status)
 
@@ -164,7 +172,7 @@ class CameraRegistry:
                 out[name] = {
                     "state": status.state,
                     "reason": status.reason,
-                    "fps": None if fps is None else round(fps, 1),
+                    "fps": self._round(fps),
                     "reconnects": status.reconnects,
                     "last_error": status.last_error or None,
                     "last_error_ts": status.last_error_ts,
@@ -174,7 +182,7 @@ class CameraRegistry:
                     "roles": {
                         role: {"state": r.state, "reason": r.reason,
                                "for_s": round(now - r.since, 1),
-                               "fps": None if r.fps(now) is None else round(r.fps(now), 1)}
+                               "fps": self._round(r.fps(now, self.fps_settle_s))}
                         for role, r in status.roles.items()
                     },
                     **status.info,
@@ -193,11 +201,14 @@ class CameraRegistry:
         return lambda state, reason: self.report_state(name, "source", state, reason)
 
     @staticmethod
-    def _fps(status: _CameraStatus, now: float) -> float | None:
+    def _round(value: float | None) -> float | None:
+        return None if value is None else round(value, 1)
+
+    def _fps(self, status: _CameraStatus, now: float) -> float | None:
         for role in ("main", "detect", "source"):
             entry = status.roles.get(role)
             if entry is not None and entry.state == "online":
-                fps = entry.fps(now)
+                fps = entry.fps(now, self.fps_settle_s)
                 if fps is not None:
                     return fps
         return None

@@ -65,14 +65,14 @@ def test_source_offline_wins_and_reason_is_masked():
 
 
 def test_fps_from_frame_reports_and_low_fps_degrades():
-    reg, _ = make(expected_fps={"gate": 15})
+    reg, _ = make(expected_fps={"gate": 15}, fps_settle_s=0)
     reg.report_state("gate", "detect", "online", "")
     for _ in range(5):
         reg.report_frames("gate", "detect", 3)  # ~3 frames per 0.1 s = ~30 fps
         time.sleep(0.1)
     fps = reg.health()["gate"]["fps"]
     assert 20 < fps < 40
-    reg2, _ = make(expected_fps={"gate": 15})
+    reg2, _ = make(expected_fps={"gate": 15}, fps_settle_s=0)
     reg2.report_state("gate", "detect", "online", "")
     for _ in range(5):
         reg2.report_frames("gate", "detect", 1)  # ~10 fps... then slower

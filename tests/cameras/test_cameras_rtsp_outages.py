@@ -1,0 +1,144 @@
+"""RTSP end to end: a supervised consumer ffmpeg rides out repeated camera outages.
+
+The consumer is a plain ``ffmpeg -c copy -f segment`` (the real recorder is another
+area's) under `ManagedProcess`, reporting to the camera registry as role ``main``.
+The RTSP test camera is stopped for `outage` seconds and started again, several
+times. Outage lengths come from RONDA_TEST_OUTAGES (seconds, comma separated); the
+default, five outages of 3.5 s and one of 10 s, keeps the test near a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from drivers.cameras.base import mask_credentials
+from drivers.cameras.progress import PROGRESS_ARGS, FfmpegProgress
+from drivers.cameras.registry import CameraRegistry
+from drivers.cameras.rtsp import RtspCamera
+from drivers.managed import ManagedProcess
+from firmware.bus import EventBus
+from firmware.devtools.rtsp_camera import RtspTestCamera
+from firmware.events import CameraStateEvent
+
+SEGMENT_S = 2.0
+BACKOFF_CAP_S = 4.0
+OUTAGES = [float(v) for v in os.environ.get("RONDA_TEST_OUTAGES",
+                                            "3.5,3.5,3.5,3.5,3.5,10").split(",")]
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains `text` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def segment_spans(folder: Path) -> list[tuple[float, float, str]]:
+    """(start, end, name) of each segment on the wall clock: end = mtime, start = end - duration."""
+    spans = []
+    for path in sorted(folder.glob("*.ts")):
+        if path.stat().st_size == 0:
+            continue
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration",
+                              "-of", "json", str(path)], capture_output=True, check=True)
+        duration = float(json.loads(out.stdout)["format"].get("duration") or 0)
+        end = path.stat().st_mtime
+        spans.append((end - duration, end, path.name))
+    return sorted(spans)
+
+
+def next_event(events: queue.SimpleQueue, state: str, timeout: float) -> tuple[float, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ev = events.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if ev.state == state:
+            return time.time(), ev.reason
+    raise AssertionError(f"no {state} event within {timeout} s")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_consumer_reconnects_after_each_outage(tmp_path, scene_file):
+    out = tmp_path / "segments"
+    out.mkdir()
+    server = RtspTestCamera().start()
+    camera = RtspCamera("gate", server.plain_url, timeout_s=3)
+    bus = EventBus()
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    bus.subscribe(CameraStateEvent, events.put)
+    bus.start()
+    registry = CameraRegistry(
+        [camera], lambda cam, state, reason: bus.publish(
+            CameraStateEvent(camera=cam, state=state, reason=reason)))
+    runs = iter(range(1000))
+
+    def make_args() -> list[str]:
+        return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
+                *camera.main.ffmpeg_args(), "-map", "0:v", "-c", "copy", *PROGRESS_ARGS,
+                "-f", "segment", "-segment_time", str(SEGMENT_S), "-reset_timestamps", "1",
+                str(out / f"run{next(runs):03d}-%03d.ts")]
+
+    proc: ManagedProcess
+    progress = FfmpegProgress(lambda n: (proc.beat(), registry.report_frames("gate", "main", n)))
+    proc = ManagedProcess(
+        "gate-main", make_args, on_start=progress.attach, stdout=subprocess.PIPE,
+        on_state=lambda s, r: registry.report_state("gate", "main", s, r),
+        stall_after_s=6, backoff_min_s=0.5, backoff_cap_s=BACKOFF_CAP_S,
+        redact=mask_credentials, ready=camera.reachable)
+    proc.start()
+    latencies, offline_reasons = [], []
+    try:
+        next_event(events, "online", 20)
+        for outage in OUTAGES:
+            time.sleep(SEGMENT_S + 0.5)  # at least one segment of footage before the outage
+            server.stop()
+            _, reason = next_event(events, "offline", 3 + 5)
+            offline_reasons.append(reason)
+            time.sleep(outage)
+            server.start()
+            back = time.time()
+            t_online, _ = next_event(events, "online", BACKOFF_CAP_S + 10)
+            latencies.append(t_online - back)
+        time.sleep(SEGMENT_S + 2)
+        health = registry.health()["gate"]
+        assert health["state"] == "online"
+        assert health["reconnects"] == len(OUTAGES)
+        assert health["fps"] is not None and 12 < health["fps"] < 18, health  # camera sends 15
+    finally:
+        proc.stop()
+        server.close()
+        bus.stop()
+    # back within the backoff cap after each return of the camera
+    assert max(latencies) <= BACKOFF_CAP_S, latencies
+    assert all(offline_reasons), offline_reasons
+    # no ffmpeg (or anything) left behind that writes into our folder
+    assert processes_mentioning(str(out)) == []
+    # the footage gap at each outage is at most the outage plus one segment
+    spans = segment_spans(out)
+    run_of = [name.split("-")[0] for _, _, name in spans]
+    gaps = [spans[i + 1][0] - spans[i][1] for i in range(len(spans) - 1)
+            if run_of[i] != run_of[i + 1]]
+    assert len(gaps) >= len(OUTAGES)
+    big = sorted(gaps)[-len(OUTAGES):]  # the outage gaps (restarts without outage are ~0)
+    for outage, gap in zip(sorted(OUTAGES), big, strict=True):
+        assert gap <= outage + SEGMENT_S + 0.5, (outage, gap, gaps)
+    print(f"reconnect latencies {[round(v, 2) for v in latencies]}; "
+          f"gaps {[round(g, 2) for g in gaps]}; restarts {proc.restarts}")
