@@ -12,7 +12,8 @@ siren       ``state``: on | off; ``for_s``: seconds (capped at siren_max_s);
             ``pattern``: a rhythm name from [alarm] patterns (default: kind "remote")
 light       ``state``: on | off; ``for_s`` (capped at light_max_s);
             ``mode``: steady | strobe
-ack         none: silence and clear the active alarm
+ack         ``alarm_id`` (optional): silence and clear the active alarm; with an id,
+            only if that alarm is the active one (a late ack never clears a newer alarm)
 arm         ``mode``: armed | disarmed | schedule; ``schedule``: ["22:00-05:00", ...]
 ==========  ==========================================================================
 
@@ -39,7 +40,7 @@ ACTIONS = ("siren", "light", "ack", "arm")
 KNOWN_ARGS = {
     "siren": {"state", "for_s", "pattern"},
     "light": {"state", "for_s", "mode"},
-    "ack": set(),
+    "ack": {"alarm_id"},
     "arm": {"mode", "schedule"},
 }
 
@@ -157,6 +158,12 @@ class RemoteControl:
                                                    else "on", "until": until}
 
     def _ack(self, args: dict[str, Any], cause: str) -> tuple[str, dict]:
+        wanted = args.get("alarm_id")
+        if wanted is not None:
+            active = self.controller.alarm
+            if active is None or active.alarm_id != wanted:
+                raise CommandRefused(f"alarm {wanted!r} is not the active alarm (active: "
+                                     f"{active.alarm_id if active else 'none'})")
         alarm = self.controller.ack(cause)
         if alarm is None:
             return "no active alarm; outputs off", {"alarm_id": None}

@@ -63,14 +63,20 @@ def faulty_components(health: dict[str, Any], ignore: str = "alarm") -> list[str
 
 
 def mqtt_connected(shared: dict[str, Any]) -> bool | None:
-    """The MQTT area's `mqtt_connected()` if it offers one; None when absent or failing."""
+    """Whether the node reaches its broker; None when nobody can say.
+
+    Asks ``shared["mqtt_connected"]()`` if the MQTT area offers it, else the MQTT bridge's
+    ``shared["mqtt"].link.connected``; anything missing or failing means unknown.
+    """
     probe: Callable[[], bool] | None = shared.get("mqtt_connected")
-    if not callable(probe):
-        return None
     try:
-        return bool(probe())
+        if callable(probe):
+            return bool(probe())
+        link = getattr(shared.get("mqtt"), "link", None)
+        connected = getattr(link, "connected", None)
+        return connected if isinstance(connected, bool) else None
     except Exception:
-        log.debug("mqtt_connected() failed", exc_info=True)
+        log.debug("mqtt connection state unavailable", exc_info=True)
         return None
 
 

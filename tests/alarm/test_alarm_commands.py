@@ -61,6 +61,21 @@ def test_ack_command_clears_the_alarm(make_node, replies):
     assert ok and "no active alarm" in message
 
 
+def test_ack_with_a_stale_alarm_id_does_not_clear_a_newer_alarm(make_node, replies):
+    node = make_node()
+    node.tap()
+    first = node.wait(PanicEvent)
+    node.tap("ack")
+    node.tap()
+    second = wait_for(lambda: [e for e in node.of(PanicEvent) if e.id != first.id],
+                      what="a second alarm")[0]
+    ok, message, _ = send(node, replies, "ack", {"alarm_id": first.alarm_id})
+    assert not ok and "not the active alarm" in message
+    assert node.pin("siren").state is True
+    ok, _, data = send(node, replies, "ack", {"alarm_id": second.alarm_id})
+    assert ok and data["alarm_id"] == second.alarm_id and node.pin("siren").state is False
+
+
 def test_siren_on_for_seconds_then_off_by_itself(make_node, replies):
     node = make_node()
     sent = time.time()

@@ -163,6 +163,13 @@ def test_status_modes():
     assert mqtt_connected({"mqtt_connected": lambda: 1 / 0}) is None
     assert mqtt_connected({"mqtt_connected": "yes"}) is None
 
+    class Bridge:
+        class link:  # shaped like the MQTT area's bridge
+            connected = False
+
+    assert mqtt_connected({"mqtt": Bridge()}) is False
+    assert mqtt_connected({"mqtt": object()}) is None
+
 
 def test_status_led_follows_the_network_and_alarm(make_node):
     connected = {"value": True}
