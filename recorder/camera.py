@@ -128,16 +128,24 @@ class CameraRecorder:
     def _read(self, proc: subprocess.Popen) -> None:
         assert proc.stdout is not None
         incoming = self.store.incoming(self.name)
-        for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode(errors="replace").strip()
-            if line.startswith("frame="):
-                self._progress(line)
-            elif line.count(",") == 2 and line.endswith(tuple("0123456789")):
-                name, start_s, end_s = line.split(",")
-                try:
-                    self._closed(incoming / name, float(start_s), float(end_s))
-                except ValueError:
-                    log.warning("%s: odd segment list line %r", self.name, line)
+        try:
+            for raw in iter(proc.stdout.readline, b""):
+                self._line(incoming, raw.decode(errors="replace").strip())
+        except (ValueError, OSError):
+            pass  # ManagedProcess closed the pipe: ffmpeg is gone; leftovers are swept
+
+    def _line(self, incoming: Path, line: str) -> None:
+        """One stdout line: a progress field or a closed segment (name,start,end)."""
+        if line.startswith("frame="):
+            self._progress(line)
+        elif line.count(",") == 2 and line.endswith(tuple("0123456789")):
+            name, start_s, end_s = line.split(",")
+            try:
+                start, end = float(start_s), float(end_s)
+            except ValueError:
+                log.warning("%s: odd segment list line %r", self.name, line)
+                return
+            self._closed(incoming / name, start, end)
 
     def _progress(self, line: str) -> None:
         try:
