@@ -86,8 +86,8 @@ class MotionDetector:
             self.recalibrations += 1
             return []
         # learn the background everywhere at `alpha`: what stops moving (a parked motorbike)
-        # and ghosts (where something was when learning began) fade in 1/alpha frames
-        # (the first frames average in equally, so what moved at start leaves no ghost)
+        # and ghosts (where something was, learnt in) fade in about 1/alpha frames. The
+        # first frames average in equally, so what moved at start leaves no ghost.
         cv2.accumulateWeighted(small, bg, max(self.alpha, 1.0 / self.frames))
         if self.frames <= self.warmup_frames:
             return []

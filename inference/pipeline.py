@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from inference.detector import Box, Detection, Detector, nms
-from inference.motion import MotionDetector
+from inference.motion import MotionDetector, merge_boxes
 from inference.settings import DetectSettings
 from inference.tamper import TamperDetector
 from inference.tracker import Track, Tracker
@@ -216,12 +216,27 @@ class CameraPipeline:
                 (x0 + side) / self.width, (y0 + side) / self.height)
 
     def _plan_crops(self, regions: list[Box], now: float) -> list[tuple[int, int, int]]:
-        crops = [self._square(r) for r in regions]
+        # Motion often covers only part of a person (edges, the limbs that move) or leaves
+        # a ghost beside them; a crop that cuts through a track is grown to hold the whole
+        # of the track's predicted box, so the model never sees half a person.
+        expected = [_pad(t.predicted(now), 0.1) for t in self.tracker.tracks]
+        regions = list(regions)
         for track in self.tracker.tracks:
             due = now - track.last_checked >= self.settings.recheck_s
-            if due and not any(_inside(track.box, self._norm(c)) for c in crops):
-                crops.append(self._square(track.box, margin=1.4))
-        crops = self._merge(crops)
+            if due and not any(_inside(track.box, r) for r in regions):
+                regions.append(_pad(track.box, 0.2))
+        crops = [self._square(r) for r in merge_boxes(regions)]
+        for _ in range(3):
+            grown = []
+            for crop in crops:
+                area = self._norm(crop)
+                for box in expected:
+                    if _overlap(area, box) and not _contains(area, box):
+                        area = _union(area, box)
+                grown.append(self._square(area, margin=1.0))
+            if grown == crops:
+                break
+            crops = self._merge(grown)
         if len(crops) > self.settings.max_crops:
             return [self._square((0.0, 0.0, 1.0, 1.0), margin=1.0)]
         return crops
@@ -275,7 +290,13 @@ class CameraPipeline:
             return dets
         boxes = np.array([d.box for d in dets], np.float32)
         scores = np.array([d.score for d in dets], np.float32)
-        return [dets[i] for i in nms(boxes, scores, 0.5, len(dets))]
+        kept = [dets[i] for i in nms(boxes, scores, 0.5, len(dets))]
+        # a weaker box mostly inside a stronger one is a part of it (a torso, a head)
+        out: list[Detection] = []
+        for det in kept:  # best first
+            if not any(_covered(det.box, better.box) >= 0.6 for better in out):
+                out.append(det)
+        return out
 
     # -- tracks and reports ----------------------------------------------------------
     def _note_zones(self, track: Track) -> None:
@@ -322,6 +343,34 @@ class CameraPipeline:
     def _report_tamper(self, yuv: np.ndarray, kind: str, phase: str, now: float) -> None:
         rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
         self.on_tamper(TamperReport(self.camera, kind, phase, now, encode_jpeg(rgb)))
+
+
+def _covered(box: Box, by: Box) -> float:
+    """The fraction of `box`'s area that lies inside `by`."""
+    iw = min(box[2], by[2]) - max(box[0], by[0])
+    ih = min(box[3], by[3]) - max(box[1], by[1])
+    own = (box[2] - box[0]) * (box[3] - box[1])
+    return iw * ih / own if iw > 0 and ih > 0 and own > 0 else 0.0
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _union(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _pad(box: Box, fraction: float) -> Box:
+    dx, dy = (box[2] - box[0]) * fraction, (box[3] - box[1]) * fraction
+    return (max(0.0, box[0] - dx), max(0.0, box[1] - dy),
+            min(1.0, box[2] + dx), min(1.0, box[3] + dy))
+
+
+def _contains(outer: Box, box: Box) -> bool:
+    clipped = (max(box[0], 0.0), max(box[1], 0.0), min(box[2], 1.0), min(box[3], 1.0))
+    return (outer[0] <= clipped[0] + 1e-6 and outer[1] <= clipped[1] + 1e-6
+            and clipped[2] <= outer[2] + 1e-6 and clipped[3] <= outer[3] + 1e-6)
 
 
 def _inside(box: Box, outer: Box) -> bool:

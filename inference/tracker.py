@@ -58,8 +58,14 @@ class Track:
     alerting: bool = False
     last_event: float = 0.0
     sent_state: tuple = ()
+    velocity: tuple[float, float] = (0.0, 0.0)  # box centre, fraction of picture per second
 
     def observe(self, det: Detection, now: float, rgb: np.ndarray | None) -> None:
+        dt = now - self.last_seen
+        if self.hits and dt > 0:
+            vx = ((det.box[0] + det.box[2]) - (self.box[0] + self.box[2])) / 2 / dt
+            vy = ((det.box[1] + det.box[3]) - (self.box[1] + self.box[3])) / 2 / dt
+            self.velocity = (0.5 * self.velocity[0] + 0.5 * vx, 0.5 * self.velocity[1] + 0.5 * vy)
         self.box, self.score, self.last_seen, self.last_checked = det.box, det.score, now, now
         self.hits += 1
         self.max_area = max(self.max_area, area(det.box))
@@ -67,6 +73,13 @@ class Track:
             self.best_score, self.best_box = det.score, det.box
             if rgb is not None:
                 self.best_frame = rgb.copy()
+
+
+    def predicted(self, now: float) -> Box:
+        """Where the box should be at `now`, moving at its recent speed (capped at 1 s)."""
+        dt = min(max(now - self.last_seen, 0.0), 1.0)
+        dx, dy = self.velocity[0] * dt, self.velocity[1] * dt
+        return (self.box[0] + dx, self.box[1] + dy, self.box[2] + dx, self.box[3] + dy)
 
 
 class Tracker:
