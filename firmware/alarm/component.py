@@ -86,8 +86,8 @@ class AlarmComponent(Component):
                 self.faults = faulty_components(self.node_health())
             except Exception as exc:
                 log.debug("node health unavailable: %s", exc)
-            if not self._ready:
-                self._ready = connected is not False or now - self._started > self.boot_grace_s
+        if not self._ready:
+            self._ready = connected is not False or now - self._started > self.boot_grace_s
         mode = choose_mode(holding=bool(self.controller.holding),
                            alarm=self.controller.alarm is not None,
                            fault=bool(self.faults or self.gpio_error),

@@ -32,7 +32,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "co
 
 
 def node_config(state_dir: Path, gpio: dict | None = None, alarm: dict | None = None,
-                cameras: list | None = None) -> config.Config:
+                cameras: list | None = None, mqtt: dict | None = None) -> config.Config:
     """A config with every alarm device on mock pins (overridable)."""
     gpio_section = {
         "pin_factory": "mock",
@@ -50,6 +50,7 @@ def node_config(state_dir: Path, gpio: dict | None = None, alarm: dict | None = 
         "gpio": gpio_section,
         "alarm": alarm or {},
         "cameras": cameras or [],
+        "mqtt": mqtt or {"enabled": False},
     })
 
 
@@ -64,6 +65,10 @@ class Node:
         self.ctx = Context(self.config, self.bus, lambda: {"components": {}}, state_dir,
                            dict(shared or {}))
         self.components = alarm_wiring.build(self.ctx)
+        if self.config.mqtt.enabled:  # the real MQTT area, built after the alarm as in AREAS
+            from firmware.wiring import mqtt as mqtt_wiring
+
+            self.components += mqtt_wiring.build(self.ctx)
         self.bus.subscribe(Message, self._record, name="recorder-of-test")
         self.controller = self.ctx.shared["alarm"]
         self.panel = self.controller.panel

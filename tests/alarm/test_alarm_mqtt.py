@@ -1,0 +1,114 @@
+"""End to end through the real MQTT wiring and a real Mosquitto: a press reaches a
+subscriber, a signed `ack` silences the siren, and with the broker down the panic
+still drives the outputs (the event waits in the outbox)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import paho.mqtt.client as paho
+import pytest
+from conftest import wait_for
+from paho.mqtt.enums import CallbackAPIVersion
+
+from firmware.devtools.broker import LocalBroker
+from mqtt.signing import generate_keypair, sign_command
+
+ROOT = "ronda/v1/test-rw05"
+
+
+class Subscriber:
+    """A Command Center stand-in: records every message under the node's root."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda c, *a: (c.subscribe(f"{ROOT}/#", qos=1),
+                                                self.ready.set())
+        self.client.on_message = self._message
+        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+        assert self.ready.wait(10)
+        time.sleep(0.1)
+
+    def _message(self, _c, _u, msg) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def docs(self, suffix: str) -> list[dict]:
+        with self.lock:
+            return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix)]
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def keys():
+    return generate_keypair()
+
+
+def mqtt_section(broker: LocalBroker, public: str) -> dict:
+    return {"brokers": [broker.url], "command_keys": [public], "reconnect_min_s": 0.2,
+            "reconnect_max_s": 1.0}
+
+
+@pytest.mark.slow
+def test_press_reaches_the_command_center_and_a_signed_ack_silences(make_node, broker, keys):
+    private, public = keys
+    cc = Subscriber(broker.port)
+    try:
+        node = make_node(mqtt=mqtt_section(broker, public))
+        wait_for(lambda: node.ctx.shared["mqtt"].link.connected, 10, "the node's link")
+        node.press()
+        assert node.pin("siren").state is True
+        event = wait_for(lambda: [d for d in cc.docs("/events") if d["type"] == "panic"], 10,
+                         "the panic event at the subscriber")[0]
+        assert event["phase"] == "raised" and event["source"] == "button:panic:pos"
+        siren = wait_for(lambda: [d for d in cc.docs("/outputs/siren") if d["state"] == "panic"],
+                         10, "the retained siren state")[0]
+        assert siren["cause"] == "button:panic:pos"
+        cmd = sign_command(private, node="test-rw05", action="ack",
+                           args={"alarm_id": event["alarm_id"]})
+        cc.client.publish(f"{ROOT}/cmd/ack", json.dumps(cmd), qos=1)
+        reply = wait_for(lambda: [d for d in cc.docs("/reply") if d.get("id") == cmd["id"]], 10,
+                         "the reply")[0]
+        assert reply["ok"] is True, reply
+        assert node.pin("siren").state is False
+        cleared = wait_for(lambda: [d for d in cc.docs("/events") if d.get("phase") == "cleared"],
+                           10, "the cleared event")[0]
+        assert cleared["alarm_id"] == event["alarm_id"] and cleared["source"].startswith("cmd:")
+        # the status LED learned the link state from the MQTT bridge
+        wait_for(lambda: node.components[0].status.mode == "ok", 3, "status LED ok")
+    finally:
+        cc.stop()
+
+
+@pytest.mark.slow
+def test_broker_down_and_no_cameras_the_panic_still_drives_the_outputs(make_node, keys):
+    _, public = keys
+    broker = LocalBroker().start()
+    port = broker.port
+    node = make_node(mqtt=mqtt_section(broker, public),
+                     cameras=[{"name": "gang", "url": "rtsp://127.0.0.1:9/none"}])
+    wait_for(lambda: node.ctx.shared["mqtt"].link.connected, 10, "the node's link")
+    broker.stop()
+    wait_for(lambda: not node.ctx.shared["mqtt"].link.connected, 10, "the link to drop")
+    t0 = time.perf_counter()
+    node.press()
+    assert node.pin("siren").state is True and node.pin("light").state is True
+    assert time.perf_counter() - t0 < 0.5
+    wait_for(lambda: node.ctx.shared["mqtt"].outbox.depth() >= 1, 5, "the event in the outbox")
+    # the broker comes back: the stored panic event goes out
+    with LocalBroker(port=port) as again:
+        cc = Subscriber(again.port)
+        try:
+            wait_for(lambda: [d for d in cc.docs("/events") if d["type"] == "panic"], 20,
+                     "the delayed panic event")
+        finally:
+            cc.stop()
