@@ -1,0 +1,104 @@
+"""The recorder's wiring: a supervised component recording the registry's main streams,
+reporting them back as role `main`, protecting clips from the bus and publishing
+StorageEvents when the store degrades and recovers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from recorder_testkit import wait_for
+
+from drivers.cameras.base import Camera, StreamInput
+from drivers.cameras.registry import CameraRegistry
+from firmware import config
+from firmware.bus import EventBus
+from firmware.events import ProtectClip, StorageEvent
+from firmware.wiring import Context
+from firmware.wiring import recorder as wiring
+from recorder.index import Index
+from recorder.store import MARKER
+
+
+def make_ctx(tmp_path: Path, registry: CameraRegistry | None) -> Context:
+    cfg = config.parse({
+        "node": {"id": "test-node", "data_dir": str(tmp_path / "state")},
+        "cameras": [{"name": "gate", "url": "rtsp://127.0.0.1:9/unused"}],
+        "recorder": {"path": str(tmp_path / "rec"), "segment_s": 1, "quota": "50 MiB",
+                     "camera_quota": {"gate": "40 MiB"}, "min_free": 0},
+    })
+    ctx = Context(config=cfg, bus=EventBus(), health=dict, state_dir=tmp_path / "state")
+    if registry is not None:
+        ctx.shared["cameras"] = registry
+    return ctx
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_wiring_records_reports_protects_and_publishes_storage_events(
+        tmp_path: Path, live: StreamInput) -> None:
+    registry = CameraRegistry([Camera("gate", live)])
+    ctx = make_ctx(tmp_path, registry)
+    storage: list[StorageEvent] = []
+    ctx.bus.subscribe(StorageEvent, storage.append)
+    ctx.bus.start()
+    [service] = wiring.build(ctx)
+    assert ctx.shared["recorder"] is service
+    service.recorder.check_every_s = 0.3
+    service.recorder.retry_cap_s = 1.0
+    root = tmp_path / "rec"
+    service.start()
+    try:
+        wait_for(lambda: (service.health()["cameras"]["gate"]["segments"] or 0) >= 2,
+                 timeout=20, what="two segments")
+        gate = registry.health()["gate"]
+        assert gate["roles"]["main"]["state"] == "online"
+        wait_for(lambda: registry.health()["gate"]["roles"]["main"]["fps"], timeout=10,
+                 what="frames reported as role main")
+        now = time.time()
+        ctx.bus.publish(ProtectClip(event_id="alarm-1", start=now - 2, end=now + 2,
+                                    cameras=("gate",)))
+        index = Index(root / Index.FILENAME, readonly=True)
+        wait_for(lambda: index.clip("alarm-1"), timeout=5, what="the clip protected")
+        index.close()
+        health = service.health()
+        for key in ("bytes_used", "quota", "oldest_footage_h", "write_rate_bps",
+                    "recovered", "garbage", "free_bytes"):
+            assert key in health, key
+        assert health["cameras"]["gate"]["last_segment_age_s"] < 5
+
+        # The disk "goes away" (its marker with it): degraded, then back.
+        marker = root / MARKER
+        identity = marker.read_text()
+        marker.unlink()
+        wait_for(lambda: any(e.state == "degraded" for e in storage), timeout=10,
+                 what="a degraded StorageEvent")
+        degraded = next(e for e in storage if e.state == "degraded")
+        assert degraded.reason == "missing" and degraded.type == "storage"
+        wait_for(lambda: registry.health()["gate"]["roles"]["main"]["state"] == "offline",
+                 timeout=5, what="main stream reported offline")
+        marker.write_text(identity)
+        wait_for(lambda: storage[-1].state == "ok", timeout=15, what="an ok StorageEvent")
+        before = service.health()["cameras"]["gate"]["segments"]
+        wait_for(lambda: service.health()["cameras"]["gate"]["segments"] > before,
+                 timeout=20, what="recording again")
+        assert service.summary().startswith("recording")
+    finally:
+        service.stop(timeout=10)
+        ctx.bus.stop()
+    assert not service.running
+
+
+def test_wiring_without_registry_falls_back_to_the_config_url(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, None)
+    [service] = wiring.build(ctx)
+    assert service.recorder.cameras["gate"].source == StreamInput(
+        url="rtsp://127.0.0.1:9/unused")
+    assert service.recorder.store.limits.camera_quota == {"gate": 40 * 2**20}
+
+
+def test_wiring_builds_nothing_when_disabled(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, None)
+    ctx.config.recorder.enabled = False
+    assert wiring.build(ctx) == []
