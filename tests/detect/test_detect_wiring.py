@@ -1,0 +1,112 @@
+"""The detect area's wiring: what `build(ctx)` makes of the config and `ctx.shared`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from drivers.cameras.base import StreamInput
+from firmware.bus import EventBus
+from firmware.config import parse
+from firmware.wiring import Context
+from firmware.wiring.detect import DetectService, build
+
+
+def config(models_dir: Path | None, enabled: bool = True, **detect):
+    data = {
+        "node": {"id": "rw05"},
+        "cameras": [
+            {"name": "gang", "url": "rtsp://cam1/main", "substream_url": "rtsp://cam1/sub"},
+            {"name": "pos", "url": "rtsp://cam2/main"},
+            {"name": "off", "url": "rtsp://cam3/main", "enabled": False},
+        ],
+        "detect": {"enabled": enabled, **detect},
+    }
+    if models_dir is not None:
+        data["detect"]["model"] = str(models_dir / "pose_detection.tflite")
+    return parse(data)
+
+
+class Registry:
+    """Stands in for the cameras area's registry."""
+
+    def __init__(self, sources: dict[str, StreamInput]) -> None:
+        self.sources = sources
+        self.states: list[tuple] = []
+
+    def get(self, name: str):
+        if name not in self.sources:
+            raise KeyError(name)
+        return SimpleNamespace(main=self.sources[name], detect=self.sources[name])
+
+    def report_state(self, name, role, state, reason=""):
+        self.states.append((name, role, state, reason))
+
+    def report_frames(self, name, role, count):
+        pass
+
+
+def context(cfg, tmp_path: Path, **shared) -> Context:
+    return Context(config=cfg, bus=EventBus(), health=lambda: {}, state_dir=tmp_path,
+                   shared=dict(shared))
+
+
+def test_disabled_detection_builds_nothing(tmp_path: Path) -> None:
+    ctx = context(config(None, enabled=False), tmp_path, snapshot="cameras'")
+    assert build(ctx) == []
+    assert ctx.shared["snapshot"] == "cameras'"
+
+
+def test_sources_fall_back_to_camera_urls(tmp_path: Path, models_dir: Path) -> None:
+    [service] = build(context(config(models_dir), tmp_path))
+    assert isinstance(service, DetectService)
+    assert service.sources == {"gang": StreamInput("rtsp://cam1/sub"),
+                               "pos": StreamInput("rtsp://cam2/main")}
+
+
+def test_registry_sources_snapshot_and_armed_lookup(tmp_path: Path, models_dir: Path) -> None:
+    clip = tmp_path / "gang.mp4"
+    import subprocess
+
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=640x360:rate=5:duration=30", "-c:v", "libx264",
+                    "-preset", "ultrafast", str(clip)], check=True)
+    registry = Registry({"gang": StreamInput(str(clip), {"re": True})})
+    asked: list[str] = []
+    ctx = context(config(models_dir, fps=5), tmp_path, cameras=registry,
+                  snapshot=lambda cam, timeout=3.0: asked.append(cam) or b"fallback")
+    [service] = build(ctx)
+    assert list(service.sources) == ["gang"]  # "pos" is not in the registry
+    ctx.shared["armed"] = lambda now=None: False  # the alarm area comes after detection
+    assert service._is_armed(time.time()) is False
+    service.start()
+    try:
+        deadline = time.monotonic() + 20
+        jpeg = None
+        while jpeg is None and time.monotonic() < deadline:
+            jpeg = service.snapshot("gang")
+            time.sleep(0.1)
+        assert jpeg is not None
+        image = cv2.imdecode(np.frombuffer(ctx.shared["snapshot"]("gang"), np.uint8),
+                             cv2.IMREAD_COLOR)
+        assert image.shape == (360, 640, 3) and image.std() > 20
+        assert ctx.shared["snapshot"]("pos") == b"fallback" and asked == ["pos"]
+        assert ("gang", "detect", "online", "") in registry.states
+        health = service.health()
+        assert health["frames_in"] > 0 and health["model_type"] == "mediapipe"
+        assert set(health["cameras"]) == {"gang"}
+    finally:
+        service.stop()
+
+
+def test_missing_model_reports_offline(tmp_path: Path) -> None:
+    registry = Registry({"gang": StreamInput("x")})
+    [service] = build(context(config(None), tmp_path, cameras=registry))
+    with pytest.raises(RuntimeError, match="no model"):
+        service.run()
+    assert registry.states[0][2:] == ("offline", "no model configured ([detect] model)")
