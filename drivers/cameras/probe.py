@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Any
@@ -16,6 +17,10 @@ from typing import Any
 from drivers.cameras.base import RECORDABLE_CODECS, StreamInput, mask_credentials
 from drivers.cameras.errors import explain
 from drivers.process import spawn, terminate
+
+# How long ffprobe reads the stream to learn its parameters (its default is 5 s): two
+# keyframe intervals of a camera set up as docs/cameras.md asks.
+ANALYZE_S = 2.0
 
 
 class ProbeError(Exception):
@@ -61,20 +66,28 @@ def _rate(text: str | None) -> float | None:
 def probe(stream: StreamInput, timeout: float = 10.0) -> StreamInfo:
     """Probe `stream`; raises ProbeError with a clear reason (credentials masked)."""
     args = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams",
-            "-select_streams", "v:0", *stream.ffmpeg_args()]
+            "-select_streams", "v:0", "-analyzeduration", str(int(ANALYZE_S * 1e6)),
+            *stream.ffmpeg_args()]
+    started = time.monotonic()
     try:
         proc = spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as exc:
         raise ProbeError(f"cannot run ffprobe: {exc.strerror}") from None
     try:
-        out, err = proc.communicate(timeout=timeout + 2)
+        out, err = proc.communicate(timeout=timeout + ANALYZE_S + 3)
     except subprocess.TimeoutExpired:
         terminate(proc, 1.0)
-        raise ProbeError(f"no answer from the camera within {timeout:g} s") from None
+        raise ProbeError(f"the camera did not describe its stream within "
+                         f"{timeout + ANALYZE_S + 3:g} s") from None
     finally:
         terminate(proc, 1.0)
     errors = err.decode(errors="replace")
     if proc.returncode != 0:
+        silent = time.monotonic() - started >= 0.8 * timeout and (
+            "Invalid data" in errors or "timed out" in errors)
+        if silent:  # ffmpeg's words for a socket that connects and then says nothing
+            raise ProbeError(f"no answer from the camera within {timeout:g} s "
+                             "(it accepts the connection, then says nothing)", errors)
         raise ProbeError(explain(errors) or f"ffprobe exited with {proc.returncode}", errors)
     try:
         streams = json.loads(out or b"{}").get("streams", [])

@@ -244,6 +244,8 @@ class CameraRegistry:
             return "online", ""
         down = {k: v for k, v in streams.items() if v.state == "offline"}
         if len(down) == len(streams):
+            if probe is not None and probe.state != "online":  # the probe knows the cause
+                return "offline", explain(probe.reason)
             role, entry = sorted(down.items(), key=lambda kv: ROLES.index(kv[0])
                                  if kv[0] in ROLES else 99)[0]
             return "offline", explain(entry.reason) or f"{role} stream stopped"
