@@ -165,6 +165,10 @@ class Index:
             args.append(end)
         return [_segment(r) for r in self.db.execute(sql + " ORDER BY start, id", args)]
 
+    def cameras(self) -> list[str]:
+        """Names of the cameras that have footage."""
+        return [r[0] for r in self.db.execute("SELECT DISTINCT camera FROM segment ORDER BY 1")]
+
     def paths(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT path FROM segment")}
 

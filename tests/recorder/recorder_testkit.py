@@ -96,3 +96,20 @@ def undecodable(paths: list[Path]) -> list[Path]:
     if out.returncode == 0 and not out.stderr.strip():
         return []
     return [p for p in paths if not probe.decodes(p)]
+
+
+def fill_store(store, segment_files: list[Path], camera: str, starts: list[float],
+               tmp: Path) -> list:
+    """Commit copies of `segment_files` (cycled) as `camera`'s segments starting at
+    `starts` (1 s each) into an open Store. Returns the Segments."""
+    import shutil
+
+    done = []
+    incoming = store.incoming(camera)
+    incoming.mkdir(parents=True, exist_ok=True)
+    for i, start in enumerate(starts):
+        src = segment_files[i % len(segment_files)]
+        staged = incoming / f"copy-{i:06d}.mp4"
+        shutil.copyfile(src, staged)
+        done.append(store.commit(camera, staged, start, start + 1.0))
+    return done
