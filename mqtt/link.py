@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
@@ -69,6 +70,15 @@ class Broker:
 def encode(doc: dict[str, Any]) -> bytes:
     """Compact JSON for the wire."""
     return json.dumps(doc, separators=(",", ":"), default=str).encode()
+
+
+def _no_delay(client: paho.Client) -> None:
+    """Send small packets at once: paho leaves Nagle on, which delays a PUBACK that
+    follows a reply by a delayed-ACK period (about 40 ms on Linux)."""
+    sock = client.socket()
+    if sock is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class Link:
@@ -250,6 +260,7 @@ class Link:
             self.last_error = f"{broker.url}: {exc}"
             log.warning("mqtt: cannot connect to %s: %s", broker.url, exc)
             return False
+        _no_delay(client)
         client.loop_start()
         try:
             deadline = time.monotonic() + CONNACK_WAIT_S
@@ -288,8 +299,10 @@ class Link:
         self.broker, self.protocol = broker.url, protocol
         self.connected_since = time.time()
         log.info("mqtt: connected to %s (MQTT %s)", broker.url, protocol)
-        client.publish(self.topics.status, b"online", qos=1, retain=True)
+        # Subscribe before saying `online`: the broker handles a client's packets in
+        # order, so whoever reacts to `online` with a command finds us listening.
         client.subscribe(self.topics.commands, qos=1)
+        client.publish(self.topics.status, b"online", qos=1, retain=True)
 
     def _ack(self, seq: int, code: int) -> None:
         """Record a PUBACK (call with `_wake` held)."""
@@ -365,7 +378,7 @@ class Link:
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(1.5)
             client.disconnect()
-        was = self._connected
+        was = self._client is client
         with self._wake:
             self._connected = False
             self._client = None

@@ -13,6 +13,10 @@ from firmware.devtools.broker import LocalBroker, free_port
 from firmware.events import ObjectEvent, OutputChanged, PanicEvent, Snapshot, StorageEvent
 
 ROOT = "ronda/v1/rw05"
+# A broker that keeps the test subscriber's session (and its queued QoS 1 messages) over
+# its own restart. `user root`: run as root, Mosquitto otherwise drops to the `mosquitto`
+# user, which cannot write its persistence file into the 0700 temporary directory.
+PERSISTENT_BROKER = "max_queued_messages 0\nuser root"
 
 
 def test_topic_contract(broker: LocalBroker, recorder_factory: Any, tmp_path: Path) -> None:
@@ -70,7 +74,7 @@ def test_topic_contract(broker: LocalBroker, recorder_factory: Any, tmp_path: Pa
 
 def test_failover_and_outage(recorder_factory: Any, tmp_path: Path) -> None:
     dead = f"mqtt://127.0.0.1:{free_port()}"
-    with LocalBroker(extra_config="max_queued_messages 0", persistence=True) as broker:
+    with LocalBroker(extra_config=PERSISTENT_BROKER, persistence=True) as broker:
         rec = recorder_factory(broker.port, client_id="cc-test", clean=False)
         cfg = node_config(tmp_path, [dead, broker.url], reconnect_min_s=0.2,
                           reconnect_max_s=0.5)
@@ -87,7 +91,7 @@ def test_failover_and_outage(recorder_factory: Any, tmp_path: Path) -> None:
             assert node.bridge.outbox.depth() == 50
             broker.start()
             events = rec.wait_for(lambda m: len({json.loads(p)["seq"] for t, p, *_ in m
-                                                 if t.endswith("/events")}) >= 50 and m, 30)
+                                                 if t.endswith("/events")}) >= 50 and m, 15)
             deadline = time.monotonic() + 10
             while node.bridge.outbox.depth() and time.monotonic() < deadline:
                 time.sleep(0.05)

@@ -1,0 +1,144 @@
+"""Signed commands through a real broker: replies, owners on the bus, refusals, fuzzing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mqtt_helpers import BridgeNode, node_config, validate
+
+from firmware.devtools.broker import LocalBroker
+from firmware.events import Command
+from mqtt.signing import sign_command
+
+ROOT = "ronda/v1/rw05"
+
+
+def _replies(rec: Any) -> dict[Any, dict]:
+    """The first reply to each command id."""
+    first: dict[Any, dict] = {}
+    for doc in rec.json("/reply"):
+        first.setdefault(doc["id"], doc)
+    return first
+
+
+def _send(rec: Any, action: str, payload: bytes | dict) -> None:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    rec.client.publish(f"{ROOT}/cmd/{action}", body, qos=1)
+
+
+def test_commands_replied_and_routed(broker: LocalBroker, recorder_factory: Any,
+                                     tmp_path: Path, keypair: Any) -> None:
+    private, public = keypair
+    rec = recorder_factory(broker.port, f"{ROOT}/#")
+    cfg = node_config(tmp_path, [broker.url], command_keys=[public], command_timeout_s=1.0)
+    with BridgeNode(cfg) as node:
+        rec.wait_for(lambda m: any(p == b"online" for _, p, *_ in m))
+        acted: list[Command] = []
+
+        def alarm_owner(cmd: Command) -> None:  # what the alarm area does with `light`
+            if cmd.action == "light":
+                acted.append(cmd)
+                cmd.reply(True, "light on", {"until": 123.0})
+
+        node.bus.subscribe(Command, alarm_owner, name="test-alarm")
+        ping = sign_command(private, node="rw05", action="ping")
+        light = sign_command(private, node="rw05", action="light",
+                             args={"state": "on", "for_s": 60})
+        siren = sign_command(private, node="rw05", action="siren", args={"state": "on"})
+        unsigned = {k: v for k, v in sign_command(private, node="rw05", action="light",
+                                                  args={"state": "on"}).items() if k != "sig"}
+        for action, doc in [("ping", ping), ("light", light), ("siren", siren),
+                            ("light", unsigned), ("ping", ping)]:  # last: a replay
+            _send(rec, action, doc)
+        _send(rec, "ping", b"\x00not json")
+        replies = rec.wait_for(lambda m: len(rec.json("/reply")) >= 6 and _replies(rec), 10)
+        assert replies[ping["id"]]["ok"] and replies[ping["id"]]["message"] == "pong"
+        assert replies[light["id"]] == {**replies[light["id"]], "ok": True,
+                                        "message": "light on", "data": {"until": 123.0}}
+        assert replies[siren["id"]]["ok"] is False
+        assert replies[siren["id"]]["message"] == "not available on this node"
+        assert replies[unsigned["id"]]["message"] == "unsigned command"
+        assert replies[None]["message"] == "payload is not JSON"
+        assert [r["message"] for r in rec.json("/reply") if r["id"] == ping["id"]] == \
+            ["pong", "replayed command id"]
+        assert [c.id for c in acted] == [light["id"]], "only the signed light command acted"
+        assert acted[0].key_id == light["key_id"] and acted[0].args == {"state": "on",
+                                                                         "for_s": 60}
+        for reply in rec.json("/reply"):
+            validate("reply", reply)
+        assert node.bridge.commands_refused == 3
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(doc=st.fixed_dictionaries(
+    {"id": st.text(min_size=1, max_size=40)},
+    optional={"ts": st.integers(min_value=0, max_value=2**40) | st.text(max_size=5),
+              "action": st.sampled_from(["siren", "light", "ping", "arm", "x"]),
+              "args": st.dictionaries(st.text(max_size=6), st.integers() | st.text(max_size=6),
+                                      max_size=3),
+              "sig": st.text(max_size=90)}))
+def test_fuzz_through_broker_every_id_answered_nothing_acted(
+        broker: LocalBroker, recorder_factory: Any, tmp_path_factory: Any, keypair: Any,
+        doc: dict) -> None:
+    node = _shared_node(broker, recorder_factory, tmp_path_factory, keypair[1])
+    doc = {**doc, "id": f"{uuid.uuid4().hex[:6]}-{doc['id']}"}
+    _send(node.rec, str(doc.get("action", "siren")), doc)
+    reply = node.rec.wait_for(lambda m: _replies(node.rec).get(doc["id"]), 10)
+    validate("reply", reply)
+    assert reply["ok"] is False
+    assert not node.acted
+
+
+_NODES: dict[int, Any] = {}
+
+
+def _shared_node(broker: LocalBroker, recorder_factory: Any, tmp_path_factory: Any,
+                 public: str) -> Any:
+    """One node per broker for all Hypothesis examples (starting one per example is slow)."""
+    if broker.port not in _NODES:
+        _NODES.clear()
+        tmp = tmp_path_factory.mktemp("fuzz")
+        node = BridgeNode(node_config(tmp, [broker.url], command_keys=[public],
+                                      command_timeout_s=1.0)).__enter__()
+        node.rec = recorder_factory(broker.port, f"{ROOT}/reply")
+        node.acted = []
+        node.bus.subscribe(Command, node.acted.append, name="test-owner")
+        deadline = time.monotonic() + 10
+        while not node.bridge.link.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _NODES[broker.port] = node
+        broker_close = broker.close
+
+        def close() -> None:
+            node.__exit__(None, None, None)
+            broker_close()
+        broker.close = close  # type: ignore[method-assign]
+    return _NODES[broker.port]
+
+
+def test_reply_lock_exactly_once(broker: LocalBroker, recorder_factory: Any, tmp_path: Path,
+                                 keypair: Any) -> None:
+    private, public = keypair
+    rec = recorder_factory(broker.port, f"{ROOT}/reply")
+    cfg = node_config(tmp_path, [broker.url], command_keys=[public], command_timeout_s=0.5)
+    with BridgeNode(cfg) as node:
+        def late_twice(cmd: Command) -> None:  # answers after the timeout, twice
+            threading.Timer(1.0, lambda: (cmd.reply(True, "a"), cmd.reply(True, "b"))).start()
+
+        node.bus.subscribe(Command, late_twice, name="late")
+        deadline = time.monotonic() + 10
+        while not node.bridge.link.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        arm = sign_command(private, node="rw05", action="arm", args={"mode": "armed"})
+        _send(rec, "arm", arm)
+        rec.wait_for(lambda m: m, 5)
+        time.sleep(1.5)
+    assert [r["message"] for r in rec.json("/reply")] == ["not available on this node"]
