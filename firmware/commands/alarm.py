@@ -40,6 +40,55 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how long --siren / --light last (default: 3)")
     p.set_defaults(func=alarm_test)
 
+    p = sub.add_parser(
+        "outputs-off", formatter_class=formatter,
+        help="drive the siren, light, status LED and buzzer off (for ExecStopPost)",
+        description=(
+            "Claim every configured output pin, drive it to its off level and release it.\n"
+            "A GPIO line released by a killed process keeps its last level on many boards,\n"
+            "so the service runs this after the daemon exits for any reason, kill -9\n"
+            "included. Exit 0 when every output was driven off.\n\n"
+            "example (systemd unit):\n"
+            "  ExecStopPost=-/usr/bin/ronda outputs-off -c /etc/ronda/ronda.toml"),
+    )
+    p.add_argument("--config", "-c", default="/etc/ronda/ronda.toml",
+                   help="config file (default: /etc/ronda/ronda.toml)")
+    p.set_defaults(func=outputs_off)
+
+
+def outputs_off(args: argparse.Namespace) -> int:
+    from gpiozero import DigitalOutputDevice
+    from gpiozero.exc import GPIOZeroError
+
+    from drivers.gpio.factory import PinFactoryError, make_pin_factory
+
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        return config.EX_CONFIG
+    gpio = cfg.gpio
+    try:
+        factory = make_pin_factory(gpio.pin_factory, gpio.jetson_numbering)
+    except PinFactoryError as exc:
+        print(f"cannot open GPIO: {exc}", file=sys.stderr)
+        return 1
+    failed = 0
+    for name in ("siren", "light", "status_led", "buzzer"):
+        spec = getattr(gpio, name)
+        if spec is None:
+            continue
+        try:  # one output failing (pin busy) must not keep the others on
+            DigitalOutputDevice(spec.pin, active_high=spec.active_high, initial_value=False,
+                                pin_factory=factory).close()
+            print(f"{name} (pin {spec.pin}) off")
+        except (GPIOZeroError, OSError, ValueError, RuntimeError) as exc:
+            failed += 1
+            print(f"{name} (pin {spec.pin}): {exc}", file=sys.stderr)
+    factory.close()
+    return 1 if failed else 0
+
 
 def alarm_test(args: argparse.Namespace) -> int:
     from gpiozero.exc import GPIOZeroError

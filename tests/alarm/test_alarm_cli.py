@@ -52,3 +52,11 @@ def test_unknown_rhythm_and_missing_gpio_are_explained(tmp_path):
 def test_help_teaches_with_examples():
     done = ronda("alarm-test", "--help")
     assert done.returncode == 0 and "examples:" in done.stdout and "--watch 30" in done.stdout
+
+
+def test_outputs_off_drives_every_output_off(tmp_path):
+    done = ronda("outputs-off", "-c", str(write_config(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["siren (pin 23) off", "light (pin 24) off"]
+    done = ronda("outputs-off", "-c", str(write_config(tmp_path, "lgpio")))
+    assert done.returncode == 1 and "cannot open GPIO" in done.stderr
