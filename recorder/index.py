@@ -106,6 +106,9 @@ class Index:
                                       isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            # Keep the WAL small: checkpoint every ~1 MiB and truncate it back after.
+            self.db.execute("PRAGMA wal_autocheckpoint=256")
+            self.db.execute(f"PRAGMA journal_size_limit={2**20}")
             self.migrate()
         version = self.version()
         if version != SCHEMA_VERSION:

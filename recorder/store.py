@@ -348,19 +348,18 @@ class Store:
         self._unlink(garbage)
         index.collect(garbage)
         counts["garbage"] = len(garbage)
-        known = index.paths()
         rows = index.segments()
         gone = [s.id for s in rows if not (self.root / s.path).is_file()]
         counts["dropped"] = index.forget(gone)
-        on_disk: set[str] = set()
-        for camera_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            if cameras is not None and camera_dir.name not in cameras:
-                continue
-            counts_in = self.sweep_incoming(camera_dir.name)
-            counts["recovered"] += counts_in["recovered"]
-            counts["removed"] += counts_in["removed"]
-            for path in camera_dir.glob(f"*/*/*{SUFFIX}"):
-                on_disk.add(str(path.relative_to(self.root)))
+        camera_dirs = sorted(p for p in self.root.iterdir() if p.is_dir()
+                             and (cameras is None or p.name in cameras))
+        for camera_dir in camera_dirs:
+            swept = self.sweep_incoming(camera_dir.name)
+            counts["recovered"] += swept["recovered"]
+            counts["removed"] += swept["removed"]
+        known = index.paths()
+        on_disk = {str(path.relative_to(self.root))
+                   for camera_dir in camera_dirs for path in camera_dir.glob(f"*/*/*{SUFFIX}")}
         for rel in sorted(on_disk - known):
             path = self.root / rel
             camera = rel.split("/", 1)[0]

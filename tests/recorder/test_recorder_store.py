@@ -1,0 +1,199 @@
+"""The store on its own: layout, retention policy, Moonfire-style deletion and recovery,
+index schema versions. Real files, real SQLite, real ffprobe; no ffmpeg recording."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from recorder_testkit import assert_index_matches_disk, fill_store, rows
+
+from recorder.index import MIGRATIONS, SCHEMA_VERSION, Index, IndexError_
+from recorder.store import (
+    INCOMING,
+    Limits,
+    StorageFault,
+    Store,
+    classify,
+    classify_text,
+    parse_stamp,
+    segment_name,
+)
+
+T0 = 1_795_000_000.0
+
+
+def open_store(root: Path, **limits: object) -> Store:
+    store = Store(root, Limits(**{"quota": 2**30, **limits}))  # type: ignore[arg-type]
+    store.open()
+    return store
+
+
+def test_commit_layout_and_names(tmp_path: Path, segment_files: list[Path]) -> None:
+    store = open_store(tmp_path / "rec")
+    [seg] = fill_store(store, segment_files, "gate", [T0 + 0.25], tmp_path)
+    assert seg.path == "gate/2026-11-18/11/gate-20261118T110640.250Z.mp4"
+    assert seg.path == segment_name("gate", T0 + 0.25)
+    assert parse_stamp(Path(seg.path).name) == pytest.approx(T0 + 0.25)
+    assert not list((tmp_path / "rec" / "gate" / INCOMING).iterdir())
+    # The same start twice (a restart within the millisecond) never overwrites.
+    [again] = fill_store(store, segment_files, "gate", [T0 + 0.25], tmp_path)
+    assert again.path != seg.path and parse_stamp(Path(again.path).name) == seg.start
+    store.close()
+    assert_index_matches_disk(tmp_path / "rec")
+
+
+def test_quota_keeps_headroom_and_deletes_oldest_first(
+        tmp_path: Path, segment_files: list[Path]) -> None:
+    sizes = [p.stat().st_size for p in segment_files]
+    quota = sum(sizes) + sum(sizes[:3])
+    store = open_store(tmp_path / "rec", quota=quota)
+    segs = fill_store(store, segment_files * 2, "gate", [T0 + i for i in range(20)], tmp_path)
+    headroom = {"gate": max(sizes), "lane": max(sizes)}
+    store.make_space(headroom)
+    assert store.total_used() + sum(headroom.values()) <= quota
+    kept = {r[2] for r in rows(tmp_path / "rec")}
+    survivors = [s for s in segs if s.path in kept]
+    assert survivors == segs[-len(survivors):], "must delete the oldest first"
+    assert store.index is not None and store.index.counters()["garbage"] == 20 - len(survivors)
+    store.close()
+    assert_index_matches_disk(tmp_path / "rec")
+
+
+def test_protected_clips_survive_and_event_share_releases_the_oldest(
+        tmp_path: Path, segment_files: list[Path]) -> None:
+    size = max(p.stat().st_size for p in segment_files)
+    quota = 12 * size
+    store = open_store(tmp_path / "rec", quota=quota, event_share=0.3)
+    fill_store(store, segment_files, "gate", [T0 + i for i in range(3)], tmp_path)
+    store.protect("old", T0 + 0.1, T0 + 0.9, ["gate"])  # 1 segment
+    store.protect("new", T0 + 1.1, T0 + 1.9, [])  # 1 segment, every camera
+    fill_store(store, segment_files, "gate", [T0 + 3 + i for i in range(30)], tmp_path)
+    store.make_space({"gate": size})
+    paths = [r[2] for r in rows(tmp_path / "rec")]
+    assert segment_name("gate", T0) in paths and segment_name("gate", T0 + 1) in paths
+    assert segment_name("gate", T0 + 2) not in paths
+    assert store.total_used() + size <= quota
+
+    # Protect more than 30 % of the quota: the oldest clip loses its protection.
+    store.protect("big", T0 + 20, T0 + 33, ["gate"])
+    store.make_space({"gate": size})
+    assert store.index is not None
+    assert {c.event_id for c in store.index.clips()} <= {"new", "big"}
+    assert "old" not in {c.event_id for c in store.index.clips()}
+    assert store.index.protected_bytes() <= 0.3 * quota
+    store.close()
+
+
+def test_per_camera_quota_and_max_age(tmp_path: Path, segment_files: list[Path]) -> None:
+    size = max(p.stat().st_size for p in segment_files)
+    store = open_store(tmp_path / "rec", camera_quota={"lane": 4 * size}, max_age_s=3600)
+    fill_store(store, segment_files, "lane", [T0 + i for i in range(10)], tmp_path)
+    fill_store(store, segment_files, "gate", [T0 + i for i in range(10)], tmp_path)
+    store.make_space({"lane": size, "gate": size}, now=T0 + 60)
+    assert store.used["lane"] + size <= 4 * size
+    assert len([r for r in rows(tmp_path / "rec") if r[1] == "gate"]) == 10
+    store.protect("kept-too-long", T0, T0 + 100, [])
+    store.make_space({}, now=T0 + 3600 + 100)  # max age applies to protected footage too
+    assert rows(tmp_path / "rec") == []
+    store.close()
+    assert_index_matches_disk(tmp_path / "rec")
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounts need root")
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_filesystem_floor(tmpfs: Path, segment_files: list[Path]) -> None:
+    store = open_store(tmpfs / "rec", min_free=int(2.5 * 2**20))
+    fill_store(store, segment_files * 8, "gate", [T0 + i for i in range(80)], tmpfs)
+    store.make_space({"gate": 50_000})
+    assert store.free_bytes() >= 2.5 * 2**20 + 50_000
+    assert rows(tmpfs / "rec"), "deleted more than needed"
+    # Someone else fills the disk: after deleting all it may, the store gives up loudly.
+    with (tmpfs / "filler").open("wb") as fh:
+        fh.write(b"\0" * (store.free_bytes() - 100_000))
+    with pytest.raises(StorageFault) as fault:
+        store.make_space({"gate": 50_000})
+    assert fault.value.reason == "disk-full"
+    assert rows(tmpfs / "rec") == []
+    store.close()
+
+
+def test_recovery_settles_every_kind_of_leftover(tmp_path: Path,
+                                                 segment_files: list[Path]) -> None:
+    root = tmp_path / "rec"
+    store = open_store(root)
+    segs = fill_store(store, segment_files, "gate", [T0 + i for i in range(6)], tmp_path)
+    assert store.index is not None
+    # 1. crash after the garbage transaction, before the unlink
+    store.index.to_garbage(segs[:2])
+    # 2. a row whose file vanished
+    (root / segs[2].path).unlink()
+    # 3. a file renamed into place whose row never committed (playable)
+    orphan = root / segment_name("gate", T0 + 50)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(segment_files[0].read_bytes())
+    # 4. an unplayable file in an hour directory
+    junk = root / segment_name("gate", T0 + 60)
+    junk.write_bytes(os.urandom(5000))
+    # 5. ffmpeg's leftovers: a closed segment never committed, a file with no frames
+    incoming = store.incoming("lane")
+    incoming.mkdir(parents=True)
+    (incoming / "run-000001.mp4").write_bytes(segment_files[1].read_bytes())
+    head = segment_files[2].read_bytes()
+    (incoming / "run-000002.mp4").write_bytes(head[:600])
+    store.close()
+
+    counts = open_store(root).recover()  # open() recovered already: now nothing is left
+    assert counts == {"garbage": 0, "dropped": 0, "recovered": 0, "removed": 0}
+    found = assert_index_matches_disk(root)
+    paths = {r[2] for r in found}
+    assert not {segs[0].path, segs[1].path, segs[2].path} & paths
+    assert orphan.relative_to(root).as_posix() in paths
+    assert not junk.exists()
+    lane = [r for r in found if r[1] == "lane"]
+    assert len(lane) == 1 and lane[0][4] - lane[0][3] == pytest.approx(1.0, abs=0.1)
+    db = sqlite3.connect(root / Index.FILENAME)
+    counters = dict(db.execute("SELECT name, value FROM counter"))
+    assert counters["recovered"] == 2
+
+
+def test_schema_versions(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    index = Index(path)
+    assert index.version() == SCHEMA_VERSION == len(MIGRATIONS)
+    assert index.migrate() == 0  # already current
+    # A later version adds a step: it runs once, in order, and records the version.
+    step = "ALTER TABLE segment ADD COLUMN sha256 TEXT"
+    assert index.migrate([*MIGRATIONS, step]) == 1
+    assert index.version() == SCHEMA_VERSION + 1
+    assert "sha256" in [r[1] for r in index.db.execute("PRAGMA table_info(segment)")]
+    index.close()
+    with pytest.raises(IndexError_, match="newer than this code"):
+        Index(path)  # this code is older than the database now
+
+
+def test_fault_classification() -> None:
+    assert classify(OSError(errno.ENOSPC, "x")) == "disk-full"
+    assert classify(OSError(errno.EROFS, "x")) == "read-only"
+    assert classify(OSError(errno.EIO, "x")) == "io-error"
+    assert classify(OSError(errno.ENOENT, "x")) == "missing"
+    assert classify(sqlite3.OperationalError("database or disk is full")) == "disk-full"
+    assert classify(sqlite3.OperationalError("attempt to write a readonly database")) \
+        == "read-only"
+    assert classify_text("av_interleaved_write_frame(): No space left on device") \
+        == "disk-full"
+    assert classify_text("Connection refused") is None
