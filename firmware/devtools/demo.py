@@ -9,7 +9,6 @@ and the broker. Every child dies with the demo even if it is killed (PDEATHSIG).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,23 +24,11 @@ from rich.console import Console
 
 from drivers.process import spawn, terminate
 from firmware.devtools.broker import LocalBroker
-from firmware.devtools.scene import render_scene
+from firmware.devtools.rtsp_camera import RtspTestCamera
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / ".cache" / "models" / "pose_detection.tflite"
 NODE_ID = "demo-rw01"
-
-
-def scene_file() -> Path:
-    """The demo scene, rendered once and cached (a few seconds of ffmpeg)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ronda"
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / "demo-scene-960x540.mp4"
-    if not path.exists():
-        tmp = path.with_suffix(".part.mp4")
-        render_scene(tmp, seconds=24, size=(960, 540), fps=15, walk=(4.0, 18.0))
-        tmp.rename(path)
-    return path
 
 
 def node_config(workdir: Path, broker_url: str, camera_url: str) -> dict[str, Any]:
@@ -128,10 +115,9 @@ class Demo:
         say("stopped")
         return 0
 
-    def _start_camera(self):
-        from firmware.devtools.rtsp_camera import RtspTestCamera
-
-        return RtspTestCamera(scene_file()).start()
+    @staticmethod
+    def _start_camera() -> RtspTestCamera:
+        return RtspTestCamera(path="gang", size=(960, 540), seconds=20.0).start()
 
     def _write_config(self, broker_url: str, camera_url: str) -> Path:
         path = self.workdir / "ronda.toml"
