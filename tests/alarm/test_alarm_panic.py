@@ -7,7 +7,7 @@ import time
 
 from conftest import wait_for
 
-from firmware.events import AlarmEvent, OutputChanged, PanicEvent, ProtectClip
+from firmware.events import AlarmEvent, OutputChanged, PanicEvent, ProtectClip, Snapshot
 
 
 def test_press_drives_siren_and_light_before_the_callback_returns(make_node):
@@ -175,3 +175,27 @@ def test_slow_subscribers_and_cameras_do_not_delay_the_siren(make_node):
     elapsed = time.perf_counter() - t0
     assert node.pin("siren").state is True and elapsed < 0.5  # not the 1 s / 5 s stalls
     assert node.wait(PanicEvent).kind == "panic"  # the other subscribers still get it
+
+
+def test_every_camera_gets_a_snapshot_after_the_event(make_node):
+    calls = []
+
+    def snapshot(camera, timeout=3.0):
+        calls.append((camera, timeout))
+        if camera == "broken":
+            raise OSError("connection refused")
+        return b"\xff\xd8" + camera.encode()
+
+    cams = [{"name": n, "url": f"rtsp://127.0.0.1:9/{n}"} for n in ("gang", "pos", "broken")]
+    cams.append({"name": "off", "url": "rtsp://127.0.0.1:9/off", "enabled": False})
+    node = make_node(shared={"snapshot": snapshot}, cameras=cams,
+                     alarm={"snapshot_timeout_s": 2.0})
+    node.press()
+    raised = node.wait(PanicEvent)
+    assert raised.snapshot is None  # the event does not wait for cameras
+    wait_for(lambda: len(node.of(Snapshot)) == 2, 3, "two snapshots")
+    time.sleep(0.1)
+    shots = {s.camera: s for s in node.of(Snapshot)}
+    assert set(shots) == {"gang", "pos"} and shots["gang"].jpeg == b"\xff\xd8gang"
+    assert all(s.ts >= raised.ts for s in shots.values())
+    assert sorted(calls) == [("broken", 2.0), ("gang", 2.0), ("pos", 2.0)]
