@@ -254,6 +254,7 @@ class AlarmController:
                 log.exception("alarm job failed")
 
     def _raised(self, alarm: ActiveAlarm) -> None:
+        log.warning("ALARM %s raised: %s by %s", alarm.alarm_id, alarm.kind, alarm.source)
         cls = PanicEvent if alarm.kind == "panic" else AlarmEvent
         self.publish(cls(id=alarm.alarm_id, ts=alarm.started, alarm_id=alarm.alarm_id,
                          kind=alarm.kind, phase="raised", source=alarm.source, presses=1))

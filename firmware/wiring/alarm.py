@@ -11,6 +11,9 @@ logged, shown in health (`gpio_error`) and the alarm works without outputs.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+import time
 import zoneinfo
 
 from drivers.gpio.factory import make_pin_factory
@@ -44,6 +47,32 @@ def _arm_state(ctx: Context, arm_file: JsonFile) -> ArmState:
     return arm
 
 
+def _signal_buttons(panel: Panel) -> None:
+    """Mock pins only: SIGUSR1 presses the first panic button, SIGUSR2 the ack key.
+
+    Simulated pins live inside the daemon, so this is how a demo or a test outside the
+    process presses them (``kill -USR1 <pid>``). Python runs the handler in the main
+    thread, between two ticks of the supervisor, as a GPIO library would call back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def tap(button) -> None:
+        pin = panel.factory.pin(button.spec.pin)
+        active_low = button.device.pull_up if button.spec.pull_up != "external" \
+            else not button.spec.active_high
+        press, release = (pin.drive_low, pin.drive_high) if active_low \
+            else (pin.drive_high, pin.drive_low)
+        press()
+        time.sleep(button.bounce_s + 0.01)
+        release()
+
+    if panel.buttons:
+        signal.signal(signal.SIGUSR1, lambda *_: tap(panel.buttons[0]))
+    if panel.ack is not None:
+        signal.signal(signal.SIGUSR2, lambda *_: tap(panel.ack))
+
+
 def build(ctx: Context) -> list[Component]:
     settings = ctx.config.alarm
     gpio = ctx.config.gpio
@@ -67,6 +96,8 @@ def build(ctx: Context) -> list[Component]:
         except Exception as exc:  # PinFactoryError, a pin in use...: run on without GPIO
             gpio_error = str(exc)
             log.error("GPIO unavailable, the panel is disabled: %s", exc)
+    if panel is not None and gpio.pin_factory == "mock":
+        _signal_buttons(panel)
     status = StatusIndicator(panel.status_led if panel else None)
     status.show("booting")
     controller.attach(panel, status)
