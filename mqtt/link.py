@@ -42,6 +42,10 @@ from mqtt.settings import MqttSettings
 from mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
+# paho's own messages (e.g. "Client is not connected" when its thread ends after our
+# disconnect) are noise next to what the link logs; kept out of the journal.
+PAHO_LOG = logging.getLogger("mqtt.paho")
+PAHO_LOG.setLevel(logging.CRITICAL)
 
 CONNACK_WAIT_S = 10.0
 PROTOCOL_REFUSALS = {1, 132}  # 3.1.1 "unacceptable protocol version", 5 "unsupported"
@@ -200,6 +204,7 @@ class Link:
                     str(self.settings.cert_file),
                     str(self.settings.key_file) if self.settings.key_file else None)
             client.tls_set_context(context)
+        client.enable_logger(PAHO_LOG)  # not paho's stderr prints; the link logs what matters
         client.will_set(self.topics.status, b"offline", qos=1, retain=True)
         return client
 

@@ -1,0 +1,60 @@
+"""`ronda keys`, `ronda cmd`, `ronda watch` run as real commands against a real node."""
+
+from __future__ import annotations
+
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from mqtt_helpers import BridgeNode, node_config
+
+from firmware.devtools.broker import LocalBroker, free_port
+from firmware.events import ObjectEvent
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ronda(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "firmware", *args], cwd=REPO, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def test_keys_cmd_and_watch(broker: LocalBroker, tmp_path: Path) -> None:
+    key = tmp_path / "op.pem"
+    out = ronda("keys", "generate", "--private", str(key))
+    assert out.returncode == 0, out.stderr
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    public = re.search(r'command_keys = \["([^"]+)"\]', out.stdout).group(1)
+    assert ronda("keys", "generate", "--private", str(key)).returncode == 1  # no overwrite
+    stranger = tmp_path / "stranger.pem"
+    assert ronda("keys", "generate", "--private", str(stranger)).returncode == 0
+
+    cfg = node_config(tmp_path, [broker.url], command_keys=[public], command_timeout_s=1.0)
+    with BridgeNode(cfg) as node:
+        node.bus.publish(ObjectEvent(camera="gate", track_id="1", phase="start",
+                                     label="person", score=0.8))
+        common = ["--key", str(key), "--broker", broker.url, "--timeout", "8"]
+        ping = ronda("cmd", "rw05", "ping", *common)
+        assert ping.returncode == 0 and "rw05 ping: ok: pong" in ping.stdout, ping
+        siren = ronda("cmd", "rw05", "siren", "on", "--for", "5", *common)
+        assert siren.returncode == 1 and "not available on this node" in siren.stdout, siren
+        forged = ronda("cmd", "rw05", "ping", "--key", str(stranger), "--broker", broker.url)
+        assert forged.returncode == 1 and "bad signature" in forged.stdout
+        assert ronda("cmd", "rw05", "siren", "loud", *common).returncode == 2
+        assert ronda("cmd", "rw99", "ping", "--key", str(key), "--broker", broker.url,
+                     "--timeout", "1").returncode == 3
+        assert ronda("cmd", "rw05", "ping", "--key", str(key), "--broker",
+                     f"mqtt://127.0.0.1:{free_port()}").returncode == 4
+        watched = ronda("watch", "--broker", broker.url, "--once", "1.5")
+    assert watched.returncode == 0, watched.stderr
+    line = next(ln for ln in watched.stdout.splitlines() if "rw05" in ln)
+    assert "online" in line and "person" not in line  # events are not retained
+    assert "object" not in line
+
+
+def test_help_texts_teach() -> None:
+    for command in ("keys", "cmd", "watch", "fleet-sim", "dev-node"):
+        out = ronda(command, "--help")
+        assert out.returncode == 0 and "example" in out.stdout, command
