@@ -57,6 +57,7 @@ class ManagedProcess:
         redact: Callable[[str], str] = lambda s: s,
         ready: Callable[[], bool | None] | None = None,
         ready_poll_s: float = 0.5,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self._make_args = make_args
@@ -68,6 +69,7 @@ class ManagedProcess:
         self._stdout = stdout
         self._redact = redact
         self._ready = ready
+        self.env = env  # the child's environment (None: ours)
         self.ready_poll_s = ready_poll_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -172,7 +174,8 @@ class ManagedProcess:
         self.stderr_tail.clear()
         self.starts += 1
         try:
-            proc = spawn(self._make_args(), stdout=self._stdout, stderr=subprocess.PIPE)
+            proc = spawn(self._make_args(), stdout=self._stdout, stderr=subprocess.PIPE,
+                         env=self.env)
         except (OSError, ValueError) as exc:
             return f"cannot start: {exc}"
         self.proc = proc

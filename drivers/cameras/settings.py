@@ -30,9 +30,23 @@ class CameraSettings(BaseModel):
     width: int = Field(default=1280, ge=160, le=7680)
     height: int = Field(default=720, ge=120, le=4320)
     fps: int = Field(default=15, ge=1, le=60)
-    transport: Literal["tcp", "udp"] = "tcp"
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    backoff_cap_s: float = Field(default=30.0, ge=1, le=3600)
+    transport: Literal["tcp", "udp"] = Field(
+        default="tcp", description="RTSP transport; tcp survives lossy Wi-Fi bridges.")
+    timeout_s: float = Field(default=10.0, gt=0, le=120,
+                             description="Socket timeout: a camera silent this long is offline.")
+    backoff_cap_s: float = Field(default=30.0, ge=1, le=3600,
+                                 description="Longest wait between reconnect attempts.")
+    input_format: Literal["h264", "mjpeg", "yuyv422", "nv12"] | None = Field(
+        default=None, description="usb: format to ask the camera for; unset = the best it "
+                                  "offers (H.264 > MJPEG > raw). `ronda cameras list` shows them.")
+    detect_width: int = Field(default=640, ge=64, le=1920,
+                              description="usb/picamera/jetson: width of the raw detect frames.")
+    detect_height: int = Field(default=360, ge=64, le=1080,
+                               description="usb/picamera/jetson: height of the detect frames.")
+    detect_fps: int = Field(default=5, ge=1, le=30,
+                            description="usb/picamera/jetson: detect frames per second.")
+    bitrate_kbps: int = Field(default=3000, ge=200, le=50000,
+                              description="usb (when encoding)/picamera/jetson: H.264 bitrate.")
 
     @model_validator(mode="after")
     def _source_present(self) -> CameraSettings:
