@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from drivers.cameras.producer import ProducerCamera
 
 _FORMAT_LINE = re.compile(
-    r"\]\s*(?P<kind>Raw|Compressed)\s*:\s*(?P<name>\S+)\s*:\s*(?P<desc>.*?)\s*:\s*(?P<sizes>.*)$")
+    r"\]\s*(?P<kind>Raw|Compressed)\s*:\s*(?P<name>\S+)\s*:\s*(?P<desc>.*)\s:\s*"
+    r"(?P<sizes>[^:]*)$")
 PREFERENCE = ("h264", "mjpeg", "yuyv422", "nv12", "yuv420p")
 
 

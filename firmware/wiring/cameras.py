@@ -120,9 +120,11 @@ class CameraService(Component):
 class SnapshotService:
     """`snapshot(camera, timeout)` and the `snapshot` command handler."""
 
-    def __init__(self, registry: CameraRegistry, bus: EventBus) -> None:
+    def __init__(self, registry: CameraRegistry, bus: EventBus,
+                 shared: dict[str, Any] | None = None) -> None:
         self.registry = registry
         self.bus = bus
+        self.shared = shared if shared is not None else {}  # detection may put a faster one
 
     def __call__(self, camera: str, timeout: float = 3.0) -> bytes | None:
         """A JPEG of `camera` now (from its detect stream), or None."""
@@ -146,7 +148,8 @@ class SnapshotService:
                              f"{', '.join(self.registry.names()) or 'none'}", {})
             return
         timeout = float(cmd.args.get("timeout", 3.0))
-        jpeg = self(camera, timeout=min(max(timeout, 0.5), 4.5))
+        snapshot = self.shared.get("snapshot", self)
+        jpeg = snapshot(camera, timeout=min(max(timeout, 0.5), 4.5))
         if jpeg is None:
             state, reason = self.registry.state(camera)
             cmd.reply(False, f"no picture from {camera} ({state}{': ' + reason if reason else ''})",
@@ -167,7 +170,7 @@ def build(ctx: Context) -> list[Component]:
         ctx.bus.publish(CameraStateEvent(camera=camera, state=state, reason=reason))
 
     registry = CameraRegistry(cameras, on_change, expected_fps={c.name: c.fps for c in enabled})
-    snapshots = SnapshotService(registry, ctx.bus)
+    snapshots = SnapshotService(registry, ctx.bus, ctx.shared)
     ctx.shared["cameras"] = registry
     ctx.shared["snapshot"] = snapshots
     ctx.bus.subscribe(Command, snapshots.on_command, name="cameras:snapshot")
