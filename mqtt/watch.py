@@ -61,7 +61,9 @@ class FleetState:
 
     @staticmethod
     def _event(view: NodeView, doc: dict[str, Any], now: float) -> None:
-        event_id, seq = str(doc.get("id")), doc.get("seq")
+        event_id, seq = doc.get("id"), doc.get("seq")
+        if not isinstance(event_id, str):
+            return  # not an event of the contract
         if event_id in view.seen_ids:
             view.duplicates += 1
             return
