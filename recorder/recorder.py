@@ -132,7 +132,15 @@ class Recorder:
             self.stop()
 
     def stop(self) -> None:
+        """Stop ffmpegs, commit the segments they closed on the way out, close the index."""
+        was_recording = self._recording
         self._stop_cameras()
+        if was_recording and self.store.is_open:
+            for name in self.cameras:
+                try:
+                    self.store.sweep_incoming(name)
+                except Exception as exc:  # the next start sweeps again
+                    log.warning("%s: could not commit the last segment: %s", name, exc)
         self.store.close()
 
     def protect(self, event_id: str, start: float, end: float,

@@ -20,7 +20,6 @@ import psutil
 import pytest
 from recorder_testkit import (
     assert_index_matches_disk,
-    segment_count,
     undecodable,
     wait_for,
 )
@@ -73,12 +72,10 @@ def test_kill_9_rounds_keep_index_equal_to_disk(tmp_path: Path, live: StreamInpu
     checked: set[str] = set()
     kinds = {"recorder": 0, "ffmpeg": 0}
     for round_no in range(ROUNDS):
-        before = segment_count(store)
         proc = start_recorder(store, live, log)
         try:
-            wait_for(lambda b=before: segment_count(store) > b, timeout=20,
-                     what=f"round {round_no}: a new segment")
-            time.sleep(rng.uniform(0.0, 0.8))
+            # Any moment: during recovery, ffmpeg start-up, mid-segment, at a commit.
+            time.sleep(rng.uniform(0.3, 2.0))
             children = ffmpeg_children(proc)
             if rng.random() < 0.4 and children:
                 kinds["ffmpeg"] += 1
@@ -114,4 +111,4 @@ def test_kill_9_rounds_keep_index_equal_to_disk(tmp_path: Path, live: StreamInpu
         assert undecodable([store / rel for rel in new]) == []
         checked.update(new)
     assert kinds["recorder"] and kinds["ffmpeg"], kinds
-    assert len(checked) >= ROUNDS
+    assert len(checked) >= ROUNDS // 2, "too little was recorded to mean anything"

@@ -16,7 +16,7 @@ from recorder.index import Index
 from recorder.recorder import Recorder
 from recorder.store import Limits
 
-QUOTA = 80_000
+QUOTA = 60_000
 
 
 @pytest.mark.slow
@@ -38,7 +38,7 @@ def test_usage_stays_within_quota_and_protected_clip_survives(
         first = [r for r in rows(store) if r[1] == "a"][:2]
         event_start, event_end = first[0][3] + 0.1, first[-1][4] - 0.1
         rec.protect("ev-1", event_start, event_end, ["a"])
-        deadline = time.monotonic() + 16
+        deadline = time.monotonic() + 11
         while time.monotonic() < deadline:
             samples.append(all_video_bytes(store))
             time.sleep(0.05)
