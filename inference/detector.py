@@ -158,8 +158,10 @@ class Detector:
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """Resize `rgb` to the model input and convert to its dtype and value range."""
         if rgb.shape[:2] != (self.input_height, self.input_width):
+            # bilinear: crops are at most ~1.6x the input, where it is as good as area
+            # averaging and several times faster
             rgb = cv2.resize(rgb, (self.input_width, self.input_height),
-                             interpolation=cv2.INTER_AREA)
+                             interpolation=cv2.INTER_LINEAR)
         if self.input_dtype == np.float32:
             if self.model_type == "mediapipe":
                 return (rgb.astype(np.float32) * (2 / 255.0) - 1.0)[None]

@@ -140,6 +140,7 @@ class CameraPipeline:
         detector.min_score = min(detector.min_score, self.floor)
         self.stats = PipelineStats()
         self._rgb = np.empty((height, width, 3), np.uint8)
+        self._crop_buf: dict[int, np.ndarray] = {}
         self._latest = np.empty((height * 3 // 2, width), np.uint8)
         self._latest_ts = 0.0
         self._latest_lock = threading.Lock()
@@ -164,18 +165,18 @@ class CameraPipeline:
                 self._report_tamper(yuv, kind, phase, now)
         crops = self._plan_crops(regions, now)
         detections: list[Detection] = []
-        rgb = None
         if crops:
-            rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420, dst=self._rgb)
             for crop in crops:
-                detections += self._detect_in(rgb, crop)
+                detections += self._detect_in(yuv, crop)
             detections = self._filter(detections)
             for track in self.tracker.tracks:  # everything re-checked counts as checked
                 if any(_inside(track.box, self._norm(c)) for c in crops):
                     track.last_checked = now
         else:
             self.stats.skipped_by_motion += 1
-        new, seen, ended = self.tracker.update(detections, now, rgb)
+        # tracks keep a copy of the I420 frame they scored best in (half the bytes of RGB;
+        # converted only when a snapshot is encoded)
+        new, seen, ended = self.tracker.update(detections, now, yuv if crops else None)
         self.stats.tracks_total = self.tracker.total
         for track in new + seen:
             self._note_zones(track)
@@ -252,7 +253,7 @@ class CameraPipeline:
                     a, b = self._norm(crops[i]), self._norm(crops[j])
                     union = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
                     merged = self._square(union, margin=1.0)
-                    if merged[2] <= 1.25 * max(crops[i][2], crops[j][2]):
+                    if merged[2] <= 1.5 * max(crops[i][2], crops[j][2]):
                         crops = [c for k, c in enumerate(crops) if k not in (i, j)] + [merged]
                         changed = True
                         break
@@ -260,11 +261,35 @@ class CameraPipeline:
                     break
         return crops
 
-    def _detect_in(self, rgb: np.ndarray, crop: tuple[int, int, int]) -> list[Detection]:
+    def _crop_rgb(self, yuv: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+        """RGB of a square inside the frame, converting only that square from I420."""
+        W, H = self.width, self.height
+        x0, y0, side = x0 & ~1, y0 & ~1, side & ~3
+        u = yuv[H:H + H // 4].reshape(H // 2, W // 2)
+        v = yuv[H + H // 4:].reshape(H // 2, W // 2)
+        half = side // 2
+        buf = self._crop_buf.get(side)
+        if buf is None:
+            buf = self._crop_buf[side] = np.empty((side * 3 // 2, side), np.uint8)
+        buf[:side] = yuv[y0:y0 + side, x0:x0 + side]
+        quarter = side // 4 if side % 4 == 0 else None
+        if quarter is not None:  # chroma planes as the I420 layout wants them
+            buf[side:side + quarter] = u[y0 // 2:y0 // 2 + half, x0 // 2:x0 // 2 + half] \
+                .reshape(quarter, side)
+            buf[side + quarter:] = v[y0 // 2:y0 // 2 + half, x0 // 2:x0 // 2 + half] \
+                .reshape(quarter, side)
+            return cv2.cvtColor(buf, cv2.COLOR_YUV2RGB_I420)
+        rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420, dst=self._rgb)
+        return rgb[y0:y0 + side, x0:x0 + side]
+
+    def _detect_in(self, yuv: np.ndarray, crop: tuple[int, int, int]) -> list[Detection]:
         x0, y0, side = crop
         if x0 >= 0 and y0 >= 0 and x0 + side <= self.width and y0 + side <= self.height:
-            image = rgb[y0:y0 + side, x0:x0 + side]  # a view: no copy
+            image = self._crop_rgb(yuv, x0, y0, side)
+            side = side & ~3
+            x0, y0 = x0 & ~1, y0 & ~1
         else:  # wider than the frame is high: letterbox
+            rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420, dst=self._rgb)
             image = np.zeros((side, side, 3), np.uint8)
             sx0, sy0 = max(x0, 0), max(y0, 0)
             sx1, sy1 = min(x0 + side, self.width), min(y0 + side, self.height)
@@ -334,7 +359,8 @@ class CameraPipeline:
                 ended: float | None = None) -> TrackReport:
         jpeg = None
         if snapshot and track.best_frame is not None:
-            jpeg = encode_jpeg(track.best_frame, track.best_box,
+            rgb = cv2.cvtColor(track.best_frame, cv2.COLOR_YUV2RGB_I420)
+            jpeg = encode_jpeg(rgb, track.best_box,
                                f"{track.label} {track.best_score:.2f}")
         return TrackReport(self.camera, phase, track.id, track.label,
                            round(track.best_score, 3), track.box, list(track.zones),

@@ -2,13 +2,13 @@
 
 Greedy IoU matching (best overlapping pairs first, same label), with a centroid fallback
 for small fast objects whose boxes stop overlapping at 5 fps. A track that has not been
-seen for `lost_after_s` ends. Each track keeps its best score and the frame (RGB copy) in
+seen for `lost_after_s` ends. Each track keeps its best score and a copy of the frame in
 which it scored best, for the event snapshot.
 
 Example::
 
     tracker = Tracker(lost_after_s=3.0)
-    started, seen, ended = tracker.update(detections, now, rgb)
+    started, seen, ended = tracker.update(detections, now, frame)
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class Track:
     sent_state: tuple = ()
     velocity: tuple[float, float] = (0.0, 0.0)  # box centre, fraction of picture per second
 
-    def observe(self, det: Detection, now: float, rgb: np.ndarray | None) -> None:
+    def observe(self, det: Detection, now: float, frame: np.ndarray | None) -> None:
+        """A detection of this track at `now`; `frame` is kept (copied) if it is the best."""
         dt = now - self.last_seen
         if self.hits and dt > 0:
             vx = ((det.box[0] + det.box[2]) - (self.box[0] + self.box[2])) / 2 / dt
@@ -71,8 +72,8 @@ class Track:
         self.max_area = max(self.max_area, area(det.box))
         if det.score > self.best_score:
             self.best_score, self.best_box = det.score, det.box
-            if rgb is not None:
-                self.best_frame = rgb.copy()
+            if frame is not None:
+                self.best_frame = frame.copy()
 
 
     def predicted(self, now: float) -> Box:
@@ -93,7 +94,7 @@ class Tracker:
         self.total = 0
 
     def update(self, detections: list[Detection], now: float,
-               rgb: np.ndarray | None = None) -> tuple[list[Track], list[Track], list[Track]]:
+               frame: np.ndarray | None = None) -> tuple[list[Track], list[Track], list[Track]]:
         """Match `detections` (frame coordinates) to tracks: (started, seen, ended)."""
         pairs = []
         for ti, track in enumerate(self.tracks):
@@ -114,14 +115,14 @@ class Tracker:
                 continue
             used_t.add(ti)
             used_d.add(di)
-            self.tracks[ti].observe(detections[di], now, rgb)
+            self.tracks[ti].observe(detections[di], now, frame)
             seen.append(self.tracks[ti])
         started = []
         for di, det in enumerate(detections):
             if di in used_d:
                 continue
             track = Track(det.label, det.box, det.score, now, now, number=next(self._numbers))
-            track.observe(det, now, rgb)
+            track.observe(det, now, frame)
             self.tracks.append(track)
             started.append(track)
             self.total += 1

@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""Detection bench: motion cost, raw inference, whole pipeline, cameras per node, RSS.
+
+Prints `name<TAB>value<TAB>unit<TAB>note` lines. Everything is measured in this run on
+this machine, each figure next to its baseline:
+
+- motion ms/frame at the detect size (640x360) vs a naive full-resolution frame
+  difference; motion recall / false rates on synthetic clips with ground truth;
+- raw `invoke()` of the model (pose_detection.tflite, 224x224, num_threads from config);
+- whole pipeline ms/frame on frames that all contain motion (a person walking) vs invoke;
+- how many 5 fps cameras one node process holds in real time (real ffmpeg decoding of
+  looping H.264 clips paced with -re, one shared interpreter), raising the count until
+  frames are dropped;
+- RSS of a process running 2 camera pipelines with the model vs a bare process that
+  imports the same libraries (numpy, OpenCV, tflite) and loads nothing.
+
+Wall time on a shared machine varies with load: CPU seconds are printed next to it.
+usage: .venv/bin/python bench/detect.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MODEL = ROOT / ".cache" / "models" / "pose_detection.tflite"
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from drivers.cameras.base import StreamInput  # noqa: E402
+from inference.detector import Detector  # noqa: E402
+from inference.frames import FrameReader  # noqa: E402
+from inference.motion import MotionDetector  # noqa: E402
+from inference.pipeline import CameraPipeline  # noqa: E402
+from inference.settings import DetectSettings  # noqa: E402
+from inference.synthetic import encode, make_clip  # noqa: E402
+
+
+def emit(name: str, value: float, unit: str, note: str = "") -> None:
+    print(f"{name}\t{value:.4g}\t{unit}\t{note}", flush=True)
+
+
+def timed(fn, n: int) -> tuple[float, float]:
+    """(median wall ms, mean CPU ms) of `n` calls."""
+    walls = []
+    cpu0 = time.process_time()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        walls.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(walls), (time.process_time() - cpu0) * 1000 / n
+
+
+def decode(path: Path, fps: float = 5.0) -> list[tuple[float, np.ndarray]]:
+    reader = FrameReader("bench", StreamInput(str(path)), 640, 360, fps=fps,
+                         drop_when_full=False, stream_clock=True, restart_delay_s=600)
+    reader.start()
+    frames = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (reader.streams_ended and not reader.pool.pending()):
+        frame = reader.pool.get(timeout=0.2)
+        if frame is not None:
+            frames.append((frame.ts, frame.yuv.copy()))
+            reader.pool.release(frame)
+    reader.stop()
+    return frames
+
+
+# -- motion ----------------------------------------------------------------------------
+def naive_motion(prev: np.ndarray, grey: np.ndarray) -> int:
+    """Baseline: frame difference at full resolution (blur, threshold, contours)."""
+    a = cv2.GaussianBlur(prev, (21, 21), 0)
+    b = cv2.GaussianBlur(grey, (21, 21), 0)
+    mask = (cv2.absdiff(a, b) > 25).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return len(contours)
+
+
+def bench_motion(tmp: Path) -> None:
+    clip = make_clip(seconds=10, fps=5, blobs=2, noise=4.0)
+    greys = [g for _, g in ((0, f) for f in clip.frames)]
+    md = MotionDetector(640, 360)
+    it = iter(range(10**9))
+    wall, cpu = timed(lambda: md.update(greys[next(it) % len(greys)]), 300)
+    emit("motion_ms_per_frame", wall, "ms", f"640x360 grey, CPU {cpu:.3f} ms")
+    it2 = iter(range(10**9))
+
+    def naive() -> None:
+        i = next(it2)
+        naive_motion(greys[i % len(greys)], greys[(i + 1) % len(greys)])
+
+    wall_b, cpu_b = timed(naive, 300)
+    emit("motion_baseline_ms_per_frame", wall_b, "ms",
+         f"naive full-res frame difference, CPU {cpu_b:.3f} ms")
+
+    def rates(kind: str, **kwargs) -> None:
+        c = make_clip(seconds=10, fps=5, **kwargs)
+        greys = [f for _, f in decode(encode(c.frames, tmp / f"{kind}.mp4", fps=5))]
+        det = MotionDetector(640, 360)
+        hits = total = false = regions = frames_moving = 0
+        for i, (yuv, boxes) in enumerate(zip(greys, c.truth, strict=True)):
+            found = det.update(yuv[:360])
+            if i < 3:
+                continue
+            regions += len(found)
+            frames_moving += bool(found)
+            for b in boxes:
+                total += 1
+                hits += any(b[0] < r[2] and r[0] < b[2] and b[1] < r[3] and r[1] < b[3]
+                            for r in found)
+            false += sum(not any(b[0] < r[2] and r[0] < b[2] and b[1] < r[3] and r[1] < b[3]
+                                 for b in boxes) for r in found)
+        n = len(greys) - 3
+        if total:
+            emit(f"motion_recall_{kind}", hits / total, "ratio", "objects found per frame")
+            emit(f"motion_false_regions_{kind}", false / max(regions, 1), "ratio",
+                 "regions on no object (trails)")
+        else:
+            emit(f"motion_false_frames_{kind}", frames_moving / n, "ratio",
+                 "frames with motion where nothing moves")
+
+    rates("blobs", blobs=2, noise=4.0)
+    rates("blobs_dusk", blobs=2, noise=4.0, light_ramp=(1.0, 0.35))
+    rates("dusk_ramp", light_ramp=(1.0, 0.3))
+    rates("ir_switch", ir_switch_at=5.0)
+    rates("noise10", noise=10.0)
+
+
+# -- inference and pipeline ------------------------------------------------------------
+def bench_pipeline(scene: Path, threads: int) -> float:
+    det = Detector(MODEL, num_threads=threads, min_score=0.4)
+    tensor = det.prepare(np.zeros((224, 224, 3), np.uint8))
+    for _ in range(10):
+        det.invoke(tensor)
+    inv_wall, inv_cpu = timed(lambda: det.invoke(tensor), 100)
+    emit("invoke_ms", inv_wall, "ms", f"224x224 float, {threads} thread(s), CPU {inv_cpu:.2f} ms")
+    other = 2 if threads == 1 else 1
+    alt = Detector(MODEL, num_threads=other)
+    for _ in range(10):
+        alt.invoke(tensor)
+    alt_wall, alt_cpu = timed(lambda: alt.invoke(tensor), 100)
+    emit(f"invoke_ms_{other}_threads", alt_wall, "ms", f"baseline, CPU {alt_cpu:.2f} ms")
+    frames = decode(scene)
+    pipe = CameraPipeline("bench", DetectSettings(), det, 640, 360)
+    for ts, yuv in frames:  # warm the motion background; find the frames with motion
+        pipe.process(yuv, ts)
+    moving = [i for i, (ts, yuv) in enumerate(frames)
+              if 0.3 * len(frames) <= i <= 0.75 * len(frames)]
+    walls, runs0, cpu0 = [], pipe.stats.detector_runs, time.process_time()
+    motion0 = pipe.stats.motion_frames
+    offset = 0.0
+    for _ in range(4):
+        offset += 100.0
+        pipe.finish(frames[moving[0]][0] + offset)
+        for i in moving:
+            t0 = time.perf_counter()
+            pipe.process(frames[i][1], frames[i][0] + offset)
+            walls.append((time.perf_counter() - t0) * 1000)
+    n = len(walls)
+    cpu = (time.process_time() - cpu0) * 1000 / n
+    runs = (pipe.stats.detector_runs - runs0) / n
+    emit("pipeline_ms_per_frame", statistics.median(walls), "ms",
+         f"motion in {(pipe.stats.motion_frames - motion0) / n:.0%} of frames, "
+         f"{runs:.2f} detector runs/frame, CPU {cpu:.2f} ms")
+    emit("pipeline_over_invoke", statistics.median(walls) / inv_wall, "x",
+         f"target <= 1.15; CPU ratio {cpu / inv_cpu:.2f}")
+    return inv_wall
+
+
+# -- cameras in real time --------------------------------------------------------------
+def run_cameras(scene: Path, count: int, seconds: float, threads: int) -> dict:
+    from firmware.bus import EventBus
+    from firmware.wiring.detect import DetectService
+
+    settings = DetectSettings(enabled=True, model=MODEL, fps=5, num_threads=threads,
+                              hwaccel="none")
+    sources = {f"cam{i}": StreamInput(str(scene), {"stream_loop": -1, "re": True,
+                                                   "ss": f"{(i * 1.7) % 10:.1f}"})
+               for i in range(count)}
+    bus = EventBus()
+    bus.start()
+    service = DetectService(bus, settings, sources)
+    me = psutil.Process()
+    service.start()
+    time.sleep(3.0)  # start-up: model, ffmpeg, motion warm-up
+    def counts():
+        return {n: (r.frames, r.pool.dropped) for n, r in service.readers.items()}
+    def cpu_total() -> float:
+        total = sum(me.cpu_times()[:2])
+        for child in me.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += sum(child.cpu_times()[:2])
+        return total
+    start, cpu_start, t0 = counts(), cpu_total(), time.monotonic()
+    time.sleep(seconds)
+    end, cpu_end, elapsed = counts(), cpu_total(), time.monotonic() - t0
+    health = service.health()
+    service.stop()
+    bus.stop()
+    got = sum(end[n][0] - start[n][0] for n in end)
+    dropped = sum(end[n][1] - start[n][1] for n in end)
+    return {"frames": got, "dropped": dropped, "expected": count * 5 * elapsed,
+            "cpu": (cpu_end - cpu_start) / elapsed, "runs": health["detector_runs"],
+            "skipped": health["skipped_by_motion"], "processed": health["frames_in"]}
+
+
+def bench_cameras(scene: Path, threads: int, seconds: float, counts: list[int]) -> None:
+    held = 0
+    for count in counts:
+        r = run_cameras(scene, count, seconds, threads)
+        drop = r["dropped"] / max(r["frames"], 1)
+        realtime = r["frames"] >= 0.9 * r["expected"] and drop <= 0.02
+        emit(f"cameras_{count}_dropped", drop, "ratio",
+             f"{r['frames']}/{r['expected']:.0f} frames decoded, CPU {r['cpu']:.2f} cores "
+             f"(node + ffmpeg), detector ran on {r['runs'] / max(r['processed'], 1):.0%} "
+             f"of frames{'' if realtime else ', NOT real time'}")
+        if not realtime:
+            break
+        held = count
+    emit("cameras_held_5fps", held, "cameras",
+         f"largest count tried ({', '.join(map(str, counts))}) with <= 2% frames dropped; "
+         "target >= 8")
+
+
+# -- memory ----------------------------------------------------------------------------
+def child_rss(mode: str, scene: str, threads: int) -> None:
+    """Run in a subprocess: print JSON with this process's RSS after settling."""
+    if mode == "baseline":
+        import tflite_runtime.interpreter  # noqa: F401
+
+        time.sleep(1.0)
+        children = 0
+    else:
+        from firmware.bus import EventBus
+        from firmware.wiring.detect import DetectService
+
+        settings = DetectSettings(enabled=True, model=MODEL, fps=5, num_threads=threads,
+                                  hwaccel="none")
+        sources = {f"cam{i}": StreamInput(scene, {"stream_loop": -1, "re": True})
+                   for i in range(2)}
+        bus = EventBus()
+        bus.start()
+        service = DetectService(bus, settings, sources)
+        service.start()
+        time.sleep(8.0)
+        children = sum(c.memory_info().rss for c in psutil.Process().children(recursive=True))
+        frames = service.health()["frames_in"]
+        assert frames > 0, "pipelines did not run"
+    print(json.dumps({"rss": psutil.Process().memory_info().rss, "children": children}))
+    os._exit(0)
+
+
+def bench_rss(scene: Path, threads: int) -> None:
+    def measure(mode: str) -> dict:
+        out = subprocess.run([sys.executable, __file__, "--child", mode, "--scene", str(scene),
+                              "--threads", str(threads)], capture_output=True, text=True,
+                             check=True, timeout=60)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    base, full = measure("baseline"), measure("pipelines")
+    emit("rss_2_cameras_mb", full["rss"] / 2**20, "MB",
+         f"node process with model and 2 pipelines; target <= 150; ffmpeg children "
+         f"{full['children'] / 2**20:.0f} MB besides")
+    emit("rss_baseline_mb", base["rss"] / 2**20, "MB",
+         "bare process importing numpy, OpenCV, tflite_runtime")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter camera trials")
+    parser.add_argument("--threads", type=int, default=DetectSettings().num_threads,
+                        help="interpreter threads (default: the config default)")
+    parser.add_argument("--cameras", default="4,8,12", help="camera counts to try")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--scene", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_rss(args.child, args.scene, args.threads)
+        return 0
+    if not MODEL.is_file():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch-test-models"),
+                        str(MODEL.parent)], check=True)
+    from firmware.devtools.scene import render_scene
+
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        scene = render_scene(tmp / "scene.mp4", seconds=11, size=(640, 360), fps=10,
+                             walk=(2.0, 8.0))
+        emit("load_average_1m", os.getloadavg()[0], "procs", f"{os.cpu_count()} CPUs")
+        bench_motion(tmp)
+        bench_pipeline(scene, args.threads)
+        bench_cameras(scene, args.threads, 6.0 if args.quick else 12.0,
+                      [int(c) for c in args.cameras.split(",")])
+        bench_rss(scene, args.threads)
+        emit("load_average_1m_end", os.getloadavg()[0], "procs", "others share this machine")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
