@@ -44,7 +44,13 @@ class Child:
         for raw in self.proc.stdout:
             self.lines.put(json.loads(raw))
 
-    def expect(self, predicate, timeout: float = 10.0) -> dict:
+    def expect(self, predicate, timeout: float = 10.0, history: bool = True) -> dict:
+        """The first line matching `predicate`: among those already read (unless
+        `history` is false, for a fresh answer), else the next ones."""
+        if history:
+            for line in self.seen:
+                if predicate(line):
+                    return line
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -70,7 +76,7 @@ def test_kill_9_during_an_alarm_then_restart_reports_it_with_outputs_off(tmp_pat
         ready = first.expect(lambda m: m.get("ready"))
         assert not any_on(ready["pins"])  # off from the first instant
         first.send("press panic")
-        pins = first.expect(lambda m: "pins" in m)["pins"]
+        pins = first.expect(lambda m: "pins" in m, history=False)["pins"]
         assert pins["siren"] and pins["light"]
         raised = first.expect(lambda m: m.get("msg") == PanicEvent.__name__)
         wait_for(lambda: (state / "alarm.json").exists(), 5, "the alarm to be persisted")
@@ -91,13 +97,13 @@ def test_kill_9_during_an_alarm_then_restart_reports_it_with_outputs_off(tmp_pat
         assert clip["event_id"] == raised["alarm_id"] and clip["start"] < raised["ts"]
         wait_for(lambda: not (state / "alarm.json").exists(), 5, "the report to be done")
         second.send("pins")
-        assert not any_on(second.expect(lambda m: "pins" in m)["pins"])
+        assert not any_on(second.expect(lambda m: "pins" in m, history=False)["pins"])
         # the retained output topics are corrected: every output announced off
         offs = [m for m in second.seen if m.get("msg") == OutputChanged.__name__]
         assert {m["name"] for m in offs if m["state"] == "off"} >= {"siren", "light"}
         # and the panel is live again
         second.send("press panic")
-        assert second.expect(lambda m: "pins" in m)["pins"]["siren"]
+        assert second.expect(lambda m: "pins" in m, history=False)["pins"]["siren"]
         # orderly stop: outputs off
         second.send("stop")
         stopped = second.expect(lambda m: m.get("stopped"))
@@ -109,9 +115,10 @@ def test_kill_9_during_an_alarm_then_restart_reports_it_with_outputs_off(tmp_pat
 
 def test_orderly_stop_switches_everything_off(make_node):
     node = make_node()
-    node.tap()
+    node.press()
     siren, light = node.pin("siren"), node.pin("light")
     assert siren.state and light.state
+    assert node.panel.siren.active and node.panel.light.active
     node.stop()
     node.started = False
     assert not siren.state and not light.state

@@ -47,14 +47,14 @@ def make_output(**kw) -> tuple[PatternOutput, object, list]:
 
 
 def test_output_obeys_max_on_s_whatever_duration_is_asked():
-    out, pin, changes = make_output(max_on_s=0.2)
+    out, pin, changes = make_output(max_on_s=0.5)
     t0 = time.monotonic()
     out.play("panic", [0.05, 0.05], cause="test", duration_s=100)
-    wait_for(lambda: not out.active, 2, "the deadline")
-    assert 0.18 <= time.monotonic() - t0 < 1.2
+    wait_for(lambda: not out.active, 3, "the deadline")
+    assert 0.45 <= time.monotonic() - t0 < 1.5
     assert pin.state is False and changes[-1][1:3] == ("off", "timeout")
-    # the rhythm really played: several on/off changes in 0.2 s
-    assert out.changes >= 3
+    # the rhythm really played: about 10 on/off changes in 0.5 s
+    assert out.changes >= 4
     out.close()
 
 
