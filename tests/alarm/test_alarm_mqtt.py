@@ -8,12 +8,14 @@ import json
 import threading
 import time
 
+import jsonschema
 import paho.mqtt.client as paho
 import pytest
 from conftest import wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware.devtools.broker import LocalBroker
+from mqtt import schema
 from mqtt.signing import generate_keypair, sign_command
 
 ROOT = "ronda/v1/test-rw05"
@@ -46,6 +48,22 @@ class Subscriber:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+    def validate_all(self) -> int:
+        """Check what the alarm causes (events, outputs, replies) against the MQTT schemas."""
+        checked = 0
+        with self.lock:
+            messages = list(self.messages)
+        for topic, payload, _ in messages:
+            name = schema.for_topic(topic.removeprefix(f"{ROOT}/"))
+            if name in ("event", "output", "reply") and payload[:1] == b"{":
+                doc = json.loads(payload)
+                try:
+                    jsonschema.validate(doc, schema.load(name))
+                except jsonschema.ValidationError as exc:
+                    raise AssertionError(f"{topic}: {exc.message}: {doc}") from None
+                checked += 1
+        return checked
 
 
 @pytest.fixture
@@ -85,6 +103,8 @@ def test_press_reaches_the_command_center_and_a_signed_ack_silences(make_node, b
         assert cleared["alarm_id"] == event["alarm_id"] and cleared["source"].startswith("cmd:")
         # the status LED learned the link state from the MQTT bridge
         wait_for(lambda: node.components[0].status.mode == "ok", 3, "status LED ok")
+        # everything the alarm caused is valid against the MQTT area's published schemas
+        assert cc.validate_all() >= 6
     finally:
         cc.stop()
 
