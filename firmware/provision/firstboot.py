@@ -232,10 +232,21 @@ def _apply_hostname(root: Path, name: str) -> list[str]:
     lines = [ln for ln in lines if not ln.startswith("127.0.1.1")]
     lines.insert(1, f"127.0.1.1\t{name}")
     hosts.write_text("\n".join(lines) + "\n")
-    if root == Path("/"):
+    if root == Path("/") and booted_here():
         with contextlib.suppress(OSError):
             subprocess.run(["hostname", name], check=False, timeout=5)
     return [f"hostname {name}"]
+
+
+def booted_here() -> bool:
+    """True on a running system booted with systemd, not in a chroot (where setting the
+    live hostname would rename the build host)."""
+    try:
+        me, init = os.stat("/"), os.stat("/proc/1/root/")
+    except OSError:
+        return False
+    return (me.st_dev, me.st_ino) == (init.st_dev, init.st_ino) and \
+        Path("/run/systemd/system").is_dir()
 
 
 def _apply_timezone(root: Path, zone: str) -> list[str]:
