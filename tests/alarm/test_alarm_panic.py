@@ -198,3 +198,25 @@ def test_every_camera_gets_a_snapshot_after_the_event(make_node):
     assert set(shots) == {"gang", "pos"} and shots["gang"].jpeg == b"\xff\xd8gang"
     assert all(s.ts >= raised.ts for s in shots.values())
     assert sorted(calls) == [("broken", 2.0), ("gang", 2.0), ("pos", 2.0)]
+
+
+def test_wiring_variants_active_low_relay_and_buttons_to_3v3(make_node):
+    node = make_node(gpio={
+        "panic": [{"pin": 17, "pull_up": False, "name": "pos"},  # button to 3V3
+                  {"pin": 22, "pull_up": "external", "active_high": False, "name": "gate"}],
+        "siren": {"pin": 23, "active_high": False},  # active-low relay board
+    })
+    siren = node.pin("siren")
+    assert siren.state is True  # off = high on an active-low board
+    node.pin("panic").drive_high()  # pressed = high when wired to 3V3
+    assert siren.state is False and node.panel.siren.active
+    node.pin("panic").drive_low()
+    time.sleep(0.04)
+    gate = node.factory.pin(22)
+    gate.drive_high()  # idle level set by the external pull-up
+    time.sleep(0.04)
+    gate.drive_low()  # pressed
+    assert node.controller.alarm.presses == 2
+    node.tap("ack")
+    assert siren.state is True
+    json.dumps(node.components[0].health())  # the health report is plain JSON
