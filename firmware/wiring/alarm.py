@@ -67,10 +67,16 @@ def _signal_buttons(panel: Panel) -> None:
         time.sleep(button.bounce_s + 0.01)
         release()
 
-    if panel.buttons:
-        signal.signal(signal.SIGUSR1, lambda *_: tap(panel.buttons[0]))
-    if panel.ack is not None:
-        signal.signal(signal.SIGUSR2, lambda *_: tap(panel.ack))
+    def press_first(*_: object) -> None:
+        if panel.buttons:  # empty once the panel is closed
+            tap(panel.buttons[0])
+
+    def press_ack(*_: object) -> None:
+        if panel.ack is not None:
+            tap(panel.ack)
+
+    signal.signal(signal.SIGUSR1, press_first)
+    signal.signal(signal.SIGUSR2, press_ack)
 
 
 def build(ctx: Context) -> list[Component]:

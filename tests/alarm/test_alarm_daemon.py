@@ -112,3 +112,21 @@ def test_daemon_killed_during_an_alarm_reports_it_after_restart(tmp_path, broker
         terminate(node, timeout=8)
         cc.stop()
     assert node.returncode == 0  # SIGTERM: an orderly stop
+
+
+def test_signals_press_the_mock_buttons(make_node):
+    saved = signal.getsignal(signal.SIGUSR1), signal.getsignal(signal.SIGUSR2)
+    try:
+        node = make_node()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        wait_for(lambda: node.pin("siren").state, 2, "the siren after SIGUSR1")
+        assert node.panel.buttons[0].presses == 1
+        os.kill(os.getpid(), signal.SIGUSR2)
+        wait_for(lambda: node.controller.alarm is None, 2, "the ack after SIGUSR2")
+        assert node.pin("siren").state is False
+        node.stop()
+        node.started = False
+        os.kill(os.getpid(), signal.SIGUSR1)  # a closed panel ignores it
+    finally:
+        signal.signal(signal.SIGUSR1, saved[0])
+        signal.signal(signal.SIGUSR2, saved[1])
