@@ -67,7 +67,8 @@ class PatternOutput:
         self._cond = threading.Condition()
         self._steps: tuple[float, ...] = ()
         self._label = "off"
-        self._started = 0.0
+        self._started = 0.0  # when the current rhythm started (its phase)
+        self._on_since = 0.0  # when the output last went from off to on (for max_on_s)
         self._until = math.inf
         self._active = False
         self._level = False
@@ -82,21 +83,27 @@ class PatternOutput:
              duration_s: float | None = None) -> float | None:
         """Start rhythm `steps` now (pin on before this returns); returns the wall-clock end.
 
-        The output stops after `duration_s`, and never later than `max_on_s`.
+        The output stops after `duration_s`, and never later than `max_on_s` after it
+        went on: playing again while it is on changes the rhythm, not that limit, so no
+        series of requests keeps it on longer than `max_on_s` at a stretch.
         """
-        limit = min(x for x in (duration_s, self.max_on_s, math.inf) if x is not None)
         now = time.monotonic()
         with self._cond:
             if self._closed:
                 return None
+            if not self._active:
+                self._on_since = now
+            deadline = now + (math.inf if duration_s is None else duration_s)
+            if self.max_on_s is not None:
+                deadline = min(deadline, self._on_since + self.max_on_s)
             self._steps = tuple(steps)
             self._label = label
             self._started = now
-            self._until = now + limit
+            self._until = deadline
             self._active = True
             self._drive(True)
             self._cond.notify()
-        until = None if math.isinf(limit) else time.time() + limit
+        until = None if math.isinf(deadline) else time.time() + (deadline - now)
         self._report(label, cause, until)
         return until
 
@@ -142,7 +149,7 @@ class PatternOutput:
 
     def on_for(self) -> float:
         """Seconds since the output was started, 0 when off."""
-        return time.monotonic() - self._started if self._active else 0.0
+        return time.monotonic() - self._on_since if self._active else 0.0
 
     def remaining_s(self) -> float | None:
         """Seconds left before the deadline (None when off or unlimited)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -136,7 +137,8 @@ class RemoteControl:
                                  + ", ".join(sorted(settings.patterns)))
         seconds = _duration(args, settings.siren_max_s)
         until = siren.play(name, settings.patterns[name], cause=cause, duration_s=seconds)
-        return f"siren {name} for {seconds:g} s", {"siren": name, "until": until}
+        left = seconds if until is None else max(0.0, until - time.time())
+        return f"siren {name} for {left:.0f} s", {"siren": name, "until": until}
 
     def _light(self, args: dict[str, Any], cause: str) -> tuple[str, dict]:
         settings = self.controller.settings
@@ -154,8 +156,9 @@ class RemoteControl:
             until = light.play("strobe", settings.strobe, cause=cause, duration_s=seconds)
         else:
             until = light.on(cause=cause, duration_s=seconds)
-        return f"light {mode} for {seconds:g} s", {"light": "strobe" if mode == "strobe"
-                                                   else "on", "until": until}
+        left = seconds if until is None else max(0.0, until - time.time())
+        return f"light {mode} for {left:.0f} s", {"light": "strobe" if mode == "strobe"
+                                                  else "on", "until": until}
 
     def _ack(self, args: dict[str, Any], cause: str) -> tuple[str, dict]:
         wanted = args.get("alarm_id")

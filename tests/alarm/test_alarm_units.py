@@ -58,6 +58,22 @@ def test_output_obeys_max_on_s_whatever_duration_is_asked():
     out.close()
 
 
+def test_playing_again_does_not_extend_the_limit():
+    out, pin, _ = make_output(max_on_s=0.6)
+    t0 = time.monotonic()
+    out.play("panic", [0.05, 0.05], cause="cmd:1", duration_s=0.4)
+    time.sleep(0.3)
+    until = out.play("titir", [0.02, 0.02], cause="cmd:2", duration_s=100)  # still on
+    assert until - time.time() <= 0.3 + 0.05
+    wait_for(lambda: not out.active, 3, "the limit")
+    assert time.monotonic() - t0 < 1.2 and pin.state is False
+    # once off, a new request starts a new stretch
+    out.on(cause="cmd:3", duration_s=0.2)
+    assert pin.state is True and out.remaining_s() > 0.1
+    wait_for(lambda: not out.active, 2, "the short stretch")
+    out.close()
+
+
 def test_output_keeps_working_when_the_callback_raises():
     out, pin, _ = make_output(max_on_s=0.1)
     out.on_change = lambda *a: (_ for _ in ()).throw(RuntimeError("bus gone"))
