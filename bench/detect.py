@@ -153,30 +153,33 @@ def bench_pipeline(scene: Path, threads: int) -> float:
         alt.invoke(tensor)
     alt_wall, alt_cpu = timed(lambda: alt.invoke(tensor), 100)
     emit(f"invoke_ms_{other}_threads", alt_wall, "ms", f"baseline, CPU {alt_cpu:.2f} ms")
-    frames = decode(scene)
+    # a person in view the whole clip: motion in every frame
+    from firmware.devtools.scene import render_scene
+
+    walk = render_scene(scene.with_name("walk.mp4"), seconds=12, size=(640, 360), fps=10,
+                        walk=(0.0, 12.0))
+    frames = decode(walk)
     pipe = CameraPipeline("bench", DetectSettings(), det, 640, 360)
-    for ts, yuv in frames:  # warm the motion background; find the frames with motion
+    for ts, yuv in frames[:3]:
         pipe.process(yuv, ts)
-    moving = [i for i, (ts, yuv) in enumerate(frames)
-              if 0.3 * len(frames) <= i <= 0.75 * len(frames)]
-    walls, runs0, cpu0 = [], pipe.stats.detector_runs, time.process_time()
-    motion0 = pipe.stats.motion_frames
-    offset = 0.0
-    for _ in range(4):
-        offset += 100.0
-        pipe.finish(frames[moving[0]][0] + offset)
-        for i in moving:
-            t0 = time.perf_counter()
-            pipe.process(frames[i][1], frames[i][0] + offset)
-            walls.append((time.perf_counter() - t0) * 1000)
+    walls, invokes, cpu_p, cpu_i = [], [], 0.0, 0.0
+    runs0, motion0 = pipe.stats.detector_runs, pipe.stats.motion_frames
+    for ts, yuv in frames[3:]:  # alternate with raw invokes: both see the same load
+        c0, t0 = time.process_time(), time.perf_counter()
+        pipe.process(yuv, ts)
+        walls.append((time.perf_counter() - t0) * 1000)
+        c1, t1 = time.process_time(), time.perf_counter()
+        det.invoke(tensor)
+        invokes.append((time.perf_counter() - t1) * 1000)
+        cpu_p, cpu_i = cpu_p + c1 - c0, cpu_i + time.process_time() - c1
     n = len(walls)
-    cpu = (time.process_time() - cpu0) * 1000 / n
     runs = (pipe.stats.detector_runs - runs0) / n
-    emit("pipeline_ms_per_frame", statistics.median(walls), "ms",
-         f"motion in {(pipe.stats.motion_frames - motion0) / n:.0%} of frames, "
-         f"{runs:.2f} detector runs/frame, CPU {cpu:.2f} ms")
-    emit("pipeline_over_invoke", statistics.median(walls) / inv_wall, "x",
-         f"target <= 1.15; CPU ratio {cpu / inv_cpu:.2f}")
+    wall, inv = statistics.median(walls), statistics.median(invokes)
+    emit("pipeline_ms_per_frame", wall, "ms",
+         f"motion in {(pipe.stats.motion_frames - motion0) / n:.0%} of {n} frames, "
+         f"{runs:.2f} detector runs/frame, CPU {cpu_p * 1000 / n:.2f} ms")
+    emit("pipeline_over_invoke", wall / inv, "x",
+         f"target <= 1.15; invoke interleaved {inv:.2f} ms; CPU ratio {cpu_p / cpu_i:.2f}")
     return inv_wall
 
 

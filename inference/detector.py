@@ -162,11 +162,22 @@ class Detector:
             # averaging and several times faster
             rgb = cv2.resize(rgb, (self.input_width, self.input_height),
                              interpolation=cv2.INTER_LINEAR)
-        if self.input_dtype == np.float32:
-            if self.model_type == "mediapipe":
-                return (rgb.astype(np.float32) * (2 / 255.0) - 1.0)[None]
-            return ((rgb.astype(np.float32) - 127.5) / 127.5)[None]
+        if self.input_dtype == np.float32:  # both layouts take [-1, 1]
+            return (rgb.astype(np.float32) * (2 / 255.0) - 1.0)[None]
         return rgb[None].astype(self.input_dtype)
+
+    def _fill_input(self, rgb: np.ndarray) -> None:
+        """Write `rgb` into the interpreter's input tensor in place (no extra copies)."""
+        if rgb.shape[:2] != (self.input_height, self.input_width):
+            rgb = cv2.resize(rgb, (self.input_width, self.input_height),
+                             interpolation=cv2.INTER_LINEAR)
+        target = self.interpreter.tensor(self._input_index)()[0]  # a view of the input
+        if self.input_dtype == np.float32:
+            np.multiply(rgb, np.float32(2 / 255.0), out=target, casting="unsafe")
+            target -= np.float32(1.0)
+        else:
+            target[...] = rgb
+        del target  # the interpreter refuses to run while views of its buffers live
 
     def invoke(self, tensor: np.ndarray) -> None:
         """Run the model on an already prepared input tensor."""
@@ -189,7 +200,8 @@ class Detector:
                               (d.box[0] * sx, d.box[1] * sy,
                                min(1.0, d.box[2] * sx), min(1.0, d.box[3] * sy)))
                     for d in self.detect(square)]
-        self.invoke(self.prepare(rgb))
+        self._fill_input(rgb)
+        self.interpreter.invoke()
         if self._layout is not None:
             return self._decode_mediapipe()
         return self._decode_ssd()
@@ -217,14 +229,16 @@ class Detector:
     def _decode_mediapipe(self) -> list[Detection]:
         layout = self._layout
         assert layout is not None
-        logits = self.interpreter.get_tensor(self._score_index)[0, :, 0]
+        # views of the output buffers (no copy of all 2254 rows); only picked rows are copied
+        logits = self.interpreter.tensor(self._score_index)()[0, :, 0]
         floor = math.log(self.min_score / (1 - self.min_score))  # sigmoid(x) >= min_score
         picked = np.nonzero(logits >= floor)[0]
         if picked.size == 0:
             return []
-        raw = self.interpreter.get_tensor(self._box_index)[0, picked]
+        logits = logits[picked]
+        raw = self.interpreter.tensor(self._box_index)()[0, picked]
         anchors = self._anchors[picked]
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[picked], -100, 100)))
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -100, 100)))
         size_x, size_y = float(self.input_width), float(self.input_height)
         if layout.box_from == "pose":
             hip_x = raw[:, 4] / size_x * anchors[:, 2] + anchors[:, 0]

@@ -87,7 +87,8 @@ class TamperSettings(BaseModel):
     persist_s: float = Field(default=10.0, ge=0, le=600,
                              description="How long a condition must last (and be gone) "
                                          "before a tamper event starts (ends).")
-    check_fps: float = Field(default=2.0, gt=0, le=30)
+    check_fps: float = Field(default=1.0, gt=0, le=30,
+                             description="Tamper checks per second (persist_s is long).")
     covered_contrast: float = Field(default=6.0, ge=0, le=64,
                                     description="Grey-level std below which the view is "
                                                 "covered (black, taped, sprayed).")

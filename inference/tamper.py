@@ -33,7 +33,7 @@ KINDS = ("covered", "blurred", "moved")
 class TamperDetector:
     """Watch one camera's grey frames; `update` returns (kind, phase) transitions."""
 
-    def __init__(self, *, persist_s: float = 10.0, check_fps: float = 2.0,
+    def __init__(self, *, persist_s: float = 10.0, check_fps: float = 1.0,
                  covered_contrast: float = 6.0, blur_ratio: float = 0.3,
                  moved_match: float = 0.6, learn_s: float = 5.0) -> None:
         self.persist_s = persist_s

@@ -37,7 +37,7 @@ def area(box: Box) -> float:
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
-@dataclass
+@dataclass(eq=False)  # identity: comparing fields would compare whole frames
 class Track:
     """One object over time. `id` is the track's event id (stable start to end)."""
 
