@@ -2,8 +2,8 @@
 
 The fast path runs in the GPIO library's callback thread: a press takes a lock held only
 for microseconds, drives the siren and light pins, and queues the rest. Everything slow or
-fallible (bus messages, the state file, camera snapshots) happens afterwards on the
-controller's worker thread, so a dead broker, a missing camera or a slow SD card never
+fallible (bus messages, the state file, camera snapshots) happens afterwards in
+`reports.AlarmReporter`'s worker thread, so a dead broker, a missing camera or a slow SD card never
 delays the siren.
 
 Phases reported as `AlarmEvent`s (the `raised` phase of a panic is a `PanicEvent`, whose
@@ -22,56 +22,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from drivers.gpio.panel import ButtonInput, Panel
+from firmware.alarm.reports import ActiveAlarm, AlarmReporter, Publish, SnapshotFn
 from firmware.alarm.settings import AlarmSettings
 from firmware.alarm.status import StatusIndicator
 from firmware.alarm.store import JsonFile
-from firmware.events import (
-    AlarmEvent,
-    Message,
-    OutputChanged,
-    PanicEvent,
-    ProtectClip,
-    Snapshot,
-    new_id,
-)
+from firmware.events import OutputChanged, new_id
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[Message], None]
-SnapshotFn = Callable[..., "bytes | None"]
-
-
-@dataclass
-class ActiveAlarm:
-    """The alarm in progress (also what `alarm.json` holds)."""
-
-    alarm_id: str
-    kind: str
-    source: str
-    started: float  # wall clock
-    presses: int = 1
-    silenced: bool = False
-    started_mono: float = dataclasses.field(default_factory=time.monotonic)
-
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data.pop("started_mono")
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ActiveAlarm:
-        return cls(alarm_id=str(data["alarm_id"]), kind=str(data.get("kind", "panic")),
-                   source=str(data.get("source", "")), started=float(data["started"]),
-                   presses=int(data.get("presses", 1)),
-                   silenced=bool(data.get("silenced", False)))
+__all__ = ["ActiveAlarm", "AlarmController"]
 
 
 class AlarmController:
@@ -82,9 +47,6 @@ class AlarmController:
                  snapshot: Callable[[], SnapshotFn | None] = lambda: None) -> None:
         self.settings = settings
         self.publish = publish
-        self.store = store
-        self.cameras = cameras
-        self.snapshot = snapshot
         self.panel: Panel | None = None
         self.status: StatusIndicator | None = None
         self.alarm: ActiveAlarm | None = None
@@ -92,10 +54,9 @@ class AlarmController:
         self.counts = {"alarms": 0, "presses": 0, "acks": 0, "short_holds": 0}
         self._lock = threading.RLock()
         self._hold_timers: dict[str, threading.Timer] = {}
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._recovered = self._load_interrupted()
-        self._worker = threading.Thread(target=self._work, name="alarm-worker", daemon=True)
-        self._worker.start()
+        self.reports = AlarmReporter(settings, publish, store, cameras=cameras,
+                                     snapshot=snapshot)
+        self._recovered = self.reports.load_interrupted()
 
     def attach(self, panel: Panel | None, status: StatusIndicator | None = None) -> None:
         """Use `panel`'s outputs (build the panel with this controller's callbacks)."""
@@ -145,7 +106,8 @@ class AlarmController:
                 self.alarm = alarm
                 self._sound(alarm.kind, source)
                 self.counts["alarms"] += 1
-                self._jobs.put(functools.partial(self._raised, dataclasses.replace(alarm)))
+                copy = dataclasses.replace(alarm)
+                self.reports.submit(functools.partial(self.reports.raised, copy))
             else:
                 alarm.presses += 1
                 self.counts["presses"] += 1
@@ -153,7 +115,8 @@ class AlarmController:
                 if siren is not None and not siren.active:  # pressed again after the cut-off
                     alarm.silenced = False
                     self._sound(alarm.kind, source, light=False)
-                self._jobs.put(functools.partial(self._pressed, dataclasses.replace(alarm)))
+                copy = dataclasses.replace(alarm)
+                self.reports.submit(functools.partial(self._save_if_current, copy))
             return alarm.alarm_id
 
     def ack(self, source: str) -> ActiveAlarm | None:
@@ -170,7 +133,7 @@ class AlarmController:
                         out.off(cause=source)
             if alarm is not None:
                 self.counts["acks"] += 1
-                self._jobs.put(lambda: self._ended(alarm, source))
+                self.reports.submit(functools.partial(self._ended, alarm, source))
         return alarm
 
     def _sound(self, kind: str, cause: str, light: bool = True) -> None:
@@ -223,7 +186,7 @@ class AlarmController:
                 return
             alarm.silenced = True
             snap = dataclasses.replace(alarm)
-        self._jobs.put(lambda: self._phase(snap, "silenced", cause))
+        self.reports.submit(functools.partial(self.reports.phase, snap, "silenced", cause))
 
     def tick(self) -> None:
         """Periodic checks (from the component): clear a finished alarm; guard the siren."""
@@ -242,117 +205,44 @@ class AlarmController:
                 return
         self.ack("timeout")
 
-    # -- the slow path (worker thread) -------------------------------------------------
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            try:
-                job()
-            except Exception:
-                log.exception("alarm job failed")
-
-    def _raised(self, alarm: ActiveAlarm) -> None:
-        log.warning("ALARM %s raised: %s by %s", alarm.alarm_id, alarm.kind, alarm.source)
-        cls = PanicEvent if alarm.kind == "panic" else AlarmEvent
-        self.publish(cls(id=alarm.alarm_id, ts=alarm.started, alarm_id=alarm.alarm_id,
-                         kind=alarm.kind, phase="raised", source=alarm.source, presses=1))
-        self.publish(ProtectClip(event_id=alarm.alarm_id,
-                                 start=alarm.started - self.settings.pre_s,
-                                 end=alarm.started + self.settings.post_s))
-        self._save(alarm)
-        self._take_snapshots(alarm)
-
-    def _pressed(self, alarm: ActiveAlarm) -> None:
+    # -- on the reporter's worker -------------------------------------------------------
+    def _save_if_current(self, alarm: ActiveAlarm) -> None:
         log.info("alarm %s: press %d (%s)", alarm.alarm_id, alarm.presses, alarm.source)
-        if self.alarm is not None and self.alarm.alarm_id == alarm.alarm_id:
-            self._save(alarm)
+        current = self.alarm
+        if current is not None and current.alarm_id == alarm.alarm_id:
+            self.reports.save(alarm)
 
     def _ended(self, alarm: ActiveAlarm, source: str) -> None:
-        self._phase(alarm, "cleared", source)
-        self.publish(ProtectClip(event_id=alarm.alarm_id,
-                                 start=alarm.started - self.settings.pre_s,
-                                 end=time.time() + self.settings.post_s))
+        self.reports.phase(alarm, "cleared", source)
+        self.reports.protect(alarm, time.time() + self.settings.post_s)
         if self.alarm is None:
-            try:
-                self.store.clear()
-            except OSError as exc:
-                log.error("cannot clear %s: %s", self.store.path, exc)
+            self.reports.forget()
 
-    def _phase(self, alarm: ActiveAlarm, phase: str, source: str) -> None:
-        log.info("alarm %s %s (%s, %d presses)", alarm.alarm_id, phase, source, alarm.presses)
-        self.publish(AlarmEvent(alarm_id=alarm.alarm_id, kind=alarm.kind, phase=phase,
-                                source=source, presses=alarm.presses))
-
-    def _save(self, alarm: ActiveAlarm) -> None:
-        try:
-            self.store.save(alarm.to_json())
-        except OSError as exc:  # a full or read-only disk must not stop the alarm
-            log.error("cannot persist the alarm to %s: %s", self.store.path, exc)
-
-    def _take_snapshots(self, alarm: ActiveAlarm) -> None:
-        fn = self.snapshot()
-        if fn is None:
-            return
-        for camera in self.cameras():
-            threading.Thread(target=self._snapshot_one, args=(fn, camera, alarm),
-                             name=f"alarm-snap:{camera}", daemon=True).start()
-
-    def _snapshot_one(self, fn: SnapshotFn, camera: str, alarm: ActiveAlarm) -> None:
-        try:
-            jpeg = fn(camera, timeout=self.settings.snapshot_timeout_s)
-        except Exception as exc:
-            log.warning("alarm %s: no snapshot of %s: %s", alarm.alarm_id, camera, exc)
-            return
-        if jpeg:
-            self.publish(Snapshot(camera=camera, jpeg=jpeg))
-        else:
-            log.warning("alarm %s: camera %s gave no snapshot", alarm.alarm_id, camera)
+    def _forget_if_idle(self) -> None:
+        if self.alarm is None:
+            self.reports.forget()
 
     # -- restart -----------------------------------------------------------------------
-    def _load_interrupted(self) -> ActiveAlarm | None:
-        data = self.store.load()
-        if not data:
-            return None
-        try:
-            return ActiveAlarm.from_json(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("ignoring a damaged %s: %s", self.store.path, exc)
-            return None
-
     def report_interrupted(self) -> ActiveAlarm | None:
-        """Report (once) the alarm that was active when the daemon last died."""
-        alarm, self._recovered = self._recovered, None
-        if alarm is None:
-            return None
-        log.warning("alarm %s (%s, since %s) was interrupted by a restart; outputs stay off",
-                    alarm.alarm_id, alarm.kind, time.ctime(alarm.started))
-        self.publish(AlarmEvent(alarm_id=alarm.alarm_id, kind=alarm.kind, phase="recovered",
-                                source="restart", presses=alarm.presses))
-        self.publish(ProtectClip(event_id=alarm.alarm_id,
-                                 start=alarm.started - self.settings.pre_s,
-                                 end=time.time() + self.settings.post_s))
-        with self._lock:
-            if self.alarm is None:
-                self._jobs.put(self._clear_if_idle)
-        return alarm
+        """Report (once) the alarm that was active when the daemon last died.
 
-    def _clear_if_idle(self) -> None:
-        if self.alarm is None:
-            self.store.clear()
+        Called by the component once the bus has all its subscribers; the record was read
+        at build time, before a new press could overwrite it.
+        """
+        alarm, self._recovered = self._recovered, None
+        if alarm is not None:
+            self.reports.submit(functools.partial(self.reports.recovered, alarm))
+            self.reports.submit(self._forget_if_idle)
+        return alarm
 
     # -- life cycle --------------------------------------------------------------------
     def drain(self, timeout: float = 2.0) -> bool:
-        """Wait until the worker has done what is queued (tests, orderly stop)."""
-        done = threading.Event()
-        self._jobs.put(done.set)
-        return done.wait(timeout)
+        """Wait until the reports queued so far are done (tests, orderly stop)."""
+        return self.reports.drain(timeout)
 
     def close(self) -> None:
-        """Stop the worker (after its queue)."""
-        self._jobs.put(None)
-        self._worker.join(2.0)
+        """Stop the reporter's worker (after its queue)."""
+        self.reports.close()
 
     def health(self) -> dict[str, Any]:
         alarm = self.alarm
