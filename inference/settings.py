@@ -144,3 +144,10 @@ class DetectSettings(BaseModel):
     masks: list[MaskSettings] = Field(default_factory=list)
     motion: MotionSettings = Field(default_factory=MotionSettings)
     tamper: TamperSettings = Field(default_factory=TamperSettings)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("must be even (frames are decoded as YUV 4:2:0)")
+        return value

@@ -41,7 +41,8 @@ class DetectService(Component):
     def __init__(self, bus: EventBus, settings: DetectSettings,
                  sources: dict[str, StreamInput], *, registry: Any = None,
                  armed: Callable[[float], bool] | None = None,
-                 drop_when_full: bool = True, restart_delay_s: float = 1.0) -> None:
+                 drop_when_full: bool = True, stream_clock: bool = False,
+                 restart_delay_s: float = 1.0) -> None:
         super().__init__()
         self.bus = bus
         self.settings = settings
@@ -49,6 +50,7 @@ class DetectService(Component):
         self.registry = registry
         self._armed = armed
         self.drop_when_full = drop_when_full
+        self.stream_clock = stream_clock  # files in tests and benches: time = frame / fps
         self.restart_delay_s = restart_delay_s
         self.stall_after_s = 30.0
         self.detector: Detector | None = None
@@ -65,9 +67,14 @@ class DetectService(Component):
             self.error_text = "no model configured ([detect] model)"
             self._report_all("offline", self.error_text)
             raise RuntimeError(self.error_text)
-        self.detector = Detector(s.model, labels=s.labels, model_type=s.model_type,
-                                 num_threads=s.num_threads, delegate=s.delegate,
-                                 device=s.delegate_device, min_score=min(0.4, s.min_score))
+        try:
+            self.detector = Detector(s.model, labels=s.labels, model_type=s.model_type,
+                                     num_threads=s.num_threads, delegate=s.delegate,
+                                     device=s.delegate_device, min_score=min(0.4, s.min_score))
+        except Exception as exc:  # a missing file, a model of unknown layout, no EdgeTPU
+            self.error_text = f"cannot load model {s.model}: {exc}"
+            self._report_all("offline", self.error_text)
+            raise
         for name, source in self.sources.items():
             self.pipelines[name] = CameraPipeline(
                 name, s, self.detector, s.width, s.height,
@@ -75,6 +82,7 @@ class DetectService(Component):
                 armed=self._is_armed)
             reader = FrameReader(name, source, s.width, s.height, fps=s.fps,
                                  hwaccel=s.hwaccel, drop_when_full=self.drop_when_full,
+                                 stream_clock=self.stream_clock,
                                  on_state=self._state_reporter(name), on_frame=self._wake.set,
                                  restart_delay_s=self.restart_delay_s)
             self.readers[name] = reader
@@ -102,6 +110,7 @@ class DetectService(Component):
     def close(self) -> None:
         for reader in self.readers.values():
             reader.stop()
+        self._report_frames()
         for pipeline in self.pipelines.values():
             pipeline.finish()
         self.readers.clear()

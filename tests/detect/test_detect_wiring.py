@@ -110,3 +110,23 @@ def test_missing_model_reports_offline(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="no model"):
         service.run()
     assert registry.states[0][2:] == ("offline", "no model configured ([detect] model)")
+
+
+def test_unloadable_model_reports_offline_with_the_reason(tmp_path: Path) -> None:
+    registry = Registry({"gang": StreamInput("x")})
+    bad = tmp_path / "not-a-model.tflite"
+    bad.write_bytes(b"not a flatbuffer")
+    cfg = config(None, model=str(bad))
+    [service] = build(context(cfg, tmp_path, cameras=registry))
+    with pytest.raises(Exception):  # noqa: B017 - whatever the runtime raises
+        service.run()
+    _, role, state, reason = registry.states[0]
+    assert (role, state) == ("detect", "offline")
+    assert reason.startswith(f"cannot load model {bad}")
+
+
+def test_odd_detect_size_is_a_config_error() -> None:
+    from firmware.config import ConfigError
+
+    with pytest.raises(ConfigError, match="even"):
+        config(None, width=641)
