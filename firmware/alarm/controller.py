@@ -2,9 +2,9 @@
 
 The fast path runs in the GPIO library's callback thread: a press takes a lock held only
 for microseconds, drives the siren and light pins, and queues the rest. Everything slow or
-fallible (bus messages, the state file, camera snapshots) happens afterwards in
-`reports.AlarmReporter`'s worker thread, so a dead broker, a missing camera or a slow SD card never
-delays the siren.
+fallible (bus messages, the state file, camera snapshots) happens afterwards in the
+worker thread of `reports.AlarmReporter`, so a dead broker, a missing camera or a slow SD
+card never delays the siren.
 
 Phases reported as `AlarmEvent`s (the `raised` phase of a panic is a `PanicEvent`, whose
 `id` is the alarm id; later phases carry the same `alarm_id`):
