@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("source", "probe", "main", "detect")
 FPS_WINDOW_S = 10.0
+FPS_LONG_WINDOW_S = 60.0  # for consumers that report once per segment
 # ffmpeg delivers the frames it buffered while probing the input in a burst after it
 # starts: samples this soon after a role went online are left out of its frame rate.
 FPS_SETTLE_S = 1.5
@@ -55,6 +56,9 @@ class _Role:
     def fps(self, now: float, settle_s: float = FPS_SETTLE_S) -> float | None:
         settled = self.since + settle_s if self.state == "online" else 0.0
         recent = [(t, n) for t, n in self.frames if now - t <= FPS_WINDOW_S and t >= settled]
+        if len(recent) < 2:  # a consumer that reports per segment: look further back
+            recent = [(t, n) for t, n in self.frames
+                      if now - t <= FPS_LONG_WINDOW_S and t >= settled]
         if len(recent) < 2:
             return None
         span = recent[-1][0] - recent[0][0]
