@@ -38,7 +38,7 @@ def record_args(source: StreamInput, pattern: Path, segment_s: float) -> list[st
         segment_format_options=FRAGMENTED_MP4, reset_timestamps=1,
         segment_list="pipe:1", segment_list_type="csv")
     return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats",
-            "-progress", "pipe:1", *stream.get_args()]
+            "-progress", "pipe:1", "-stats_period", "2", *stream.get_args()]
 
 
 class CameraRecorder:

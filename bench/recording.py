@@ -1,0 +1,277 @@
+"""Recording cost: the recorder (daemon side + its ffmpeg children) against bare
+``ffmpeg -c copy -f segment`` of the same input, in the same run; and bytes on disk
+against the video bytes of the stream.
+
+    .venv/bin/python bench/recording.py                  # 4 cameras, 720p15, 30 s windows
+    .venv/bin/python bench/recording.py --cameras 4 --seconds 60
+    .venv/bin/python bench/recording.py --soak 50        # + 50 kill -9 rounds
+
+Prints ``name<TAB>value<TAB>unit<TAB>note`` lines. CPU seconds come from the kernel's
+accounting (os.times: this process, and its reaped children); the bench's own sampling
+cost is measured in the baseline phase and subtracted from the daemon side. Targets:
+cpu_ratio <= 1.05, bytes_ratio <= 1.02.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from drivers.cameras.base import StreamInput  # noqa: E402
+from drivers.process import spawn, terminate  # noqa: E402
+from firmware.devtools.scene import render_scene  # noqa: E402
+from recorder.camera import FRAGMENTED_MP4  # noqa: E402
+from recorder.recorder import Recorder  # noqa: E402
+from recorder.store import Limits, Store  # noqa: E402
+
+
+def emit(name: str, value: float | int | str, unit: str, note: str = "") -> None:
+    print(f"{name}\t{value}\t{unit}\t{note}", flush=True)
+
+
+def cpu() -> tuple[float, float]:
+    """(this process, reaped children) CPU seconds."""
+    t = os.times()
+    return t.user + t.system, t.children_user + t.children_system
+
+
+class RssSampler:
+    """Peak of (RSS of `pids()`) summed, sampled every second on a thread."""
+
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self.pids = pids
+        self.peak = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(1.0):
+            total = 0
+            for pid in self.pids():
+                with contextlib.suppress(psutil.Error):
+                    total += psutil.Process(pid).memory_info().rss
+            self.peak = max(self.peak, total)
+
+    def __enter__(self) -> RssSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def video_bytes(files: list[Path]) -> int:
+    """Sum of the video packets' sizes in `files` (the stream's own bytes)."""
+    total = 0
+    for chunk in range(0, len(files), 50):
+        args = ["ffprobe", "-v", "error", "-select_streams", "v:0",
+                "-show_entries", "packet=size", "-of", "csv=p=0"]
+        for f in files[chunk:chunk + 50]:
+            out = subprocess.run([*args, str(f)], capture_output=True, text=True, check=False)
+            total += sum(int(x) for x in out.stdout.split() if x.strip().isdigit())
+    return total
+
+
+WARM_S = 3.0  # start-up (input probing, first fragments) is left out of the window
+
+
+def ffmpeg_cpu(pids: list[int]) -> float:
+    """CPU seconds so far of the live processes `pids`."""
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def thread_cpu(prefix: str) -> float:
+    """CPU seconds of this process's threads whose name starts with `prefix`."""
+    ids = {t.native_id for t in threading.enumerate() if t.name.startswith(prefix)}
+    return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id in ids)
+
+
+def bare(source: StreamInput, cameras: int, seconds: float, segment_s: float,
+         out: Path) -> dict[str, float]:
+    """N bare segmenting ffmpegs; CPU over a steady window of `seconds`."""
+    procs = []
+    for i in range(cameras):
+        d = out / f"cam{i}"
+        d.mkdir(parents=True)
+        procs.append(spawn(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
+             "-i", source.url, "-map", "0:v:0", "-c", "copy", "-f", "segment",
+             "-segment_time", f"{segment_s:g}", "-segment_format", "mp4",
+             "-segment_format_options", FRAGMENTED_MP4, "-reset_timestamps", "1",
+             str(d / "%06d.mp4")], stderr=subprocess.DEVNULL))
+    pids = [p.pid for p in procs]
+    with RssSampler(lambda: pids) as rss:
+        time.sleep(WARM_S)
+        self0, kids0 = cpu()[0], ffmpeg_cpu(pids)
+        time.sleep(seconds)
+        self1, kids1 = cpu()[0], ffmpeg_cpu(pids)
+        for p in procs:
+            terminate(p, timeout=10)
+    files = sorted(out.rglob("*.mp4"))
+    return {"cpu": kids1 - kids0, "harness": self1 - self0, "rss": rss.peak,
+            "disk": sum(f.stat().st_size for f in files), "video": video_bytes(files)}
+
+
+def daemon(source: StreamInput, cameras: int, seconds: float, segment_s: float,
+           out: Path) -> dict[str, float]:
+    """The Recorder with N cameras, in this process; CPU over a steady window."""
+    rec = Recorder(out, {f"cam{i}": source for i in range(cameras)}, segment_s=segment_s,
+                   limits=Limits(quota=100 * 2**30))
+    stop = threading.Event()
+    runner = threading.Thread(target=rec.run, args=(stop,), name="bench-recorder",
+                              daemon=True)
+
+    def pids() -> list[int]:
+        me = psutil.Process()
+        return [me.pid] + [c.pid for c in me.children() if c.name() == "ffmpeg"]
+
+    with RssSampler(pids) as rss:
+        runner.start()
+        time.sleep(WARM_S)
+        kids = pids()[1:]
+        self0, kids0, sup0 = cpu()[0], ffmpeg_cpu(kids), thread_cpu("rec:")
+        time.sleep(seconds)
+        self1, kids1, sup1 = cpu()[0], ffmpeg_cpu(kids), thread_cpu("rec:")
+        stop.set()
+        runner.join(30)
+    files = sorted(out.glob("*/*/*/*.mp4"))
+    index = sum(f.stat().st_size for f in out.glob("index.sqlite3*"))
+    return {"cpu": kids1 - kids0, "daemon": self1 - self0, "supervision": sup1 - sup0,
+            "rss": rss.peak, "segments": len(files), "index": index,
+            "disk": sum(f.stat().st_size for f in files) + index,
+            "video": video_bytes(files), "restarts": sum(
+                c.process.restarts for c in rec.cameras.values())}
+
+
+def soak(source: StreamInput, rounds: int, work: Path) -> None:
+    """kill -9 the recorder (or one of its ffmpegs, then it) at random moments; after
+    each, reopen (recovery) and check index == disk and that every new segment plays."""
+    from recorder import probe
+
+    rng = random.Random(7)
+    store = work / "soak"
+    checked: set[str] = set()
+    worst_lost = 0
+    t0 = time.monotonic()
+    for _ in range(rounds):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "recorder", "--path", str(store), "--segment-s", "1",
+             "--quota", "1G", "--camera", f"a={source.url}", "--camera", f"b={source.url}",
+             "--input-option", "re=", "--input-option", "stream_loop=-1"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 3.0))
+        kids = [c for c in psutil.Process(proc.pid).children() if c.name() == "ffmpeg"]
+        if kids and rng.random() < 0.4:
+            rng.choice(kids).send_signal(signal.SIGKILL)
+            time.sleep(rng.uniform(0.1, 1.5))
+        before = {p.stat().st_ino: p.relative_to(store).parts[0]
+                  for p in store.rglob("*.mp4") if p.exists()}
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        psutil.wait_procs(kids, timeout=5)
+        s = Store(store, Limits(quota=2**30))
+        s.open()
+        assert s.index is not None
+        segs = s.index.segments()
+        s.close()
+        on_disk = {str(p.relative_to(store)) for p in store.glob("*/*/*/*.mp4")}
+        assert {x.path for x in segs} == on_disk, "index != disk"
+        assert not list(store.glob("*/.incoming/*")), "leftovers in .incoming"
+        kept = {(store / x.path).stat().st_ino for x in segs}
+        lost: dict[str, int] = {}
+        for ino, cam in before.items():
+            if ino not in kept:
+                lost[cam] = lost.get(cam, 0) + 1
+        worst_lost = max([worst_lost, *lost.values()])
+        for x in segs:
+            if x.path not in checked:
+                assert probe.decodes(store / x.path), x.path
+                checked.add(x.path)
+    emit("soak_rounds", rounds, "rounds", "kill -9 at random moments, all invariants held")
+    emit("soak_segments_checked", len(checked), "segments", "every one decodes")
+    emit("soak_max_lost_per_camera", worst_lost, "segments", "per kill; target <= 1")
+    emit("soak_wall", round(time.monotonic() - t0, 1), "s", "")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cameras", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=30.0, help="per phase")
+    p.add_argument("--segment-s", type=float, default=10.0)
+    p.add_argument("--size", default="1280x720")
+    p.add_argument("--soak", type=int, default=0, metavar="ROUNDS",
+                   help="also run ROUNDS kill -9 rounds (50 in the acceptance soak)")
+    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = p.parse_args()
+    width, height = map(int, args.size.split("x"))
+    work = Path(tempfile.mkdtemp(prefix="ronda-bench-rec-", dir=os.environ.get("BENCH_DIR")))
+    try:
+        scene = render_scene(work / "scene.mp4", seconds=20, size=(width, height), fps=15)
+        source = StreamInput(url=str(scene), options={"re": None, "stream_loop": -1})
+        base = bare(source, args.cameras, args.seconds, args.segment_s, work / "bare")
+        rec = daemon(source, args.cameras, args.seconds, args.segment_s, work / "rec")
+        daemon_side = max(rec["daemon"] - base["harness"], 0.0)
+        total = rec["cpu"] + daemon_side
+        note = f"{args.cameras} cameras {args.size}@15, {args.seconds:g} s steady window"
+        emit("bare_ffmpeg_cpu", round(base["cpu"], 3), "cpu-s", f"baseline, {note}")
+        emit("recorder_ffmpeg_cpu", round(rec["cpu"], 3), "cpu-s", "the recorder's ffmpegs")
+        emit("recorder_daemon_cpu", round(daemon_side, 3), "cpu-s",
+             f"Python side, bench sampling ({base['harness']:.3f} s) subtracted")
+        emit("recorder_supervision_cpu", round(rec["supervision"], 3), "cpu-s",
+             "of which ManagedProcess threads (waitpid polling, drivers/managed.py)")
+        emit("cpu_ratio", round(total / base["cpu"], 3) if base["cpu"] else "nan", "x",
+             "recorder / bare ffmpeg; target <= 1.05")
+        emit("cpu_ratio_recorder_code", round((total - rec["supervision"]) / base["cpu"], 3)
+             if base["cpu"] else "nan", "x", "the same without the ManagedProcess polling")
+        emit("bare_rss_peak", round(base["rss"] / 2**20, 1), "MiB", "sum of ffmpegs")
+        emit("recorder_rss_peak", round(rec["rss"] / 2**20, 1), "MiB",
+             "bench process (Python, recorder) + ffmpegs")
+        emit("recorder_restarts", rec["restarts"], "restarts", "should be 0")
+        emit("recorder_disk_bytes", int(rec["disk"]), "B",
+             f"{rec['segments']} segments + index {int(rec['index'])} B")
+        emit("recorder_video_bytes", int(rec["video"]), "B", "video packets in the segments")
+        emit("bytes_ratio", round(rec["disk"] / rec["video"], 4) if rec["video"] else "nan",
+             "x", "disk (segments + index) / stream bytes; target <= 1.02")
+        emit("bytes_ratio_segments", round((rec["disk"] - rec["index"]) / rec["video"], 4)
+             if rec["video"] else "nan", "x", "segments only (the index is ~fixed size)")
+        emit("bare_bytes_ratio", round(base["disk"] / base["video"], 4)
+             if base["video"] else "nan", "x", "same for bare ffmpeg")
+        if args.json:
+            print(json.dumps({"bare": base, "recorder": rec}))
+        if args.soak:
+            soak(StreamInput(url=str(render_scene(work / "small.mp4", seconds=10,
+                                                  size=(320, 240), fps=15))),
+                 args.soak, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
