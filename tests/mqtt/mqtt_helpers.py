@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,9 @@ class Recorder:
 
     def start(self) -> Recorder:
         self.client.connect("127.0.0.1", self.port, keepalive=10)
+        sock = self.client.socket()
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.loop_start()
         assert self.subscribed.wait(10), "recorder did not connect"
         time.sleep(0.1)  # SUBACK

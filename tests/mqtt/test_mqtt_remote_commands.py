@@ -6,12 +6,14 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mqtt_helpers import BridgeNode, node_config, validate
+from mqtt_helpers import BridgeNode, Recorder, node_config, validate
 
 from firmware.devtools.broker import LocalBroker
 from firmware.events import Command
@@ -76,8 +78,25 @@ def test_commands_replied_and_routed(broker: LocalBroker, recorder_factory: Any,
         assert node.bridge.commands_refused == 3
 
 
-@settings(max_examples=120, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@pytest.fixture(scope="module")
+def fuzz_node(tmp_path_factory: Any, keypair: Any) -> Iterator[Any]:
+    """One broker + node + reply recorder for every Hypothesis example (fast: the broker
+    sends small packets without Nagle delay)."""
+    with LocalBroker(extra_config="set_tcp_nodelay true") as broker:
+        cfg = node_config(tmp_path_factory.mktemp("fuzz"), [broker.url],
+                          command_keys=[keypair[1]], command_timeout_s=1.0)
+        with BridgeNode(cfg) as node:
+            node.acted = []
+            node.bus.subscribe(Command, node.acted.append, name="test-owner")
+            node.rec = Recorder(broker.port, f"{ROOT}/reply").start()
+            deadline = time.monotonic() + 10
+            while not node.bridge.link.connected and time.monotonic() < deadline:
+                time.sleep(0.05)
+            yield node
+            node.rec.stop()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=st.fixed_dictionaries(
     {"id": st.text(min_size=1, max_size=40)},
     optional={"ts": st.integers(min_value=0, max_value=2**40) | st.text(max_size=5),
@@ -85,43 +104,15 @@ def test_commands_replied_and_routed(broker: LocalBroker, recorder_factory: Any,
               "args": st.dictionaries(st.text(max_size=6), st.integers() | st.text(max_size=6),
                                       max_size=3),
               "sig": st.text(max_size=90)}))
-def test_fuzz_through_broker_every_id_answered_nothing_acted(
-        broker: LocalBroker, recorder_factory: Any, tmp_path_factory: Any, keypair: Any,
-        doc: dict) -> None:
-    node = _shared_node(broker, recorder_factory, tmp_path_factory, keypair[1])
+def test_fuzz_through_broker_every_id_answered_nothing_acted(fuzz_node: Any,
+                                                            doc: dict) -> None:
+    node = fuzz_node
     doc = {**doc, "id": f"{uuid.uuid4().hex[:6]}-{doc['id']}"}
     _send(node.rec, str(doc.get("action", "siren")), doc)
     reply = node.rec.wait_for(lambda m: _replies(node.rec).get(doc["id"]), 10)
     validate("reply", reply)
     assert reply["ok"] is False
     assert not node.acted
-
-
-_NODES: dict[int, Any] = {}
-
-
-def _shared_node(broker: LocalBroker, recorder_factory: Any, tmp_path_factory: Any,
-                 public: str) -> Any:
-    """One node per broker for all Hypothesis examples (starting one per example is slow)."""
-    if broker.port not in _NODES:
-        _NODES.clear()
-        tmp = tmp_path_factory.mktemp("fuzz")
-        node = BridgeNode(node_config(tmp, [broker.url], command_keys=[public],
-                                      command_timeout_s=1.0)).__enter__()
-        node.rec = recorder_factory(broker.port, f"{ROOT}/reply")
-        node.acted = []
-        node.bus.subscribe(Command, node.acted.append, name="test-owner")
-        deadline = time.monotonic() + 10
-        while not node.bridge.link.connected and time.monotonic() < deadline:
-            time.sleep(0.05)
-        _NODES[broker.port] = node
-        broker_close = broker.close
-
-        def close() -> None:
-            node.__exit__(None, None, None)
-            broker_close()
-        broker.close = close  # type: ignore[method-assign]
-    return _NODES[broker.port]
 
 
 def test_reply_lock_exactly_once(broker: LocalBroker, recorder_factory: Any, tmp_path: Path,
