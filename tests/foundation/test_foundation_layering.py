@@ -63,10 +63,10 @@ def test_no_import_cycles_between_firmware_modules() -> None:
             if isinstance(node, ast.Import):
                 deps |= {a.name for a in node.names if a.name in modules}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                if node.module in modules:
-                    deps.add(node.module)
-                deps |= {f"{node.module}.{a.name}" for a in node.names
-                         if f"{node.module}.{a.name}" in modules}
+                submodules = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+                deps |= submodules
+                if node.module in modules and len(submodules) < len(node.names):
+                    deps.add(node.module)  # names defined by the module itself
         graph[name] = deps - {name}
     state: dict[str, int] = {}
 
