@@ -37,7 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from mqtt.outbox import Outbox
+from mqtt.outbox import Outbox, clean_json
 from mqtt.settings import MqttSettings
 from mqtt.topics import Topics
 
@@ -72,8 +72,8 @@ class Broker:
 
 
 def encode(doc: dict[str, Any]) -> bytes:
-    """Compact JSON for the wire."""
-    return json.dumps(doc, separators=(",", ":"), default=str).encode()
+    """Compact, strict JSON for the wire (NumPy values, NaN and tuples made plain)."""
+    return json.dumps(clean_json(doc), separators=(",", ":"), allow_nan=False).encode()
 
 
 def _no_delay(client: paho.Client) -> None:

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -83,8 +84,8 @@ class Outbox:
             try:
                 seq = self._meta("seq") + 1
                 self._set_meta("seq", seq)
-                body = json.dumps({**payload, "seq": seq}, separators=(",", ":"),
-                                  default=_jsonable).encode()
+                body = json.dumps(clean_json({**payload, "seq": seq}), separators=(",", ":"),
+                                  allow_nan=False).encode()
                 size = len(body) + len(snapshot or b"")
                 dropped = self._make_room(size, priority)
                 if dropped < 0:  # nothing lower or equal to drop: this one goes
@@ -202,11 +203,21 @@ class Outbox:
         self._count, self._bytes = int(row[0]), int(row[1])
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (tuple, set, frozenset)):
-        return list(value)
-    if isinstance(value, bytes):
+def clean_json(value: Any) -> Any:
+    """`value` made strictly JSON: tuples/sets to lists, NumPy scalars and arrays to
+    Python numbers and lists, NaN/Infinity to null, bytes to null, dates to ISO text."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [clean_json(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
         return None
+    if hasattr(value, "tolist"):  # NumPy scalar or array
+        return clean_json(value.tolist())
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +72,7 @@ class MqttBridge(Component):
         self.commands_accepted = 0
         self.commands_refused = 0
         self.events_stored = 0  # events this process put into the outbox
+        self.event_errors = 0  # events that could not be stored
         bus.subscribe(Event, self.on_event, name="mqtt:events")
         bus.subscribe(Snapshot, self.on_snapshot, name="mqtt:snapshots")
         bus.subscribe(OutputChanged, self.on_output, name="mqtt:outputs")
@@ -83,6 +85,7 @@ class MqttBridge(Component):
         out = self.outbox.stats()
         return {**self.link.stats(), "outbox_depth": out["depth"], "outbox_bytes": out["bytes"],
                 "drops": out["drops"], "last_seq": out["last_seq"],
+                "event_errors": self.event_errors,
                 "commands_accepted": self.commands_accepted,
                 "commands_refused": self.commands_refused}
 
@@ -100,7 +103,13 @@ class MqttBridge(Component):
     def on_event(self, event: Event) -> None:
         """Store the event durably (seq assigned), then let the link publish it."""
         payload = event_payload(event.payload(), self.node, self.topics, bool(event.snapshot))
-        self.outbox.put(event.id, int(event.priority), payload, event.snapshot or None)
+        try:
+            self.outbox.put(event.id, int(event.priority), payload, event.snapshot or None)
+        except sqlite3.Error as exc:  # disk full, read-only, corrupt: say so in health
+            self.event_errors += 1
+            self.link.last_error = f"outbox: {exc}"
+            log.error("mqtt: event %s (%s) not stored: %s", event.id, event.type, exc)
+            return
         self.events_stored += 1
         self.link.wake()
 

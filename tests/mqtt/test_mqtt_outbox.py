@@ -89,3 +89,16 @@ def test_seen_commands_expire(tmp_path: Path) -> None:
     box.remember_command("old", 100.0)
     box.remember_command("new", 1000.0)
     assert box.seen_commands(since=500.0) == [("new", 1000.0)]
+
+
+def test_payload_made_strict_json(tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+
+    box = Outbox(tmp_path / "o.sqlite3")
+    box.put("n", 1, {"score": np.float32(0.5), "box": np.array([0.1, 0.2]),
+                     "bad": float("nan"), "zones": ("a", "b"), "raw": b"x"})
+    doc = json.loads(box.pending()[0].payload)
+    assert doc == {"score": 0.5, "box": [0.1, 0.2], "bad": None, "zones": ["a", "b"],
+                   "raw": None, "seq": 1}
