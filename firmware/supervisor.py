@@ -80,7 +80,8 @@ class Supervisor:
         next_ping = 0.0
         next_status = 0.0
         status = ""
-        while not self._stop.wait(TICK_S):
+        tick = TICK_S if interval is None else min(TICK_S, interval / 2)
+        while not self._stop.wait(tick):
             now = time.monotonic()
             self._restart_crashed(now)
             if interval is not None and now >= next_ping and not self.stalled():
