@@ -166,6 +166,11 @@ class CameraRegistry:
             status = self._status(name)
             return status.state, status.reason
 
+    def roles(self, name: str) -> dict[str, tuple[str, str]]:
+        """What each role last reported for one camera: {role: (state, reason)}."""
+        with self._lock:
+            return {role: (r.state, r.reason) for role, r in self._status(name).roles.items()}
+
     def health(self) -> dict[str, dict[str, Any]]:
         """Per camera: state, reason, fps, reconnects, last_error, kind, stream, roles."""
         now = time.monotonic()

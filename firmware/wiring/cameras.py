@@ -36,13 +36,15 @@ class CameraService(Component):
 
     name = "cameras"
 
-    def __init__(self, registry: CameraRegistry, *, probe_timeout_s: dict[str, float] | None = None,
+    def __init__(self, registry: CameraRegistry, *,
+                 probe_timeout_s: dict[str, float] | None = None,
                  backoff_cap_s: dict[str, float] | None = None, reprobe_s: float = 600.0,
-                 tick_s: float = 1.0) -> None:
+                 idle_reprobe_s: float = 30.0, tick_s: float = 1.0) -> None:
         super().__init__()
         self.registry = registry
         self.tick_s = tick_s
-        self.reprobe_s = reprobe_s
+        self.reprobe_s = reprobe_s  # a camera whose consumers report on it
+        self.idle_reprobe_s = idle_reprobe_s  # nobody reads it: the probe is all we know
         self._probe_timeout = probe_timeout_s or {}
         self._backoff_cap = backoff_cap_s or {}
         self._next_probe: dict[str, float] = {}
@@ -85,6 +87,9 @@ class CameraService(Component):
         now = time.monotonic()
         for name, due in list(self._next_probe.items()):
             running = self._probing.get(name)
+            delay = self._probe_delay.get(name, 2.0)
+            if self.registry.state(name)[0] == "offline" and due - now > delay:
+                due = self._next_probe[name] = now + delay  # gone offline: find out why
             if due <= now and (running is None or not running.is_alive()):
                 thread = threading.Thread(target=self._probe_one, args=(self.registry.get(name),),
                                           name=f"probe:{name}", daemon=True)
@@ -113,8 +118,15 @@ class CameraService(Component):
             self.registry.report_state(
                 cam.name, "probe", "degraded",
                 f"unsupported codec {info.codec}: set the camera's main stream to H.264 or H.265")
+        cap = self._backoff_cap.get(cam.name, 30.0)
+        if self.registry.state(cam.name)[0] == "offline":  # works for us, not for consumers
+            self._probe_delay[cam.name] = min(delay * 2, cap)
+            self._next_probe[cam.name] = time.monotonic() + delay
+            return
+        consumed = any(role in ("main", "detect") for role in self.registry.roles(cam.name))
         self._probe_delay[cam.name] = 2.0
-        self._next_probe[cam.name] = time.monotonic() + self.reprobe_s
+        self._next_probe[cam.name] = time.monotonic() + (
+            self.reprobe_s if consumed else self.idle_reprobe_s)
 
 
 class SnapshotService:

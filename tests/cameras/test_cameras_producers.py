@@ -22,7 +22,22 @@ from drivers.cameras.jetson import SOFTWARE_ELEMENTS, JetsonCamera
 from drivers.cameras.picamera import PiCamera
 from drivers.cameras.probe import probe
 from drivers.cameras.registry import CameraRegistry
+from drivers.cameras.snapshot import grab_jpeg
 from drivers.cameras.usb import UsbCamera
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains `text` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(
+                    errors="replace").replace("\0", " "):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKES = Path(__file__).resolve().parent / "fakes"
@@ -69,11 +84,16 @@ def check_streams(cam: Camera, kill: bool = False) -> None:
             assert state == "offline" and "exited with code -9" in reason
             assert states.get(timeout=20) == ("online", "")
             assert len(read_detect_frames(cam, 2)) == 2 * 160 * 120
+        jpeg = grab_jpeg(cam.detect, timeout=10)
+        assert jpeg is not None and jpeg[:2] == b"\xff\xd8"
     finally:
         cam.stop()
         cam.main_relay.close()
         cam.detect_relay.close()
     assert cam.process.proc is None
+    # nothing left that writes into the relays (producer, FfmpegOutput's ffmpeg, gst-launch)
+    for port in (cam.main_relay.ingest_port, cam.detect_relay.ingest_port):
+        assert processes_mentioning(f"127.0.0.1:{port}") == []
 
 
 @pytest.mark.slow

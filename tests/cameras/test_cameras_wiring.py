@@ -53,6 +53,7 @@ def test_registry_snapshot_and_command(tmp_path, rtsp_camera):
     snaps = collect(bus, Snapshot)
     bus.start()
     (service,) = components
+    service.idle_reprobe_s = 1.0  # nobody consumes this camera: the probe watches it
     service.start()
     try:
         # the probe finds an H.264 stream: the camera is online, with codec facts
@@ -82,6 +83,17 @@ def test_registry_snapshot_and_command(tmp_path, rtsp_camera):
         ok, msg, _ = replies.get(timeout=5)
         assert not ok and "unknown camera 'nope'" in msg and "gate" in msg
         assert replies.empty()  # the siren command was left to its owner
+
+        # with no consumer, the probe alone notices the camera going and coming back
+        rtsp_camera.stop()
+        # (a probe cut short by the stop may say "invalid data" first)
+        wait_for(states, lambda e: (e.state, e.reason) == (
+            "offline", "connection refused: camera down or wrong port"), 15)
+        rtsp_camera.start()
+        ev = wait_for(states, lambda e: e.camera == "gate", 15)
+        assert ev.state == "online"
+        assert service.health()["cameras"]["gate"]["reconnects"] == 1
+        assert service.summary() == "cameras 1/1 online"
     finally:
         service.stop()
         bus.stop()
