@@ -11,6 +11,7 @@ Hardware decoding (`hwaccel`): ``v4l2m2m`` uses the Raspberry Pi 4's H.264 decod
 (`-c:v h264_v4l2m2m`; the Pi 5 has no H.264 decoder block, software is used there),
 ``jetson`` the Jetson's NVDEC through JetPack's ffmpeg (`-c:v h264_nvv4l2dec`), ``vaapi``
 Intel/AMD graphics, ``auto`` picks by board (device tree model), ``none`` decodes on the CPU.
+When a hardware decoder gives no frame twice in a row, the reader falls back to software.
 
 Example::
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import io
+import logging
 import os
 import subprocess
 import threading
@@ -37,6 +39,8 @@ import numpy as np
 
 from drivers.cameras.base import StreamInput, mask_credentials
 from drivers.managed import ManagedProcess
+
+log = logging.getLogger(__name__)
 
 HWACCEL_ARGS: dict[str, list[str]] = {
     "none": [],
@@ -187,9 +191,13 @@ class FrameReader:
         self._on_frame = on_frame or (lambda: None)
         self.frames = 0
         self.streams_ended = 0  # how many times the child's output ended
+        self.hwaccel = board_hwaccel() if hwaccel == "auto" else hwaccel
+        self.decoder = self.hwaccel  # what the current child uses
+        self._launches = 0
+        self._frames_at_launch = 0
+        self._failed_launches = 0
         self.process = ManagedProcess(
-            f"{name}-decode",
-            lambda: ffmpeg_args(source, width, height, fps, hwaccel),
+            f"{name}-decode", self._make_args,
             on_state=on_state, on_start=self._on_start, stdout=subprocess.PIPE,
             stall_after_s=stall_after_s, backoff_min_s=restart_delay_s,
             redact=mask_credentials,
@@ -200,6 +208,21 @@ class FrameReader:
     def start(self) -> None:
         self._stopped = False
         self.process.start()
+
+    def _make_args(self) -> list[str]:
+        """The next child's command; after two hardware-decoded starts that gave no frame
+        (no device, unsupported codec), decode in software instead."""
+        if self._launches and self.frames == self._frames_at_launch:
+            self._failed_launches += 1
+        else:
+            self._failed_launches = 0
+        self._launches += 1
+        self._frames_at_launch = self.frames
+        if self.hwaccel != "none" and self._failed_launches >= 2 and self.decoder != "none":
+            log.warning("%s: hardware decoding (%s) gives no frames; decoding in software",
+                        self.name, self.hwaccel)
+            self.decoder = "none"
+        return ffmpeg_args(self.source, self.width, self.height, self.fps, self.decoder)
 
     def stop(self) -> None:
         self._stopped = True

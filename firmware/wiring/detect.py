@@ -121,7 +121,8 @@ class DetectService(Component):
                        "tracks_active": len(p.tracker.tracks),
                        "frames_dropped": self.readers[name].pool.dropped
                        if name in self.readers else 0,
-                       "decoder": self.readers[name].process.health()
+                       "decoder": {**self.readers[name].process.health(),
+                                   "hwaccel": self.readers[name].decoder}
                        if name in self.readers else {},
                        "tamper": [k for k, v in p.tamper.active.items() if v]
                        if p.tamper else []}

@@ -123,3 +123,14 @@ def test_odd_sizes_are_refused() -> None:
     else:
         raise AssertionError("odd width accepted")
     assert np.empty(0).size == 0
+
+
+def test_failing_hardware_decoder_falls_back_to_software() -> None:
+    reader = FrameReader("t", TESTSRC, 160, 90, fps=5, hwaccel="v4l2m2m",
+                         restart_delay_s=0.1)
+    reader.start()
+    try:
+        assert wait_for(lambda: reader.frames > 0, timeout=30)
+    finally:
+        reader.stop()
+    assert reader.decoder == "none" and reader.process.restarts >= 2
