@@ -20,6 +20,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -35,6 +36,7 @@ from mqtt.signing import key_id, load_public_key, signed_bytes
 ACTIONS = ("siren", "light", "snapshot", "arm", "ack", "ping")
 MAX_ID_LEN = 128
 FIELDS = {"id", "ts", "action", "args", "key_id", "sig"}
+SPAN = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
 MAX_FOR_S = 7200.0
 
 
@@ -92,45 +94,80 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_switch(args: dict[str, Any]) -> str:
-    if set(args) - {"state", "for_s"}:
-        return f"unknown argument(s) {sorted(set(args) - {'state', 'for_s'})}"
-    if args.get("state") not in ("on", "off"):
-        return "`state` must be 'on' or 'off'"
-    if "for_s" in args:
-        if args["state"] != "on":
-            return "`for_s` only goes with state 'on'"
-        if not _number(args["for_s"]) or not 0 < args["for_s"] <= MAX_FOR_S:
-            return f"`for_s` must be a number of seconds in (0, {MAX_FOR_S:.0f}]"
-    return ""
+def _unknown(args: dict[str, Any], known: set[str]) -> str:
+    extra = sorted(str(k) for k in set(args) - known)
+    return f"unknown argument(s) {extra}" if extra else ""
+
+
+def _short_text(value: Any, limit: int = 64) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit
+
+
+def _check_switch(extra: str, allowed: tuple[str, ...] | None) -> Callable[[dict[str, Any]], str]:
+    """siren/light: state on|off, for_s seconds (with on), and the owner's `extra` option."""
+    def check(args: dict[str, Any]) -> str:
+        problem = _unknown(args, {"state", "for_s", extra})
+        if problem:
+            return problem
+        if args.get("state") not in ("on", "off"):
+            return "`state` must be 'on' or 'off'"
+        if "for_s" in args:
+            if args["state"] != "on":
+                return "`for_s` only goes with state 'on'"
+            if not _number(args["for_s"]) or not 0 < args["for_s"] <= MAX_FOR_S:
+                return f"`for_s` must be a number of seconds in (0, {MAX_FOR_S:.0f}]"
+        if extra in args:
+            value = args[extra]
+            if allowed is not None and value not in allowed:
+                return f"`{extra}` must be one of {', '.join(allowed)}"
+            if not _short_text(value, 32):
+                return f"`{extra}` must be a name of 1 to 32 characters"
+        return ""
+    return check
 
 
 def _check_only_string(name: str) -> Callable[[dict[str, Any]], str]:
     def check(args: dict[str, Any]) -> str:
-        if set(args) - {name}:
-            return f"unknown argument(s) {sorted(set(args) - {name})}"
-        if name in args and (not isinstance(args[name], str) or not 0 < len(args[name]) <= 64):
+        problem = _unknown(args, {name})
+        if problem:
+            return problem
+        if name in args and not _short_text(args[name]):
             return f"`{name}` must be a string of 1 to 64 characters"
         return ""
     return check
 
 
+def _check_snapshot(args: dict[str, Any]) -> str:
+    problem = _check_only_string("camera")({k: v for k, v in args.items() if k != "timeout"})
+    if problem:
+        return problem
+    if "timeout" in args and (not _number(args["timeout"]) or not 0 < args["timeout"] <= 10):
+        return "`timeout` must be a number of seconds in (0, 10]"
+    return ""
+
+
 def _check_arm(args: dict[str, Any]) -> str:
-    if set(args) - {"mode"}:
-        return f"unknown argument(s) {sorted(set(args) - {'mode'})}"
+    problem = _unknown(args, {"mode", "schedule"})
+    if problem:
+        return problem
     if args.get("mode") not in ("armed", "disarmed", "schedule"):
         return "`mode` must be 'armed', 'disarmed' or 'schedule'"
+    if "schedule" in args:
+        spans = args["schedule"]
+        if (not isinstance(spans, list) or len(spans) > 16
+                or not all(isinstance(x, str) and SPAN.fullmatch(x) for x in spans)):
+            return "`schedule` must be a list of up to 16 'HH:MM-HH:MM' spans"
     return ""
 
 
 def _check_none(args: dict[str, Any]) -> str:
-    return f"takes no arguments, got {sorted(args)}" if args else ""
+    return f"takes no arguments, got {sorted(str(k) for k in args)}" if args else ""
 
 
 ARG_CHECKS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "siren": _check_switch,
-    "light": _check_switch,
-    "snapshot": _check_only_string("camera"),
+    "siren": _check_switch("pattern", None),
+    "light": _check_switch("mode", ("steady", "strobe")),
+    "snapshot": _check_snapshot,
     "arm": _check_arm,
     "ack": _check_only_string("alarm_id"),
     "ping": _check_none,

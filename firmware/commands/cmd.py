@@ -31,6 +31,10 @@ actions and their VALUE:
   snapshot [CAMERA]          ask for fresh camera snapshots
   ping                       check the node answers
 
+extra arguments the owner understands, with --arg KEY=VALUE (VALUE read as JSON
+when it parses, else as text): siren pattern=titir, light mode=strobe,
+arm schedule='["22:00-05:00"]', snapshot timeout=3
+
 exit status: 0 done, 1 refused or failed on the node, 2 bad usage,
              3 no reply in time, 4 broker unreachable
 
@@ -38,7 +42,8 @@ examples:
   ronda cmd rw05 ping --key operator.pem --broker mqtts://cc.example:8883 \\
       --ca-file ca.crt --cert-file operator.crt --key-file operator.key
   ronda cmd mgl-kemirirejo-rw05 siren on --for 60 --key operator.pem
-  ronda cmd mgl-kemirirejo-rw05 arm schedule --key operator.pem
+  ronda cmd mgl-kemirirejo-rw05 arm schedule --key operator.pem \\
+      --arg schedule='["22:00-05:00"]'
 """
 
 
@@ -50,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("value", metavar="VALUE", nargs="?", help="see the list above")
     p.add_argument("--for", dest="for_s", type=float, metavar="S",
                    help="siren/light: seconds to stay on")
+    p.add_argument("--arg", "-a", action="append", default=[], metavar="KEY=VALUE",
+                   help="an extra argument (repeatable), e.g. --arg pattern=titir")
     p.add_argument("--key", "-k", type=Path, required=True,
                    help="your Ed25519 private key (ronda keys generate)")
     p.add_argument("--timeout", type=float, default=10.0,
@@ -83,9 +90,23 @@ def command_args(action: str, value: str | None, for_s: float | None) -> dict[st
     return {}
 
 
+def extra_args(pairs: list[str]) -> dict[str, Any]:
+    """--arg KEY=VALUE pairs; VALUE as JSON if it parses, else the text itself."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--arg {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def send_command(args: argparse.Namespace) -> int:
     try:
-        cmd_args = command_args(args.action, args.value, args.for_s)
+        cmd_args = {**command_args(args.action, args.value, args.for_s), **extra_args(args.arg)}
         private = load_private_key(args.key.read_bytes())
     except (ValueError, OSError) as exc:
         print(f"ronda cmd: {exc}", file=sys.stderr)

@@ -27,7 +27,11 @@ def raw(doc: Any) -> bytes:
 
 VALID = [("siren", {"state": "on"}), ("siren", {"state": "on", "for_s": 30}),
          ("light", {"state": "off"}), ("snapshot", {}), ("snapshot", {"camera": "gate"}),
-         ("arm", {"mode": "schedule"}), ("ack", {}), ("ack", {"alarm_id": "a1"}), ("ping", {})]
+         ("arm", {"mode": "schedule"}), ("ack", {}), ("ack", {"alarm_id": "a1"}), ("ping", {}),
+         ("siren", {"state": "on", "pattern": "titir"}),
+         ("light", {"state": "on", "mode": "strobe"}),
+         ("arm", {"mode": "schedule", "schedule": ["22:00-05:00", "12:00-13:30"]}),
+         ("snapshot", {"camera": "gate", "timeout": 2.5})]
 
 
 @pytest.mark.parametrize(("action", "args"), VALID)
@@ -87,7 +91,11 @@ def test_other_node_key_time_replay_action_args(keypair: Any) -> None:
     assert "sent on the topic" in v.verify("ping", raw(wrong_topic)).reason
     for action, args in [("siren", {"state": "loud"}), ("siren", {"state": "on", "for_s": -1}),
                          ("siren", {"state": "off", "for_s": 5}), ("arm", {"mode": "x"}),
-                         ("ping", {"x": 1}), ("snapshot", {"camera": 7})]:
+                         ("ping", {"x": 1}), ("snapshot", {"camera": 7}),
+                         ("light", {"state": "on", "mode": "disco"}),
+                         ("arm", {"mode": "schedule", "schedule": ["25:00-05:00"]}),
+                         ("arm", {"mode": "armed", "schedule": "22:00-05:00"}),
+                         ("snapshot", {"timeout": 60})]:
         doc = sign_command(private, node="rw05", action=action, args=args, ts=NOW)
         verdict = v.verify(action, raw(doc))
         assert "bad arguments" in verdict.reason, (action, args, verdict)
@@ -155,9 +163,11 @@ def test_fuzz_garbage_never_accepted_never_crashes(keypair: Any, payload: bytes,
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(action=st.sampled_from([*ACTIONS, "reboot"]),
-       args=st.dictionaries(st.sampled_from(["state", "for_s", "mode", "camera", "alarm_id"]),
-                            st.sampled_from(["on", "off", "armed", "schedule", "gate", 5, 0,
-                                             -3, 1e9, None, True]), max_size=3),
+       args=st.dictionaries(st.sampled_from(["state", "for_s", "mode", "camera", "alarm_id",
+                                             "pattern", "schedule", "timeout"]),
+                            st.sampled_from(["on", "off", "armed", "schedule", "gate", "strobe",
+                                             5, 0, -3, 1e9, None, True, ["22:00-05:00"],
+                                             ["9:00-10:00"], []]), max_size=3),
        skew=st.integers(min_value=-400, max_value=400),
        cmd_id=st.text(min_size=1, max_size=64),
        tamper=st.booleans())
