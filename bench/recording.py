@@ -7,8 +7,8 @@ against the video bytes of the stream.
     .venv/bin/python bench/recording.py --soak 50        # + 50 kill -9 rounds
 
 Prints ``name<TAB>value<TAB>unit<TAB>note`` lines. CPU seconds come from the kernel's
-accounting (os.times: this process, and its reaped children); the bench's own sampling
-cost is measured in the baseline phase and subtracted from the daemon side. Targets:
+accounting per thread (/proc/*/task/*/schedstat, nanoseconds) over a steady window
+after start-up; the bench's own threads are left out of the daemon side. Targets:
 cpu_ratio <= 1.05, bytes_ratio <= 1.02.
 """
 
@@ -46,12 +46,6 @@ def emit(name: str, value: float | int | str, unit: str, note: str = "") -> None
     print(f"{name}\t{value}\t{unit}\t{note}", flush=True)
 
 
-def cpu() -> tuple[float, float]:
-    """(this process, reaped children) CPU seconds."""
-    t = os.times()
-    return t.user + t.system, t.children_user + t.children_system
-
-
 class RssSampler:
     """Peak of (RSS of `pids()`) summed, sampled every second on a thread."""
 
@@ -59,7 +53,7 @@ class RssSampler:
         self.pids = pids
         self.peak = 0
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
     def _run(self) -> None:
         while not self.stop.wait(1.0):
@@ -93,22 +87,38 @@ def video_bytes(files: list[Path]) -> int:
 WARM_S = 3.0  # start-up (input probing, first fragments) is left out of the window
 
 
+def task_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of `pid`, from schedstat (nanoseconds, not ticks)."""
+    out = {}
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError), \
+                    open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                out[int(tid)] = int(fh.read().split()[0]) / 1e9
+    return out
+
+
 def ffmpeg_cpu(pids: list[int]) -> float:
-    """CPU seconds so far of the live processes `pids`."""
-    total = 0.0
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
+    """CPU seconds so far of the live processes `pids` (all their threads)."""
+    return sum(sum(task_cpu(pid).values()) for pid in pids)
 
 
-def thread_cpu(prefix: str) -> float:
-    """CPU seconds of this process's threads whose name starts with `prefix`."""
-    ids = {t.native_id for t in threading.enumerate() if t.name.startswith(prefix)}
-    return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id in ids)
+BENCH_THREADS = ("MainThread", "rss-sampler")
+
+
+def daemon_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process's threads, by name, the bench's own left out."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid, seconds in task_cpu(os.getpid()).items():
+        name = names.get(tid, f"tid{tid}")
+        if name not in BENCH_THREADS:
+            out[name] = seconds
+    return out
+
+
+def spent(before: dict[str, float], after: dict[str, float], prefix: str = "") -> float:
+    return sum(v - before.get(k, 0.0) for k, v in after.items() if k.startswith(prefix))
 
 
 def bare(source: StreamInput, cameras: int, seconds: float, segment_s: float,
@@ -127,13 +137,13 @@ def bare(source: StreamInput, cameras: int, seconds: float, segment_s: float,
     pids = [p.pid for p in procs]
     with RssSampler(lambda: pids) as rss:
         time.sleep(WARM_S)
-        self0, kids0 = cpu()[0], ffmpeg_cpu(pids)
+        kids0 = ffmpeg_cpu(pids)
         time.sleep(seconds)
-        self1, kids1 = cpu()[0], ffmpeg_cpu(pids)
+        kids1 = ffmpeg_cpu(pids)
         for p in procs:
             terminate(p, timeout=10)
     files = sorted(out.rglob("*.mp4"))
-    return {"cpu": kids1 - kids0, "harness": self1 - self0, "rss": rss.peak,
+    return {"cpu": kids1 - kids0, "rss": rss.peak,
             "disk": sum(f.stat().st_size for f in files), "video": video_bytes(files)}
 
 
@@ -154,14 +164,15 @@ def daemon(source: StreamInput, cameras: int, seconds: float, segment_s: float,
         runner.start()
         time.sleep(WARM_S)
         kids = pids()[1:]
-        self0, kids0, sup0 = cpu()[0], ffmpeg_cpu(kids), thread_cpu("rec:")
+        self0, kids0 = daemon_cpu(), ffmpeg_cpu(kids)
         time.sleep(seconds)
-        self1, kids1, sup1 = cpu()[0], ffmpeg_cpu(kids), thread_cpu("rec:")
+        self1, kids1 = daemon_cpu(), ffmpeg_cpu(kids)
         stop.set()
         runner.join(30)
     files = sorted(out.glob("*/*/*/*.mp4"))
     index = sum(f.stat().st_size for f in out.glob("index.sqlite3*"))
-    return {"cpu": kids1 - kids0, "daemon": self1 - self0, "supervision": sup1 - sup0,
+    return {"cpu": kids1 - kids0, "daemon": spent(self0, self1),
+            "supervision": spent(self0, self1, "rec:"),
             "rss": rss.peak, "segments": len(files), "index": index,
             "disk": sum(f.stat().st_size for f in files) + index,
             "video": video_bytes(files), "restarts": sum(
@@ -236,13 +247,13 @@ def main() -> int:
         source = StreamInput(url=str(scene), options={"re": None, "stream_loop": -1})
         base = bare(source, args.cameras, args.seconds, args.segment_s, work / "bare")
         rec = daemon(source, args.cameras, args.seconds, args.segment_s, work / "rec")
-        daemon_side = max(rec["daemon"] - base["harness"], 0.0)
+        daemon_side = rec["daemon"]
         total = rec["cpu"] + daemon_side
         note = f"{args.cameras} cameras {args.size}@15, {args.seconds:g} s steady window"
         emit("bare_ffmpeg_cpu", round(base["cpu"], 3), "cpu-s", f"baseline, {note}")
         emit("recorder_ffmpeg_cpu", round(rec["cpu"], 3), "cpu-s", "the recorder's ffmpegs")
         emit("recorder_daemon_cpu", round(daemon_side, 3), "cpu-s",
-             f"Python side, bench sampling ({base['harness']:.3f} s) subtracted")
+             "Python side: the recorder's threads (the bench's own left out)")
         emit("recorder_supervision_cpu", round(rec["supervision"], 3), "cpu-s",
              "of which ManagedProcess threads (waitpid polling, drivers/managed.py)")
         emit("cpu_ratio", round(total / base["cpu"], 3) if base["cpu"] else "nan", "x",
