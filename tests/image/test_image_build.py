@@ -140,6 +140,7 @@ def test_build_image_from_a_debian_base(tmp_path, wheelhouse, models_dir, host_n
         capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHON": sys.executable})
     timings["image/build"] = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
+    sys.stderr.write("".join(ln + "\n" for ln in proc.stderr.splitlines() if ln.startswith("== [")))
     version = _version()
     out = tmp_path / "out" / f"ronda-{version}.img.xz"
     assert proc.stdout.strip() == str(out) and out.is_file()

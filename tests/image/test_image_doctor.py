@@ -207,3 +207,8 @@ def test_power_and_clock_verdicts(monkeypatch):
     assert doctor.check_power().status == "skip"
     monkeypatch.setattr(doctor.platform, "clock_synced", lambda: False)
     assert "timedatectl" in doctor.check_clock().hint
+
+
+def test_unknown_skip_name_is_a_usage_error(tmp_path, capsys):
+    assert main(["doctor", "--skip", "camera", "-c", str(tmp_path / "x.toml")]) == 2
+    assert "known: cameras" in capsys.readouterr().err

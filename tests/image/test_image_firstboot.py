@@ -193,3 +193,15 @@ def test_missing_boot_file_is_nothing_to_do(dirs):
     boot, root = dirs
     assert not firstboot(boot, root).applied
     assert not os.listdir(boot)
+
+
+def test_led_command_hears_each_state(dirs, tmp_path):
+    boot, root = dirs
+    states = tmp_path / "led.log"
+    (boot / "ronda.toml").write_text(GOOD.replace('id = "mgl-kemirirejo-rw05"', 'id = "X"'))
+    args = ["firstboot", "--boot", str(boot), "--root", str(root),
+            "--led-command", f"echo {{state}} >> {states}"]
+    assert main(args) == config.EX_CONFIG
+    (boot / "ronda.toml").write_text(GOOD)
+    assert main(args) == 0
+    assert states.read_text().split() == ["applying", "error", "applying", "ok"]

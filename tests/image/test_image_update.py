@@ -161,3 +161,29 @@ def test_gate_checks_the_health_file_version(tmp_path):
         assert wait_healthy(manager, "ronda", "0.1.0", gate, time.time() - 5) == ""
     finally:
         manager.close()
+
+
+def test_systemd_manager_drives_systemctl():
+    """The commands and the parsing, with systemctl's real output format."""
+    from firmware.provision.services import SystemdManager
+
+    calls: list[list[str]] = []
+
+    class Done:
+        def __init__(self, stdout: str = "") -> None:
+            self.stdout, self.returncode = stdout, 0
+
+    def fake_run(args, **_kw):
+        calls.append(args)
+        if args[1] == "show":
+            return Done("ActiveState=active\nMainPID=4242\nNRestarts=2\n"
+                        "StatusText=3 cameras online\n")
+        return Done()
+
+    manager = SystemdManager(run=fake_run)
+    manager.restart("ronda")
+    state = manager.state("ronda")
+    assert calls[:2] == [["systemctl", "reset-failed", "ronda"],
+                         ["systemctl", "restart", "--no-block", "ronda"]]
+    assert state.running and (state.main_pid, state.restarts) == (4242, 2)
+    assert state.status == "3 cameras online"
