@@ -29,6 +29,12 @@ from firmware.devtools.rtsp_camera import RtspTestCamera
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / ".cache" / "models" / "pose_detection.tflite"
 NODE_ID = "demo-rw01"
+# The demo node runs on simulated (mock) GPIO pins; the alarm wiring presses them on
+# SIGUSR1 (first panic button) and SIGUSR2 (ack key), as a volunteer would.
+PANIC_SCRIPT = (
+    (30.0, signal.SIGUSR1, "a volunteer presses the panic button (siren and light go on)"),
+    (42.0, signal.SIGUSR2, "the volunteer presses the ack key (the alarm is cleared)"),
+)
 
 
 def node_config(workdir: Path, broker_url: str, camera_url: str) -> dict[str, Any]:
@@ -41,7 +47,7 @@ def node_config(workdir: Path, broker_url: str, camera_url: str) -> dict[str, An
         "recorder": {"path": str(workdir / "recordings"), "segment_s": 4,
                      "quota": "300 MB", "min_free": "100 MB"},
         "gpio": {"pin_factory": "mock", "panic": [{"pin": 17}], "siren": {"pin": 23},
-                 "light": {"pin": 24}, "status_led": {"pin": 25}},
+                 "light": {"pin": 24}, "status_led": {"pin": 25}, "ack": {"pin": 27}},
     }
     if MODEL.is_file():
         cfg["detect"] = {"enabled": True, "model": str(MODEL), "fps": 5}
@@ -90,12 +96,18 @@ class Demo:
             client = self._subscribe(broker.port)
             node = spawn([sys.executable, "-m", "firmware", "run", "--config", str(config_path)],
                          stdin=subprocess.DEVNULL)
-            deadline = time.monotonic() + self.seconds if self.seconds else None
+            started = time.monotonic()
+            script = list(PANIC_SCRIPT)
             while not self.stop.wait(0.2):
                 if node.poll() is not None:
                     say(f"[red]node exited with code {node.returncode}[/]")
                     return 1
-                if deadline and time.monotonic() > deadline:
+                elapsed = time.monotonic() - started
+                if script and elapsed >= script[0][0]:
+                    _, sig, what = script.pop(0)
+                    say(f"[bold yellow]demo: {what}[/]")
+                    node.send_signal(sig)
+                if self.seconds and elapsed > self.seconds:
                     break
         except KeyboardInterrupt:
             pass
