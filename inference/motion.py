@@ -53,6 +53,7 @@ class MotionDetector:
         self._sample[::2, ::2] = self._keep[::2, ::2]  # 1 pixel in 4 is enough for quantiles
         self._sample_u8 = self._sample.astype(np.uint8)
         self._background: np.ndarray | None = None
+        self._previous: np.ndarray | None = None
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.frames = 0
         self.recalibrations = 0
@@ -93,15 +94,23 @@ class MotionDetector:
         self.changed_fraction = float(moving.sum()) / max(int(keep.sum()), 1)
         if self.changed_fraction > self.global_change:
             self._background = small.astype(np.float32)
+            self._previous = None
             self.recalibrations += 1
             return []
         # learn the background everywhere at `alpha`: what stops moving (a parked motorbike)
         # and ghosts (where something was, learnt in) fade in about 1/alpha frames. The
         # first frames average in equally, so what moved at start leaves no ghost.
         cv2.accumulateWeighted(small, bg, max(self.alpha, 1.0 / self.frames))
-        if self.frames <= self.warmup_frames:
+        previous, self._previous = self._previous, matched
+        if self.frames <= self.warmup_frames or previous is None:
             return []
-        moving = cv2.dilate(moving, self._kernel, iterations=2)
+        # Keep only differences from the background near something that changed since the
+        # last frame: a ghost (where a thing stood while it was learnt in, now gone) or a
+        # thing that stopped differs from the background but not from the last frame.
+        # Stopped objects that matter are tracks, and tracks are re-checked anyway.
+        changing = (cv2.absdiff(matched, previous) > self.threshold / 2).astype(np.uint8)
+        changing = cv2.dilate(changing, self._kernel, iterations=3)
+        moving = cv2.dilate(moving & changing, self._kernel, iterations=2)
         contours, _ = cv2.findContours(moving, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         total = float(self.width * self.height)
         regions: list[Box] = []
