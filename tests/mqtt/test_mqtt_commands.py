@@ -131,7 +131,7 @@ json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                 max_size=4),
-    max_leaves=12)
+    max_leaves=6)
 command_like = st.fixed_dictionaries(
     {},
     optional={"id": st.text(max_size=140) | json_values,
@@ -145,7 +145,7 @@ command_like = st.fixed_dictionaries(
                   lambda b: base64.b64encode(b).decode()) | json_values})
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payload=st.binary(max_size=300) | command_like.map(raw) | json_values.map(raw),
        topic=st.sampled_from([*ACTIONS, "reboot"]))
 def test_fuzz_garbage_never_accepted_never_crashes(keypair: Any, payload: bytes,
