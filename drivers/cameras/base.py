@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+)(:[^@/\s]*)?@",
-                          re.IGNORECASE)
+# user[:password]@ up to the *last* @ before the host: a raw "@" in a password is masked too
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<auth>[^/\s]*)@", re.IGNORECASE)
 
 #: Codecs the recorder can stream-copy into segments.
 RECORDABLE_CODECS = ("h264", "hevc")

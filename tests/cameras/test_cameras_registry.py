@@ -93,5 +93,8 @@ def test_helpers():
     assert with_credentials("rtsp://u:p@h/p", "a", "b") == "rtsp://u:p@h/p"
     assert input_options("http://h/x", timeout_s=2) == {"timeout": 2_000_000}
     assert mask_credentials("x rtsp://a:b@h/ y http://c@d/") == "x rtsp://***:***@h/ y http://***:***@d/"
+    assert mask_credentials("rtsp://admin:p@ss:w0rd@10.0.0.9:554/x?a=b@c") == \
+        "rtsp://***:***@10.0.0.9:554/x?a=b@c"
+    assert mask_credentials("rtsp://10.0.0.9/x") == "rtsp://10.0.0.9/x"
     assert StreamInput("/dev/video0", {"f": "v4l2"}).ffmpeg_args() == ["-f", "v4l2", "-i",
                                                                         "/dev/video0"]

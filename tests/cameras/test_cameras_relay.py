@@ -1,0 +1,115 @@
+"""The local fan-out relay of producer cameras, over real loopback sockets."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from drivers.cameras.relay import TS_PACKET, StreamRelay
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return sock
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "relay hung up early"
+        data += chunk
+    return data
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def packets(start: int, count: int) -> bytes:
+    return b"".join(bytes([0x47, i % 256]) + bytes(TS_PACKET - 2)
+                    for i in range(start, start + count))
+
+
+def test_fan_out_whole_packets_and_hang_up_when_producer_leaves():
+    seen = []
+    relay = StreamRelay("t", on_data=seen.append)
+    relay.start()
+    try:
+        a, b = connect(relay.serve_port), connect(relay.serve_port)
+        wait_until(lambda: relay.consumers == 2)
+        producer = connect(relay.ingest_port)
+        data = packets(0, 100)
+        producer.sendall(data[:1000])  # not a whole number of packets: the rest waits
+        producer.sendall(data[1000:])
+        assert recv_exactly(a, len(data)) == data
+        assert recv_exactly(b, len(data)) == data
+        # a consumer joining now starts at a packet boundary
+        c = connect(relay.serve_port)
+        wait_until(lambda: relay.consumers == 3)
+        producer.sendall(packets(100, 3))
+        got = recv_exactly(c, 3 * TS_PACKET)
+        assert got[0] == 0x47 and got[1] == 100
+        assert relay.bytes_in == 103 * TS_PACKET == sum(seen)
+        # the producer goes away: consumers are hung up on (they restart cleanly)
+        producer.close()
+        for sock in (a, b, c):
+            sock.settimeout(5)
+            while sock.recv(65536):
+                pass
+        wait_until(lambda: relay.consumers == 0)
+        # a new producer is served to new consumers on the same ports
+        d = connect(relay.serve_port)
+        wait_until(lambda: relay.consumers == 1)
+        producer = connect(relay.ingest_port)
+        producer.sendall(packets(7, 2))
+        assert recv_exactly(d, 2 * TS_PACKET)[1] == 7
+        assert relay.producers == 2
+        producer.close()
+    finally:
+        relay.close()
+
+
+def test_a_consumer_that_does_not_read_is_dropped_not_waited_for():
+    relay = StreamRelay("slow", max_queue=4)
+    relay.start()
+    try:
+        stuck = socket.socket()
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.connect(("127.0.0.1", relay.serve_port))
+        fast = connect(relay.serve_port)
+        wait_until(lambda: relay.consumers == 2)
+        producer = connect(relay.ingest_port)
+        chunk = packets(0, 64)
+        for _ in range(4000):  # up to 48 MB: far more than the socket buffers of `stuck`
+            producer.sendall(chunk)
+            assert len(recv_exactly(fast, len(chunk))) == len(chunk)  # never held back
+            if relay.dropped_consumers:
+                break
+        wait_until(lambda: relay.dropped_consumers == 1)
+        assert relay.consumers == 1
+        producer.close()
+        stuck.close()
+    finally:
+        relay.close()
+
+
+def test_raw_frames_are_relayed_whole():
+    frame = 160 * 120 * 3 // 2
+    relay = StreamRelay("raw", unit=frame)
+    relay.start()
+    try:
+        producer = connect(relay.ingest_port)
+        producer.sendall(bytes([1]) * frame)  # before any consumer: gone
+        time.sleep(0.2)
+        consumer = connect(relay.serve_port)
+        wait_until(lambda: relay.consumers == 1)
+        producer.sendall(bytes([2]) * (frame // 2))
+        producer.sendall(bytes([2]) * (frame - frame // 2) + bytes([3]) * frame)
+        assert recv_exactly(consumer, 2 * frame) == bytes([2]) * frame + bytes([3]) * frame
+        producer.close()
+    finally:
+        relay.close()
