@@ -136,7 +136,7 @@ def test_build_image_from_a_debian_base(tmp_path, wheelhouse, models_dir, host_n
         [str(REPO / "image" / "build"), "--base", str(base), "--out", str(tmp_path / "out"),
          "--wheelhouse", str(wheelhouse), "--offline", "--extras", "detect",
          "--apt", "python3 python3-venv", "--model", str(models_dir / "pose_detection.tflite"),
-         "--grow", "900", "--xz-level", "0"],
+         "--grow", "600", "--xz-level", "0"],
         capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHON": sys.executable})
     timings["image/build"] = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
