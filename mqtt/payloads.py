@@ -44,33 +44,43 @@ def _num(value: Any) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def health_payload(report: dict[str, Any], *, mqtt: dict[str, Any],
-                   outbox: dict[str, Any]) -> dict[str, Any]:
+                   outbox: dict[str, Any], node: str = "") -> dict[str, Any]:
     """The `health` document from the daemon's health report.
 
     `report` is `{"node", "version", "ts", "uptime_s", "components": {...}, "last_error"}`;
     any component may be missing (an area not configured): its part is then null.
     """
-    comps: dict[str, Any] = report.get("components") or {}
-    system = comps.get("system") or {}
+    comps: dict[str, Any] = _dict(report.get("components"))
+    system = _dict(comps.get("system"))
     flags = system.get("throttled")
     memory = system.get("memory") if isinstance(system.get("memory"), dict) else None
     if memory and memory.get("total"):
         memory = {**memory, "used_percent": round(
             100.0 * (1 - memory.get("available", 0) / memory["total"]), 1)}
     cameras: dict[str, Any] = {}
-    for name, cam in ((comps.get("cameras") or {}).get("cameras") or {}).items():
+    for name, cam in _dict(_dict(comps.get("cameras")).get("cameras")).items():
         cam = cam if isinstance(cam, dict) else {}
         cameras[str(name)] = {"state": str(cam.get("state", "unknown")),
                               "fps": _num(cam.get("fps")),
                               "reason": cam.get("reason") or "",
                               **{k: v for k, v in cam.items()
                                  if k not in ("state", "fps", "reason")}}
-    detect = comps.get("detect")
+    detect = comps.get("detect") if isinstance(comps.get("detect"), dict) else None
+    detector_ms = _num((detect or {}).get("inference_ms_p50",
+                                           (detect or {}).get("inference_ms")))
     ts = float(report.get("ts") or time.time())
     return {
         "v": SCHEMA_VERSION,
-        "node": report.get("node"),
+        "node": str(report.get("node") or node),
         "version": report.get("version") or system.get("version"),
         "ts": ts,
         "time": iso(ts),
@@ -83,15 +93,15 @@ def health_payload(report: dict[str, Any], *, mqtt: dict[str, Any],
         "throttling": None if not isinstance(flags, list)
         else bool({"throttled", "freq_capped"} & set(flags)),
         "clock_synced": system.get("clock_synced"),
-        "storage": comps.get("recorder"),
+        "storage": comps.get("recorder") if isinstance(comps.get("recorder"), dict) else None,
         "cameras": cameras,
         "detector": detect,
-        "detector_ms": _num((detect or {}).get("inference_ms")),
-        "alarm": comps.get("alarm"),
+        "detector_ms": detector_ms,
+        "alarm": comps.get("alarm") if isinstance(comps.get("alarm"), dict) else None,
         "mqtt": mqtt,
         "outbox": outbox,
-        "components": {name: {"running": bool((part or {}).get("running", False)),
-                              "crashes": int((part or {}).get("crashes", 0) or 0)}
+        "components": {str(name): {"running": bool(_dict(part).get("running", False)),
+                                   "crashes": _int(_dict(part).get("crashes"))}
                        for name, part in comps.items()},
         "last_error": report.get("last_error") or None,
     }

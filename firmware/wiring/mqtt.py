@@ -97,7 +97,7 @@ class MqttBridge(Component):
     def health_document(self) -> dict[str, Any]:
         """The `health` payload: the daemon's report plus this link's figures."""
         return health_payload(self.node_health(), mqtt=self.link.stats(),
-                              outbox=self.outbox.stats())
+                              outbox=self.outbox.stats(), node=self.node)
 
     # -- bus -> broker --------------------------------------------------------------------
     def on_event(self, event: Event) -> None:

@@ -1,0 +1,56 @@
+"""The health document from realistic and from odd daemon reports, held to the schema."""
+
+from __future__ import annotations
+
+import json
+
+from mqtt_helpers import validate
+
+from mqtt.link import encode
+from mqtt.payloads import health_payload
+
+FULL = {
+    "node": "rw05", "version": "0.1.0", "ts": 1795830000.5, "uptime_s": 3600.0,
+    "last_error": "detect: RuntimeError('x')",
+    "components": {
+        "system": {"cpu_percent": 23.5, "memory": {"total": 4 << 30, "available": 1 << 30},
+                   "temperature_c": 61.2, "throttled": ["under_voltage",
+                                                        "under_voltage_since_boot"],
+                   "clock_synced": True, "running": True, "crashes": 0},
+        "cameras": {"cameras": {"gate": {"state": "online", "reason": "", "fps": 14.8,
+                                         "reconnects": 2, "last_error": ""},
+                                "yard": {"state": "offline", "reason": "no route",
+                                         "fps": None}}, "running": True, "crashes": 0},
+        "recorder": {"state": "ok", "bytes_used": 10 << 30, "quota": 100 << 30,
+                     "free_bytes": 50 << 30, "oldest_footage_h": 71.5, "running": True},
+        "detect": {"inference_ms_p50": 17.2, "frames_in": 1000, "running": True},
+        "alarm": {"state": "idle", "running": True},
+        "mqtt": {"connected": True, "running": True, "crashes": 1},
+    },
+}
+
+
+def test_full_report() -> None:
+    doc = health_payload(FULL, mqtt={"connected": True, "broker": "mqtt://x:1883",
+                                     "protocol": "5"},
+                         outbox={"depth": 3, "bytes": 900, "drops": 1, "last_seq": 40,
+                                 "oldest_age_s": 2.5})
+    validate("health", json.loads(encode(doc)))
+    assert doc["undervoltage"] is True and doc["throttling"] is False
+    assert doc["memory"]["used_percent"] == 75.0
+    assert doc["cameras"]["gate"]["fps"] == 14.8 and doc["cameras"]["yard"]["state"] == "offline"
+    assert doc["storage"]["state"] == "ok" and doc["detector_ms"] == 17.2
+    assert doc["components"]["mqtt"] == {"running": True, "crashes": 1}
+    assert doc["last_error"] == "detect: RuntimeError('x')"
+
+
+def test_missing_and_odd_parts() -> None:
+    for report in ({}, {"components": None},
+                   {"components": {"cameras": {"cameras": ["not", "a", "dict"]},
+                                   "system": "broken", "detect": {"error": "x"},
+                                   "recorder": ["?"]}}):
+        doc = health_payload(report, mqtt={"connected": False}, node="rw05",
+                             outbox={"depth": 0, "bytes": 0, "drops": 0})
+        assert doc["node"] == "rw05"
+        validate("health", json.loads(encode(doc)))
+        assert doc["cameras"] == {} and doc["storage"] is None and doc["cpu_percent"] is None
