@@ -287,16 +287,44 @@ def _apply_storage(root: Path, storage: Any, run: Callable[..., Any]) -> list[st
             raise ProvisionError([f"provision.storage.format_device: {' '.join(mkfs)} {device} "
                                   f"failed: {(proc.stderr or '').strip()[-300:]}"])
         changes.append(f"formatted {device} as {storage.fstype} label {storage.label}")
+        changes += _prepare_new_disk(root, device, storage.fstype, run)
     fstab = under(root, "/etc/fstab")
     lines = fstab.read_text().splitlines() if fstab.exists() else []
     lines = [ln for ln in lines if not ln.rstrip().endswith(FSTAB_MARK)]
     lines.append(fstab_line(storage))
     fstab.parent.mkdir(parents=True, exist_ok=True)
     fstab.write_text("\n".join(lines) + "\n")
-    under(root, str(storage.mountpoint)).mkdir(parents=True, exist_ok=True)
+    mountpoint = under(root, str(storage.mountpoint))
+    mountpoint.mkdir(parents=True, exist_ok=True)
     changes.append(f"fstab: {storage.mountpoint} from "
                    f"{'UUID=' + storage.uuid if storage.uuid else 'LABEL=' + storage.label}")
+    if root == Path("/") and not os.path.ismount(mountpoint):
+        # An immutable, empty mount point: with the SSD missing nothing can be written
+        # there (onto the SD card); mounting over it still works.
+        proc = run(["chattr", "+i", str(mountpoint)], capture_output=True, text=True,
+                   timeout=30)
+        if proc.returncode == 0:
+            changes.append(f"{storage.mountpoint} immutable while unmounted")
     return changes
+
+
+def _prepare_new_disk(root: Path, device: str, fstype: str,
+                      run: Callable[..., Any]) -> list[str]:
+    """On a fresh filesystem: a `recordings` directory the ronda user may write."""
+    owner = _owner(root) or (0, 0)
+    with tempfile.TemporaryDirectory(prefix="ronda-ssd-") as where:
+        proc = run(["mount", "-t", fstype, device, where], capture_output=True, text=True,
+                   timeout=60)
+        if proc.returncode != 0:
+            log.warning("could not mount the new filesystem to prepare it: %s", proc.stderr)
+            return []
+        try:
+            rec = Path(where) / "recordings"
+            rec.mkdir(mode=0o750, exist_ok=True)
+            os.chown(rec, *owner)
+        finally:
+            run(["umount", where], capture_output=True, timeout=60)
+    return ["recordings/ created on the new filesystem, owned by ronda"]
 
 
 def _apply_wifi(root: Path, network: Any, psk: str) -> list[str]:
@@ -312,7 +340,25 @@ def _apply_wifi(root: Path, network: Any, psk: str) -> list[str]:
     write_private(under(root, NM_CONNECTION), conn)
     if under(root, "/etc/default").is_dir():
         under(root, "/etc/default/crda").write_text(f"REGDOMAIN={network.wifi_country}\n")
+    if root == Path("/") and booted_here():  # Raspberry Pi OS keeps Wi-Fi blocked until set
+        with contextlib.suppress(OSError):
+            subprocess.run(["rfkill", "unblock", "wifi"], check=False, timeout=10)
     return [f"wifi {network.wifi_ssid}"]
+
+
+def set_wifi_country(boot: Path, country: str) -> list[str]:
+    """The regulatory domain on the kernel command line (BOOT/cmdline.txt), as
+    raspi-config does on Bookworm; nothing when the boot partition has no cmdline.txt."""
+    cmdline = boot / "cmdline.txt"
+    if not cmdline.is_file():
+        return []
+    words = cmdline.read_text().split()
+    new = [w for w in words if not w.startswith("cfg80211.ieee80211_regdom=")]
+    new.append(f"cfg80211.ieee80211_regdom={country}")
+    if new == words:
+        return []
+    cmdline.write_text(" ".join(new) + "\n")
+    return [f"wifi country {country} (cmdline.txt)"]
 
 
 _HEADER = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+\s*(#.*)?$")
@@ -403,7 +449,7 @@ def firstboot(boot: Path, root: Path = Path("/"), *, status: StatusHook | None =
     status("applying")
     try:
         plan = _plan(text, str(src), root)
-        changes = _apply(plan, root, run)
+        changes = _apply(plan, root, boot, run)
     except ProvisionError as exc:
         _write_error(boot, exc.problems)
         status("error")
@@ -420,7 +466,7 @@ def firstboot(boot: Path, root: Path = Path("/"), *, status: StatusHook | None =
     return Result(True, "applied", changes)
 
 
-def _apply(plan: _Plan, root: Path, run: Callable[..., Any]) -> list[str]:
+def _apply(plan: _Plan, root: Path, boot: Path, run: Callable[..., Any]) -> list[str]:
     owner = _owner(root)
     changes: list[str] = []
     if plan.provision.mount_storage:  # may format: first, so a failure changes nothing else
@@ -446,6 +492,8 @@ def _apply(plan: _Plan, root: Path, run: Callable[..., Any]) -> list[str]:
     if plan.provision.network.wifi_ssid and not psk:  # kept from a previous boot
         psk = config.read_secret(under(root, secret_file("network.wifi_psk"))) or ""
     changes += _apply_wifi(root, plan.provision.network, psk)
+    if plan.provision.network.wifi_ssid:
+        changes += set_wifi_country(boot, plan.provision.network.wifi_country)
     return changes
 
 

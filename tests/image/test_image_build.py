@@ -193,6 +193,7 @@ def test_build_image_from_a_debian_base(tmp_path, wheelhouse, models_dir, host_n
         assert (root / "etc/hostname").read_text().strip() == "kota-kelurahan-rw00"
         assert os.readlink(root / "etc/localtime") == "/usr/share/zoneinfo/Asia/Jakarta"
         assert "LABEL=RONDA-REC" in (root / "etc/fstab").read_text()
+        assert "i" in run("lsattr", "-d", str(root / "srv/ronda")).stdout.split()[0]
         assert "rahasia" not in (boot / "ronda.toml").read_text()
         assert chroot(root, "ronda", "check-config", "/etc/ronda/ronda.toml").returncode == 0
         doctor = chroot(root, "ronda", "doctor", "--json", "--skip",

@@ -170,6 +170,14 @@ def test_format_only_when_asked_and_only_once(dirs, tmp_path):
     label = subprocess.run(["blkid", "-o", "value", "-s", "LABEL", str(disk)],
                            capture_output=True, text=True).stdout.strip()
     assert label == "RONDA-REC"
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop,ro", str(disk), str(mnt)], check=True)
+    try:
+        rec = (mnt / "recordings").stat()
+        assert (rec.st_uid, rec.st_gid, stat.S_IMODE(rec.st_mode)) == (990, 990, 0o750)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
     fat = config.tomllib.loads((boot / "ronda.toml").read_text())
     assert fat["provision"]["storage"]["format_device"] == ""
     # mark the fresh filesystem: a re-apply must not format again
@@ -205,3 +213,14 @@ def test_led_command_hears_each_state(dirs, tmp_path):
     (boot / "ronda.toml").write_text(GOOD)
     assert main(args) == 0
     assert states.read_text().split() == ["applying", "error", "applying", "ok"]
+
+
+def test_wifi_country_goes_on_the_kernel_command_line(dirs):
+    boot, root = dirs
+    (boot / "cmdline.txt").write_text("console=serial0,115200 root=PARTUUID=x rootwait "
+                                      "cfg80211.ieee80211_regdom=GB\n")
+    (boot / "ronda.toml").write_text(GOOD)
+    firstboot(boot, root)
+    words = (boot / "cmdline.txt").read_text().split()
+    assert words[-1] == "cfg80211.ieee80211_regdom=ID" and "rootwait" in words
+    assert sum(w.startswith("cfg80211") for w in words) == 1
