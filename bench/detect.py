@@ -246,7 +246,7 @@ def child_rss(mode: str, scene: str, threads: int) -> None:
         import tflite_runtime.interpreter  # noqa: F401
 
         time.sleep(1.0)
-        children = 0
+        children = children_uss = 0
     else:
         from firmware.bus import EventBus
         from firmware.wiring.detect import DetectService
@@ -260,10 +260,14 @@ def child_rss(mode: str, scene: str, threads: int) -> None:
         service = DetectService(bus, settings, sources)
         service.start()
         time.sleep(8.0)
-        children = sum(c.memory_info().rss for c in psutil.Process().children(recursive=True))
+        kids = psutil.Process().children(recursive=True)
+        children = sum(c.memory_info().rss for c in kids)
+        children_uss = sum(c.memory_full_info().uss for c in kids)
         frames = service.health()["frames_in"]
         assert frames > 0, "pipelines did not run"
-    print(json.dumps({"rss": psutil.Process().memory_info().rss, "children": children}))
+    me = psutil.Process()
+    print(json.dumps({"rss": me.memory_info().rss, "uss": me.memory_full_info().uss,
+                      "children": children, "children_uss": children_uss}))
     os._exit(0)
 
 
@@ -276,8 +280,9 @@ def bench_rss(scene: Path, threads: int) -> None:
 
     base, full = measure("baseline"), measure("pipelines")
     emit("rss_2_cameras_mb", full["rss"] / 2**20, "MB",
-         f"node process with model and 2 pipelines; target <= 150; ffmpeg children "
-         f"{full['children'] / 2**20:.0f} MB besides")
+         f"node process with model and 2 pipelines (USS {full['uss'] / 2**20:.0f} MB); "
+         f"target <= 150; 2 ffmpeg decoders besides: RSS {full['children'] / 2**20:.0f} MB, "
+         f"USS {full['children_uss'] / 2**20:.0f} MB")
     emit("rss_baseline_mb", base["rss"] / 2**20, "MB",
          "bare process importing numpy, OpenCV, tflite_runtime")
 
@@ -287,7 +292,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="shorter camera trials")
     parser.add_argument("--threads", type=int, default=DetectSettings().num_threads,
                         help="interpreter threads (default: the config default)")
-    parser.add_argument("--cameras", default="4,8,10,12", help="camera counts to try")
+    parser.add_argument("--cameras", default="8,12,16", help="camera counts to try")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--scene", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -306,7 +311,7 @@ def main() -> int:
         emit("load_average_1m", os.getloadavg()[0], "procs", f"{os.cpu_count()} CPUs")
         bench_motion(tmp)
         bench_pipeline(scene, args.threads)
-        bench_cameras(scene, args.threads, 6.0 if args.quick else 12.0,
+        bench_cameras(scene, args.threads, 5.0 if args.quick else 10.0,
                       [int(c) for c in args.cameras.split(",")])
         bench_rss(scene, args.threads)
         emit("load_average_1m_end", os.getloadavg()[0], "procs", "others share this machine")
