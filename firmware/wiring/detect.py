@@ -210,6 +210,11 @@ def build(ctx: Context) -> list[Component]:
     settings = ctx.config.detect
     if not settings.enabled:
         return []
+    known = {c.name for c in ctx.config.cameras}
+    for item in [*settings.zones, *settings.masks]:
+        if item.camera not in known:
+            log.warning("detect: a zone or mask names camera %r, which is not configured "
+                        "(cameras: %s)", item.camera, ", ".join(sorted(known)) or "none")
     sources = {}
     for camera in ctx.config.cameras:
         if camera.enabled:

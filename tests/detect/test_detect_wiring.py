@@ -130,3 +130,11 @@ def test_odd_detect_size_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="even"):
         config(None, width=641)
+
+
+def test_zone_of_an_unknown_camera_is_logged(tmp_path: Path, models_dir: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    cfg = config(models_dir, zones=[{"camera": "gnag", "name": "gate",
+                                     "points": [[0, 0], [1, 0], [1, 1]]}])
+    build(context(cfg, tmp_path))
+    assert "'gnag', which is not configured" in caplog.text
