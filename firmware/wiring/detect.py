@@ -115,6 +115,7 @@ class DetectService(Component):
             pipeline.finish()
         self.readers.clear()
         self.pipelines.clear()
+        self._reported.clear()  # the next run's readers count from zero
 
     def health(self) -> dict[str, Any]:
         cams = {name: {**p.stats.as_dict(),
