@@ -38,6 +38,7 @@ class Registry:
     def __init__(self, sources: dict[str, StreamInput]) -> None:
         self.sources = sources
         self.states: list[tuple] = []
+        self.frame_reports: list[int] = []
 
     def get(self, name: str):
         if name not in self.sources:
@@ -48,7 +49,7 @@ class Registry:
         self.states.append((name, role, state, reason))
 
     def report_frames(self, name, role, count):
-        pass
+        self.frame_reports.append(count)
 
 
 def context(cfg, tmp_path: Path, **shared) -> Context:
@@ -138,3 +139,17 @@ def test_zone_of_an_unknown_camera_is_logged(tmp_path: Path, models_dir: Path,
                                      "points": [[0, 0], [1, 0], [1, 1]]}])
     build(context(cfg, tmp_path))
     assert "'gnag', which is not configured" in caplog.text
+
+
+def test_restarted_service_reports_frames_afresh(tmp_path: Path, models_dir: Path) -> None:
+    source = StreamInput("testsrc2=size=640x360:rate=10", {"f": "lavfi", "re": True})
+    registry = Registry({"gang": source})
+    [service] = build(context(config(models_dir), tmp_path, cameras=registry))
+    for _ in range(2):  # as the supervisor does after a crash
+        service.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and service.health()["frames_in"] < 8:
+            time.sleep(0.1)
+        service.stop()
+    assert len(registry.frame_reports) >= 2
+    assert all(count > 0 for count in registry.frame_reports)
