@@ -43,7 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from firmware.bus import EventBus  # noqa: E402
 from firmware.config import parse  # noqa: E402
 from firmware.devtools.broker import LocalBroker  # noqa: E402
-from firmware.events import ObjectEvent  # noqa: E402
+from firmware.events import ObjectEvent, PanicEvent  # noqa: E402
 from firmware.supervisor import Supervisor  # noqa: E402
 from firmware.wiring.mqtt import MqttBridge  # noqa: E402
 from mqtt.fleet import FleetSim  # noqa: E402
@@ -193,6 +193,18 @@ def bench_node(broker: LocalBroker, count: int, rate: float, tmp: Path) -> None:
     wall = time.monotonic() - t0
     emit("burst_1000_events", wall, "s", f"{1000 / wall:.0f} events/s end to end")
     emit("burst_cpu", cpu_s() - cpu0, "cpu_s", "1000 events")
+    emit("burst_commits", node.bridge.writer.batches, "transactions",
+         "group commit: one fsync per batch, all phases so far")
+
+    before = len(sub.arrived)
+    for n in range(500):
+        node.bus.publish(event(n))
+    panic = PanicEvent(alarm_id="bench", kind="panic", phase="raised", source="bench")
+    node.bus.publish(panic)
+    sub.wait_count(before + 501)
+    with sub.cond:
+        panic_ms = (sub.arrived[panic.id] - panic.ts) * 1000
+    emit("panic_behind_500_events", panic_ms, "ms", "panic published right after a burst")
     node.close()
     sub.close()
 

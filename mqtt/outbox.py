@@ -20,11 +20,13 @@ Example::
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,29 +80,42 @@ class Outbox:
     def put(self, event_id: str, priority: int, payload: dict[str, Any],
             snapshot: bytes | None = None) -> int:
         """Store one event durably; returns its `seq` (also set in the stored payload)."""
+        return self.put_many([(event_id, priority, payload, snapshot)])[0]
+
+    def put_many(self, events: list[tuple[str, int, dict[str, Any], bytes | None]]) -> list[int]:
+        """Store events durably in one transaction (one fsync: group commit), in order.
+
+        Each is (id, priority, payload, snapshot); returns their `seq`s.
+        """
+        seqs: list[int] = []
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                seq = self._meta("seq") + 1
-                self._set_meta("seq", seq)
-                body = json.dumps(clean_json({**payload, "seq": seq}), separators=(",", ":"),
-                                  allow_nan=False).encode()
-                size = len(body) + len(snapshot or b"")
-                dropped = self._make_room(size, priority)
-                if dropped < 0:  # nothing lower or equal to drop: this one goes
-                    self._set_meta("drops", self._meta("drops") + 1)
-                else:
+                seq = self._meta("seq")
+                drops = 0
+                for event_id, priority, payload, snapshot in events:
+                    seq += 1
+                    seqs.append(seq)
+                    body = json.dumps(clean_json({**payload, "seq": seq}),
+                                      separators=(",", ":"), allow_nan=False).encode()
+                    size = len(body) + len(snapshot or b"")
+                    if self._make_room(size, priority) < 0:  # nothing lower to drop: this goes
+                        drops += 1
+                        continue
                     db.execute("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?)",
                                (seq, event_id, int(priority), time.time(), body, snapshot, size))
                     self._count += 1
                     self._bytes += size
+                self._set_meta("seq", seq)
+                if drops:
+                    self._set_meta("drops", self._meta("drops") + drops)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 self._reload_totals()
                 raise
-            return seq
+            return seqs
 
     def _make_room(self, size: int, priority: int) -> int:
         """Delete the oldest of the lowest priority until `size` more fits; -1 if it can't."""
@@ -221,3 +236,70 @@ def clean_json(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
+
+
+class OutboxWriter:
+    """Group commit: events submitted from any thread are written by one writer thread,
+    as many per transaction (one fsync) as are waiting.
+
+    With one fsync per event, a burst of detections would queue a panic behind N disk
+    flushes; batched, the panic waits for at most one. `flush()` writes what was
+    submitted so far from the calling thread (used at exit).
+    """
+
+    def __init__(self, outbox: Outbox, on_stored: Callable[[int], None] = lambda n: None,
+                 on_error: Callable[[Exception, int], None] = lambda exc, n: None,
+                 max_batch: int = 256) -> None:
+        self.outbox = outbox
+        self.on_stored = on_stored
+        self.on_error = on_error
+        self.max_batch = max_batch
+        self._queue: collections.deque[tuple[str, int, dict[str, Any], bytes | None]] = \
+            collections.deque()
+        self._cond = threading.Condition()
+        self._write_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+
+    def submit(self, event_id: str, priority: int, payload: dict[str, Any],
+               snapshot: bytes | None) -> None:
+        """Queue one event for the writer thread; never blocks on the disk."""
+        with self._cond:
+            self._queue.append((event_id, priority, payload, snapshot))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="mqtt-outbox-writer",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def backlog(self) -> int:
+        """Events submitted and not yet written."""
+        return len(self._queue)
+
+    def flush(self) -> None:
+        """Write everything submitted so far, from the calling thread."""
+        while self._write_some():
+            pass
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+            self._write_some()
+
+    def _write_some(self) -> bool:
+        with self._write_lock:
+            with self._cond:
+                batch = [self._queue.popleft()
+                         for _ in range(min(self.max_batch, len(self._queue)))]
+            if not batch:
+                return False
+            try:
+                self.outbox.put_many(batch)
+            except sqlite3.Error as exc:  # disk full, read-only, corrupt: reported, dropped
+                self.on_error(exc, len(batch))
+                return True
+            self.batches += 1
+            self.on_stored(len(batch))
+            return True

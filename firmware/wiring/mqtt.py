@@ -11,9 +11,9 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +28,7 @@ from firmware.wiring import Context
 from mqtt.commands import CommandVerifier, ReplayGuard, Verdict
 from mqtt.discovery import discovery_messages
 from mqtt.link import Link, encode
-from mqtt.outbox import Outbox
+from mqtt.outbox import Outbox, OutboxWriter
 from mqtt.payloads import event_payload, health_payload, output_payload, reply_payload
 from mqtt.topics import Topics, safe_level
 
@@ -62,6 +62,9 @@ class MqttBridge(Component):
                                         window_s=settings.command_window_s,
                                         max_bytes=settings.command_max_bytes, replay=replay)
         self.command_timeout_s = settings.command_timeout_s
+        self.writer = OutboxWriter(self.outbox, on_stored=self._stored,
+                                   on_error=self._store_failed)
+        atexit.register(self.writer.flush)  # events handed over during shutdown
         self.link = Link(settings, self.topics, self.outbox, health=self.health_document,
                          on_command=self.on_command, password=read_secret(settings.password_file))
         if settings.homeassistant:
@@ -84,6 +87,7 @@ class MqttBridge(Component):
     def health(self) -> dict[str, Any]:
         out = self.outbox.stats()
         return {**self.link.stats(), "outbox_depth": out["depth"], "outbox_bytes": out["bytes"],
+                "outbox_backlog": self.writer.backlog(), "outbox_batches": self.writer.batches,
                 "drops": out["drops"], "last_seq": out["last_seq"],
                 "event_errors": self.event_errors,
                 "commands_accepted": self.commands_accepted,
@@ -103,15 +107,16 @@ class MqttBridge(Component):
     def on_event(self, event: Event) -> None:
         """Store the event durably (seq assigned), then let the link publish it."""
         payload = event_payload(event.payload(), self.node, self.topics, bool(event.snapshot))
-        try:
-            self.outbox.put(event.id, int(event.priority), payload, event.snapshot or None)
-        except sqlite3.Error as exc:  # disk full, read-only, corrupt: say so in health
-            self.event_errors += 1
-            self.link.last_error = f"outbox: {exc}"
-            log.error("mqtt: event %s (%s) not stored: %s", event.id, event.type, exc)
-            return
-        self.events_stored += 1
+        self.writer.submit(event.id, int(event.priority), payload, event.snapshot or None)
+
+    def _stored(self, count: int) -> None:
+        self.events_stored += count
         self.link.wake()
+
+    def _store_failed(self, exc: Exception, count: int) -> None:
+        self.event_errors += count  # disk full, read-only, corrupt: say so in health
+        self.link.last_error = f"outbox: {exc}"
+        log.error("mqtt: %d event(s) not stored: %s", count, exc)
 
     def on_snapshot(self, snap: Snapshot) -> None:
         self.link.set_retained(self.topics.camera_snapshot(safe_level(snap.camera)), snap.jpeg)

@@ -102,3 +102,43 @@ def test_payload_made_strict_json(tmp_path: Path) -> None:
     doc = json.loads(box.pending()[0].payload)
     assert doc == {"score": 0.5, "box": [0.1, 0.2], "bad": None, "zones": ["a", "b"],
                    "raw": None, "seq": 1}
+
+
+def test_writer_group_commits_in_order(tmp_path: Path) -> None:
+    import threading
+
+    from mqtt.outbox import OutboxWriter
+
+    box = Outbox(tmp_path / "o.sqlite3")
+    stored: list[int] = []
+    done = threading.Event()
+
+    def on_stored(n: int) -> None:
+        stored.append(n)
+        if sum(stored) == 500:
+            done.set()
+
+    writer = OutboxWriter(box, on_stored=on_stored)
+    for i in range(500):
+        writer.submit(f"e{i}", 1, {"n": i}, None)
+    assert done.wait(30)
+    items = box.pending(limit=1000)
+    assert [i.seq for i in items] == list(range(1, 501))
+    assert [i.id for i in items] == [f"e{i}" for i in range(500)]
+    assert writer.batches == len(stored) < 500, "events waiting together share a commit"
+
+
+def test_writer_reports_errors_and_flushes(tmp_path: Path) -> None:
+    from mqtt.outbox import OutboxWriter
+
+    box = Outbox(tmp_path / "o.sqlite3")
+    errors: list[tuple[str, int]] = []
+    writer = OutboxWriter(box, on_error=lambda exc, n: errors.append((type(exc).__name__, n)))
+    writer._thread = object()  # type: ignore[assignment]  # no writer thread: flush() does it
+    writer.submit("a", 1, {}, None)
+    writer.flush()
+    assert box.depth() == 1 and writer.backlog() == 0
+    box.close()
+    writer.submit("b", 1, {}, None)
+    writer.flush()
+    assert errors == [("ProgrammingError", 1)]
