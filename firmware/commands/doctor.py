@@ -9,7 +9,7 @@ from pathlib import Path
 
 from firmware.commands import formatter
 
-CHECK_NAMES = ("cameras", "storage", "model", "gpio", "mqtt", "clock", "power")
+CHECK_NAMES = ("service", "cameras", "storage", "model", "gpio", "mqtt", "clock", "power")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,10 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="check that the node can work: cameras, disk, model, GPIO, broker, clock",
         description=(
             "Check everything the node needs, one line per check with a hint for each\n"
-            "failure: the config; each camera (ffprobe: codec, resolution, fps); the\n"
-            "recordings disk (mounted, writable, free space, mount options); the detection\n"
-            "model (loads, one inference); GPIO pins (claimable); the MQTT broker (TLS,\n"
-            "login, a publish that comes back); the clock (NTP); power (under-voltage).\n"
+            "failure: the config; ronda.service (systemd: running, restarts); each camera\n"
+            "(ffprobe: codec, resolution, fps); the recordings disk (mounted, writable, free\n"
+            "space, mount options); the detection model (loads, one inference); GPIO pins\n"
+            "(claimable); the MQTT broker (TLS, login, a publish that comes back); the\n"
+            "clock (NTP); power (under-voltage, throttling).\n"
             "Stop the daemon first for the GPIO check: it holds the pins.\n\n"
             "exit codes: 0 all passed (warnings allowed), 1 a check failed,\n"
             "            78 the config file is invalid (nothing else checked)\n\n"

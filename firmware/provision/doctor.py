@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import threading
@@ -402,6 +403,35 @@ def _mqtt_hint(why: str, tls: bool) -> str:
     return "check the network path to the broker" + (" and its TLS port" if tls else "")
 
 
+# ---- the daemon itself ---------------------------------------------------------------------
+
+
+def check_service(unit: str = "ronda", manager: Any = None, booted: bool | None = None
+                  ) -> Check:
+    """What systemd says about ronda.service: running, restarting, failed."""
+    from firmware.provision.services import SystemdManager
+
+    if booted is None:
+        booted = Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
+    if not booted:
+        return Check("service", SKIP, "systemd is not running here")
+    st = (manager or SystemdManager()).state(unit)
+    data = {"active": st.active, "pid": st.main_pid, "restarts": st.restarts,
+            "status": st.status}
+    logs = f"journalctl -u {unit} -b -n 80"
+    if st.active == "failed":
+        return Check("service", FAIL, f"{unit} failed ({st.status or 'see the journal'})",
+                     f"read `{logs}`, fix what it says, then `systemctl restart {unit}`", data)
+    if st.active != "active":
+        return Check("service", WARN, f"{unit} is {st.active}",
+                     f"start it when done: systemctl start {unit}", data)
+    detail = f"{unit} active, PID {st.main_pid}" + (f": {st.status}" if st.status else "")
+    if st.restarts:
+        return Check("service", WARN, f"{detail}; restarted {st.restarts} time(s) since boot",
+                     f"something crashes or stalls: `{logs}`", data)
+    return Check("service", OK, detail, data=data)
+
+
 # ---- platform --------------------------------------------------------------------------
 
 
@@ -433,7 +463,8 @@ def check_power() -> Check:
 
 # ---- all -------------------------------------------------------------------------------
 
-ALL_CHECKS = ("config", "cameras", "storage", "model", "gpio", "mqtt", "clock", "power")
+ALL_CHECKS = ("config", "service", "cameras", "storage", "model", "gpio", "mqtt", "clock",
+              "power")
 
 
 def run_checks(config_path: Path, *, test_outputs: bool = False,
@@ -445,6 +476,8 @@ def run_checks(config_path: Path, *, test_outputs: bool = False,
     checks = [first]
     if cfg is None:
         return checks
+    if "service" not in skip:
+        checks.append(_guard("service", check_service))
     if "cameras" not in skip:
         cams = [c for c in cfg.cameras if c.enabled]
         checks += [_guard(f"camera:{c.name}", lambda c=c: check_camera(c, camera_timeout_s))

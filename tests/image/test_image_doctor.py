@@ -95,7 +95,9 @@ def test_working_node_passes_every_check(tmp_path, capsys, camera, broker, recor
     code, report = run_doctor(capsys, cfg, "--skip", "clock,power", "--test-outputs")
     checks = by_name(report)
     assert code == 0 and report["ok"], report
-    assert list(checks) == ["config", "camera:gang-utara", "storage", "model", "gpio", "mqtt"]
+    assert list(checks) == ["config", "service", "camera:gang-utara", "storage", "model",
+                            "gpio", "mqtt"]
+    assert checks["service"]["status"] == "skip"  # no systemd in the test container
     cam = checks["camera:gang-utara"]["data"]
     assert (cam["codec"], cam["width"], cam["height"]) == ("h264", 640, 360)
     assert cam["fps"] == pytest.approx(15, abs=1)
@@ -211,4 +213,26 @@ def test_power_and_clock_verdicts(monkeypatch):
 
 def test_unknown_skip_name_is_a_usage_error(tmp_path, capsys):
     assert main(["doctor", "--skip", "camera", "-c", str(tmp_path / "x.toml")]) == 2
-    assert "known: cameras" in capsys.readouterr().err
+    assert "known: service, cameras" in capsys.readouterr().err
+
+
+def test_service_verdicts_from_systemd_states():
+    from firmware.provision.services import ServiceState
+
+    class Manager:
+        def __init__(self, state: ServiceState) -> None:
+            self._state = state
+
+        def state(self, _unit: str) -> ServiceState:
+            return self._state
+
+    def verdict(**kw) -> doctor.Check:
+        return doctor.check_service(manager=Manager(ServiceState(**kw)), booted=True)
+
+    assert verdict(active="active", main_pid=7).status == "ok"
+    restarted = verdict(active="active", main_pid=7, restarts=3)
+    assert restarted.status == "warn" and "journalctl -u ronda" in restarted.hint
+    failed = verdict(active="failed", status="exit 78")
+    assert failed.status == "fail" and "exit 78" in failed.detail
+    assert verdict(active="inactive").status == "warn"
+    assert doctor.check_service(booted=False).status == "skip"
