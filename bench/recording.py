@@ -1,5 +1,5 @@
 """Recording cost: the recorder (daemon side + its ffmpeg children) against bare
-``ffmpeg -c copy -f segment`` of the same input, in the same run; and bytes on disk
+``ffmpeg -c copy -f segment`` of the same input, side by side in the same run; and bytes on disk
 against the video bytes of the stream.
 
     .venv/bin/python bench/recording.py                  # 4 cameras, 720p15, 30 s windows
@@ -121,12 +121,13 @@ def spent(before: dict[str, float], after: dict[str, float], prefix: str = "") -
     return sum(v - before.get(k, 0.0) for k, v in after.items() if k.startswith(prefix))
 
 
-def bare(source: StreamInput, cameras: int, seconds: float, segment_s: float,
-         out: Path) -> dict[str, float]:
-    """N bare segmenting ffmpegs; CPU over a steady window of `seconds`."""
+def compare(source: StreamInput, cameras: int, seconds: float, segment_s: float,
+            work: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """N bare segmenting ffmpegs and the Recorder with N cameras, side by side (same
+    input, same moment, same machine load); CPU over a steady window of `seconds`."""
     procs = []
     for i in range(cameras):
-        d = out / f"cam{i}"
+        d = work / "bare" / f"cam{i}"
         d.mkdir(parents=True)
         procs.append(spawn(
             ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
@@ -134,49 +135,42 @@ def bare(source: StreamInput, cameras: int, seconds: float, segment_s: float,
              "-segment_time", f"{segment_s:g}", "-segment_format", "mp4",
              "-segment_format_options", FRAGMENTED_MP4, "-reset_timestamps", "1",
              str(d / "%06d.mp4")], stderr=subprocess.DEVNULL))
-    pids = [p.pid for p in procs]
-    with RssSampler(lambda: pids) as rss:
-        time.sleep(WARM_S)
-        kids0 = ffmpeg_cpu(pids)
-        time.sleep(seconds)
-        kids1 = ffmpeg_cpu(pids)
-        for p in procs:
-            terminate(p, timeout=10)
-    files = sorted(out.rglob("*.mp4"))
-    return {"cpu": kids1 - kids0, "rss": rss.peak,
-            "disk": sum(f.stat().st_size for f in files), "video": video_bytes(files)}
-
-
-def daemon(source: StreamInput, cameras: int, seconds: float, segment_s: float,
-           out: Path) -> dict[str, float]:
-    """The Recorder with N cameras, in this process; CPU over a steady window."""
+    bare_pids = [p.pid for p in procs]
+    out = work / "rec"
     rec = Recorder(out, {f"cam{i}": source for i in range(cameras)}, segment_s=segment_s,
                    limits=Limits(quota=100 * 2**30))
     stop = threading.Event()
     runner = threading.Thread(target=rec.run, args=(stop,), name="bench-recorder",
                               daemon=True)
 
-    def pids() -> list[int]:
+    def rec_pids() -> list[int]:
         me = psutil.Process()
-        return [me.pid] + [c.pid for c in me.children() if c.name() == "ffmpeg"]
+        return [me.pid] + [c.pid for c in me.children()
+                           if c.name() == "ffmpeg" and c.pid not in bare_pids]
 
-    with RssSampler(pids) as rss:
+    with RssSampler(lambda: bare_pids) as bare_rss, RssSampler(rec_pids) as rec_rss:
         runner.start()
         time.sleep(WARM_S)
-        kids = pids()[1:]
-        self0, kids0 = daemon_cpu(), ffmpeg_cpu(kids)
+        kids = rec_pids()[1:]
+        bare0, self0, kids0 = ffmpeg_cpu(bare_pids), daemon_cpu(), ffmpeg_cpu(kids)
         time.sleep(seconds)
-        self1, kids1 = daemon_cpu(), ffmpeg_cpu(kids)
+        bare1, self1, kids1 = ffmpeg_cpu(bare_pids), daemon_cpu(), ffmpeg_cpu(kids)
         stop.set()
+        for p in procs:
+            terminate(p, timeout=10)
         runner.join(30)
+    bare_files = sorted((work / "bare").rglob("*.mp4"))
+    base = {"cpu": bare1 - bare0, "rss": bare_rss.peak,
+            "disk": sum(f.stat().st_size for f in bare_files), "video": video_bytes(bare_files)}
     files = sorted(out.glob("*/*/*/*.mp4"))
     index = sum(f.stat().st_size for f in out.glob("index.sqlite3*"))
-    return {"cpu": kids1 - kids0, "daemon": spent(self0, self1),
-            "supervision": spent(self0, self1, "rec:"),
-            "rss": rss.peak, "segments": len(files), "index": index,
-            "disk": sum(f.stat().st_size for f in files) + index,
-            "video": video_bytes(files), "restarts": sum(
-                c.process.restarts for c in rec.cameras.values())}
+    recorded = {"cpu": kids1 - kids0, "daemon": spent(self0, self1),
+                "supervision": spent(self0, self1, "rec:"),
+                "rss": rec_rss.peak, "segments": len(files), "index": index,
+                "disk": sum(f.stat().st_size for f in files) + index,
+                "video": video_bytes(files), "restarts": sum(
+                    c.process.restarts for c in rec.cameras.values())}
+    return base, recorded
 
 
 def soak(source: StreamInput, rounds: int, work: Path) -> None:
@@ -245,11 +239,11 @@ def main() -> int:
     try:
         scene = render_scene(work / "scene.mp4", seconds=20, size=(width, height), fps=15)
         source = StreamInput(url=str(scene), options={"re": None, "stream_loop": -1})
-        base = bare(source, args.cameras, args.seconds, args.segment_s, work / "bare")
-        rec = daemon(source, args.cameras, args.seconds, args.segment_s, work / "rec")
+        base, rec = compare(source, args.cameras, args.seconds, args.segment_s, work)
         daemon_side = rec["daemon"]
         total = rec["cpu"] + daemon_side
-        note = f"{args.cameras} cameras {args.size}@15, {args.seconds:g} s steady window"
+        note = (f"{args.cameras} cameras {args.size}@15, {args.seconds:g} s window, "
+                "side by side with the recorder")
         emit("bare_ffmpeg_cpu", round(base["cpu"], 3), "cpu-s", f"baseline, {note}")
         emit("recorder_ffmpeg_cpu", round(rec["cpu"], 3), "cpu-s", "the recorder's ffmpegs")
         emit("recorder_daemon_cpu", round(daemon_side, 3), "cpu-s",

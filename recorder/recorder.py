@@ -109,7 +109,6 @@ class Recorder:
                 try:
                     self.store.check()
                     self.store.make_space(self._headroom())
-                    self._figures = self.store.figures()
                 except Exception as exc:
                     pending = (classify(exc), str(exc))
             if pending is not None:
@@ -117,7 +116,7 @@ class Recorder:
         elif self.state == "degraded" and now >= self._retry_at:
             self._resume()
 
-    def run(self, stop: threading.Event, interval_s: float = 0.5,
+    def run(self, stop: threading.Event, interval_s: float = 1.0,
             beat: Callable[[], None] | None = None) -> None:
         """start(), then poll() until `stop` is set, then stop()."""
         self.start()
@@ -141,7 +140,7 @@ class Recorder:
                     self.store.sweep_incoming(name)
                 except Exception as exc:  # the next start sweeps again
                     log.warning("%s: could not commit the last segment: %s", name, exc)
-        self.store.close()
+        self._close_store()
 
     def protect(self, event_id: str, start: float, end: float,
                 cameras: Iterable[str] = ()) -> None:
@@ -160,6 +159,13 @@ class Recorder:
             self._recording = False
             for cam in self.cameras.values():
                 cam.stop()
+
+    def _close_store(self) -> None:
+        """Close the index, keeping its last figures for health()."""
+        if self.store.is_open:
+            with contextlib.suppress(Exception):  # the disk may be gone already
+                self._figures = self.store.figures()
+        self.store.close()
 
     def _headroom(self) -> dict[str, int]:
         return {name: cam.headroom() for name, cam in self.cameras.items()}
@@ -180,7 +186,7 @@ class Recorder:
         log.error("recordings store degraded: %s (%s)", reason, detail)
         self.faults += 1
         self._stop_cameras()
-        self.store.close()
+        self._close_store()
         for name in self.cameras:
             self._on_state(name, "offline", f"storage {reason}")
         self._retry_in = self.retry_min_s
