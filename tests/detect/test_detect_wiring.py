@@ -153,3 +153,24 @@ def test_restarted_service_reports_frames_afresh(tmp_path: Path, models_dir: Pat
         service.stop()
     assert len(registry.frame_reports) >= 2
     assert all(count > 0 for count in registry.frame_reports)
+
+
+def test_a_broken_camera_does_not_stop_the_others(tmp_path: Path, models_dir: Path) -> None:
+    good = StreamInput("testsrc2=size=640x360:rate=10", {"f": "lavfi", "re": True})
+    registry = Registry({"gang": good, "pos": StreamInput(str(tmp_path / "gone.mp4"))})
+    [service] = build(context(config(models_dir), tmp_path, cameras=registry))
+    service.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            cams = service.health()["cameras"]
+            if cams.get("gang", {}).get("frames_in", 0) >= 10 and \
+                    ("pos", "detect", "offline") in [s[:3] for s in registry.states]:
+                break
+            time.sleep(0.1)
+        cams = service.health()["cameras"]
+    finally:
+        service.stop()
+    assert cams["gang"]["frames_in"] >= 10 and cams["pos"]["frames_in"] == 0
+    assert cams["pos"]["decoder"]["state"] == "offline"
+    assert ("gang", "detect", "online", "") in registry.states
