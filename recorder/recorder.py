@@ -76,6 +76,7 @@ class Recorder:
         self.reason = ""
         self.faults = 0
         self._pending: tuple[str, str] | None = None
+        self._probe_requested = False
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._retry_in = retry_min_s
@@ -104,6 +105,12 @@ class Recorder:
         with self._lock:
             pending, self._pending = self._pending, None
         if self.state == "ok":
+            if pending is None and self._probe_requested:
+                self._probe_requested = False
+                try:
+                    self.store.probe_write()
+                except Exception as exc:
+                    pending = (classify(exc), str(exc))
             if pending is None and now >= self._next_check:
                 self._next_check = now + self.check_every_s
                 try:
@@ -238,8 +245,13 @@ class Recorder:
     def _camera_state(self, camera: str, state: str, reason: str) -> None:
         if state == "offline" and self._recording:
             fault = classify_text(reason)
-            if fault is not None:
+            if fault in ("disk-full", "read-only"):  # only a local disk says these
                 self._fault(fault, f"{camera}: {reason}")
+            else:
+                # "Input/output error" is also how ffmpeg reports a dead RTSP camera:
+                # let the poll thread find out whether the disk takes writes.
+                self._probe_requested = True
+                self._wake.set()
         self._on_state(camera, state, reason)
 
     # -- figures ------------------------------------------------------------------------

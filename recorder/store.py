@@ -155,6 +155,23 @@ class Store:
         if st.f_flag & os.ST_RDONLY:
             raise StorageFault("read-only", f"{self.root} is mounted read-only")
 
+    def probe_write(self) -> None:
+        """Write, fsync and remove a small file: raises OSError (ENOSPC, EROFS, EIO...)
+        if the disk cannot take writes now. Used only when something failed, to tell a
+        storage fault from a camera fault, so it costs the flash nothing day to day."""
+        self.check()
+        probe_path = self.root / ".write-probe"
+        try:
+            fd = os.open(probe_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"\0" * 4096)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        finally:
+            with contextlib.suppress(OSError):
+                probe_path.unlink()
+
     def open(self) -> dict[str, int]:
         """Check, open the index and recover; returns the recovery counts."""
         with self.lock:

@@ -132,3 +132,18 @@ def test_read_only_remount_and_missing_disk_then_recovery(
         wait_for(lambda: run.events[-1][0] == "ok", timeout=20, what="recovery")
         run.wait_segments(2)
     assert_index_matches_disk(root)
+
+
+def test_write_probe_tells_a_full_disk(tmpfs: Path) -> None:
+    from recorder.store import Store, classify
+
+    store = Store(tmpfs / "rec", Limits(quota=2**30))
+    store.open()
+    store.probe_write()  # fine while there is room
+    subprocess.run(["dd", "if=/dev/zero", f"of={tmpfs / 'filler'}", "bs=64k"],
+                   capture_output=True, check=False)
+    with pytest.raises(OSError) as exc:
+        store.probe_write()
+    assert classify(exc.value) == "disk-full"
+    assert not (tmpfs / "rec" / ".write-probe").exists()
+    store.close()
