@@ -7,10 +7,12 @@ Segments start at keyframes, so a clip starts at the beginning of the segment ho
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,10 +63,41 @@ def plan(index: Index, camera: str, start: float, end: float,
     return result
 
 
-def _concat_list(root: Path, segments: list[Segment]) -> str:
+PINS = ".export-"  # prefix of the store-root directories holding pinned segments
+
+
+@contextlib.contextmanager
+def pinned(root: Path, segments: list[Segment]) -> Iterator[list[Path]]:
+    """The segments' files, hard-linked into ``<root>/.export-<pid>-.../`` for the
+    duration, so that retention deleting one mid-export does not break the export (the
+    link keeps the data). Falls back to the files themselves where the store cannot be
+    written (read-only disk, not root); the recorder removes stale pin directories."""
+    try:
+        pin_dir = Path(tempfile.mkdtemp(prefix=f"{PINS}{os.getpid()}-", dir=root))
+    except OSError:
+        yield [root / s.path for s in segments]
+        return
+    try:
+        paths = []
+        for i, seg in enumerate(segments):
+            link = pin_dir / f"{i:06d}.mp4"
+            try:
+                os.link(root / seg.path, link)
+                paths.append(link)
+            except FileNotFoundError:
+                raise ExportError(f"{seg.path} was deleted before the export started "
+                                  "(retention); try again") from None
+            except OSError:
+                paths.append(root / seg.path)
+        yield paths
+    finally:
+        shutil.rmtree(pin_dir, ignore_errors=True)
+
+
+def _concat_list(paths: list[Path]) -> str:
     lines = ["ffconcat version 1.0"]
-    for seg in segments:
-        path = str((root / seg.path).resolve()).replace("'", "'\\''")
+    for p in paths:
+        path = str(p.resolve()).replace("'", "'\\''")
         lines.append(f"file '{path}'")
     return "\n".join(lines) + "\n"
 
@@ -78,9 +111,10 @@ def export(root: Path, export_plan: ExportPlan, out: Path,
         raise ExportError("no footage to export")
     out = Path(out)
     part = out.with_name(f".{out.name}.part")
-    with tempfile.TemporaryDirectory(prefix="ronda-export-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ronda-export-") as tmp, \
+            pinned(root, export_plan.segments) as paths:
         listing = Path(tmp) / "segments.ffconcat"
-        listing.write_text(_concat_list(root, export_plan.segments))
+        listing.write_text(_concat_list(paths))
         args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats",
                 "-progress", "pipe:1", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
                 "-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4",

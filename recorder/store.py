@@ -19,6 +19,7 @@ import errno
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -108,6 +109,16 @@ def segment_name(camera: str, start: float) -> str:
     """Relative path of a segment: cam/2026-11-28/01/cam-20261128T013502.250Z.mp4."""
     dt = datetime.fromtimestamp(start, timezone.utc)
     return f"{camera}/{dt:%Y-%m-%d}/{dt:%H}/{camera}-{stamp(start)}{SUFFIX}"
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -368,7 +379,11 @@ class Store:
         rows = index.segments()
         gone = [s.id for s in rows if not (self.root / s.path).is_file()]
         counts["dropped"] = index.forget(gone)
+        for stale in self.root.glob(".export-*"):  # pins of an export that crashed
+            if stale.is_dir() and not _alive(stale.name.split("-")[1]):
+                shutil.rmtree(stale, ignore_errors=True)
         camera_dirs = sorted(p for p in self.root.iterdir() if p.is_dir()
+                             and not p.name.startswith(".")
                              and (cameras is None or p.name in cameras))
         for camera_dir in camera_dirs:
             swept = self.sweep_incoming(camera_dir.name)

@@ -133,3 +133,26 @@ def test_usage_errors(store: Path, capsys: pytest.CaptureFixture[str], tmp_path:
     assert exc.value.code == clips.EXIT_USAGE
     code, _, err = run(capsys, "list", "--store", tmp_path / "nothing")
     assert code == clips.EXIT_ERROR and "no recordings index" in err
+
+
+def test_pinned_segments_outlive_retention(store: Path) -> None:
+    from recorder.export import pinned
+    from recorder.index import Index
+
+    s = Store(store, Limits(quota=2**30))
+    s.open()
+    assert s.index is not None
+    segments = s.index.segments("lane")
+    with pinned(store, segments) as paths:
+        s.delete(segments[:2])  # retention strikes mid-export
+        assert not (store / segments[0].path).exists()
+        assert all(probe.decodes(p) for p in paths)
+        pins = list(store.glob(".export-*"))
+        assert len(pins) == 1
+        s.recover()  # a daemon restart meanwhile leaves a live export's pins alone
+        assert pins[0].exists()
+    assert not list(store.glob(".export-*"))
+    s.close()
+    index = Index(store / Index.FILENAME, readonly=True)
+    assert len(index.segments("lane")) == 2
+    index.close()
