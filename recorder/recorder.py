@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -77,6 +78,7 @@ class Recorder:
         self.faults = 0
         self._pending: tuple[str, str] | None = None
         self._probe_requested = False
+        self._unapplied: list[tuple[str, float, float, tuple[str, ...]]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._retry_in = retry_min_s
@@ -151,8 +153,16 @@ class Recorder:
 
     def protect(self, event_id: str, start: float, end: float,
                 cameras: Iterable[str] = ()) -> None:
-        """Keep footage of `cameras` (all when empty) from `start` to `end` (epoch s)."""
-        self.store.protect(event_id, start, end, tuple(cameras))
+        """Keep footage of `cameras` (all when empty) from `start` to `end` (epoch s).
+        While the store is degraded the request is kept and applied when it is back."""
+        request = (event_id, start, end, tuple(cameras))
+        try:
+            self.store.protect(*request)
+        except (StorageFault, OSError, sqlite3.Error) as exc:
+            log.warning("clip %s: store unavailable (%s); protecting it when it is back",
+                        event_id, exc)
+            with self._lock:
+                self._unapplied.append(request)
 
     # -- internals --------------------------------------------------------------------
     def _start_cameras(self) -> None:
@@ -215,6 +225,9 @@ class Recorder:
         log.info("recordings store usable again after %s", self.reason)
         with self._lock:
             self._pending = None
+            unapplied, self._unapplied = self._unapplied, []
+        for request in unapplied:
+            self.protect(*request)
         self._set_state("ok", "", {"recovered_from": self.reason, **self._recovery})
         self._next_check = time.monotonic() + self.check_every_s
         self._start_cameras()

@@ -78,8 +78,15 @@ def test_wiring_records_reports_protects_and_publishes_storage_events(
         assert degraded.reason == "missing" and degraded.type == "storage"
         wait_for(lambda: registry.health()["gate"]["roles"]["main"]["state"] == "offline",
                  timeout=5, what="main stream reported offline")
+        # A panic during the outage: its clip is protected once the disk is back.
+        ctx.bus.publish(ProtectClip(event_id="during-outage", start=now, end=now + 5))
+        time.sleep(0.3)
         marker.write_text(identity)
         wait_for(lambda: storage[-1].state == "ok", timeout=15, what="an ok StorageEvent")
+        index = Index(root / Index.FILENAME, readonly=True)
+        wait_for(lambda: index.clip("during-outage"), timeout=5,
+                 what="the clip asked for during the outage")
+        index.close()
         before = service.health()["cameras"]["gate"]["segments"]
         wait_for(lambda: service.health()["cameras"]["gate"]["segments"] > before,
                  timeout=20, what="recording again")
