@@ -21,7 +21,7 @@ from firmware.devtools.rtsp_camera import RtspTestCamera, free_port
 from firmware.wiring import Context
 from firmware.wiring import cameras as wiring
 
-WINDOW_S = 8.0
+WINDOW_S = 7.0
 BACKOFF_CAP_S = 2.0
 
 
