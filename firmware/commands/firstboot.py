@@ -51,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
     except ProvisionError as exc:
         print(f"{args.boot / 'ronda.toml'}: NOT applied, {len(exc.problems)} problem(s) "
               f"(also in {args.boot / 'ronda-error.txt'}):", file=sys.stderr)
+        from drivers.cameras.base import mask_credentials
+
         for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+            print(f"  {mask_credentials(problem)}", file=sys.stderr)
         return EX_CONFIG
     print(f"firstboot: {result.reason}")
     for change in result.changes:

@@ -80,8 +80,26 @@ def _with_password(url: str, username: str | None, password: str | None) -> str:
     return urlunsplit(parts._replace(netloc=f"{auth}@{parts.netloc}"))
 
 
+def _probe(args: list[str], target: str, timeout_s: float) -> tuple[dict[str, Any], str]:
+    """ffprobe `target` (a URL or device, last of `args`): (stream figures, error)."""
+    try:
+        proc = subprocess.run([*args, target], capture_output=True, text=True,
+                              timeout=timeout_s + 5)
+    except subprocess.TimeoutExpired:
+        return {}, f"no answer in {timeout_s:.0f} s"
+    streams = json.loads(proc.stdout or "{}").get("streams", []) if proc.returncode == 0 else []
+    if not streams:
+        err = (proc.stderr.strip().splitlines() or ["no video stream"])[-1]
+        return {}, err.split(": ", 1)[1] if err.startswith(target + ":") else err
+    s = streams[0]
+    fps = _rate(s.get("avg_frame_rate")) or _rate(s.get("r_frame_rate"))
+    return {"codec": s.get("codec_name"), "width": s.get("width"), "height": s.get("height"),
+            "fps": round(fps, 2) if fps else None}, ""
+
+
 def check_camera(cam: Any, timeout_s: float = 10.0) -> Check:
-    """ffprobe the camera's main stream: codec, resolution, frame rate."""
+    """ffprobe the camera's main stream (and its substream, which detection reads):
+    codec, resolution, frame rate."""
     name = f"camera:{cam.name}"
     if cam.kind in ("picamera", "jetson"):
         return Check(name, SKIP, f"{cam.kind} sensor {cam.sensor}: not probed by ffprobe",
@@ -89,32 +107,36 @@ def check_camera(cam: Any, timeout_s: float = 10.0) -> Check:
     args = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
             "stream=codec_name,width,height,avg_frame_rate,r_frame_rate", "-of", "json"]
     if cam.kind == "usb":
-        args += ["-f", "v4l2", cam.device]
+        data, err = _probe([*args, "-f", "v4l2"], cam.device, timeout_s)
         shown = cam.device
+        sub_data, sub_err = {}, ""
     else:
         password = config_mod.read_secret(cam.password_file) if cam.password_file else None
-        url = _with_password(cam.url, cam.username, password)
-        if url.startswith("rtsp"):
+        if cam.url.startswith("rtsp"):
             args += ["-rtsp_transport", cam.transport, "-timeout", str(int(timeout_s * 1e6))]
         else:
             args += ["-rw_timeout", str(int(timeout_s * 1e6))]
-        args.append(url)
+        data, err = _probe(args, _with_password(cam.url, cam.username, password), timeout_s)
         shown = _mask(cam.url)
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s + 5)
-    except subprocess.TimeoutExpired:
-        return Check(name, FAIL, f"{shown}: no answer in {timeout_s:.0f} s",
-                     "check the camera's power and cable, and its IP address (ping it)")
-    streams = json.loads(proc.stdout or "{}").get("streams", []) if proc.returncode == 0 else []
-    if not streams:
-        err = (proc.stderr.strip().splitlines() or ["no video stream"])[-1]
-        err = err.split(": ", 1)[1] if err.startswith(args[-1] + ":") else err
-        return Check(name, FAIL, f"{shown}: {_mask(err)}", _camera_hint(err))
-    s = streams[0]
-    fps = _rate(s.get("avg_frame_rate")) or _rate(s.get("r_frame_rate"))
-    data = {"codec": s.get("codec_name"), "width": s.get("width"), "height": s.get("height"),
-            "fps": round(fps, 2) if fps else None}
+        sub_data, sub_err = {}, ""
+        if cam.substream_url and not err:
+            sub_data, sub_err = _probe(
+                args, _with_password(cam.substream_url, cam.username, password), timeout_s)
+    if err:
+        hint = _camera_hint(err)
+        if "no answer" in err:
+            hint = "check the camera's power and cable, and its IP address (ping it)"
+        return Check(name, FAIL, f"{shown}: {_mask(err)}", hint)
     detail = f"{data['codec']} {data['width']}x{data['height']} @ {data['fps']} fps"
+    if sub_data:
+        data["substream"] = sub_data
+        detail += (f"; substream {sub_data['codec']} {sub_data['width']}x"
+                   f"{sub_data['height']} @ {sub_data['fps']} fps")
+    if sub_err:
+        return Check(name, FAIL, f"{detail}; substream {_mask(cam.substream_url)}: "
+                     f"{_mask(sub_err)}", "detection reads the substream: "
+                     + _camera_hint(sub_err).replace("cameras[].url", "cameras[].substream_url"),
+                     data)
     if data["codec"] not in ("h264", "hevc") and cam.kind != "usb":
         return Check(name, WARN, detail, "set the camera's main stream to H.264 or H.265 "
                      "in its web page: the recorder stores it without re-encoding", data)

@@ -498,8 +498,10 @@ def _apply(plan: _Plan, root: Path, boot: Path, run: Callable[..., Any]) -> list
 
 
 def _write_error(boot: Path, problems: list[str]) -> None:
+    from drivers.cameras.base import mask_credentials  # the FAT file is world-readable
+
     text = (f"ronda firstboot {time.strftime('%Y-%m-%d %H:%M:%S')}: ronda.toml was NOT "
             "applied; the node keeps its previous settings.\nFix these lines and reboot:\n\n"
-            + "".join(f"  {p}\n" for p in problems))
+            + "".join(f"  {mask_credentials(p)}\n" for p in problems))
     with contextlib.suppress(OSError):
         (boot / ERROR_NAME).write_text(text, encoding="utf-8")

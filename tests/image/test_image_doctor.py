@@ -109,6 +109,23 @@ def test_working_node_passes_every_check(tmp_path, capsys, camera, broker, recor
     assert checks["mqtt"]["data"]["round_trip_ms"] > 0
 
 
+def test_substream_is_probed_too(tmp_path, capsys, camera, broker, recordings, models_dir):
+    cfg = write_config(tmp_path, camera_url=camera.plain_url, broker_port=broker.port,
+                       recordings=recordings, model=models_dir / "pose_detection.tflite")
+    text = cfg.read_text().replace("timeout_s = 5", f'timeout_s = 5\nsubstream_url = '
+                                   f'"rtsp://127.0.0.1:{camera.port}/nothing-here"')
+    cfg.write_text(text)
+    code, report = run_doctor(capsys, cfg, "--skip", "clock,power,gpio,model,mqtt,storage")
+    cam = by_name(report)["camera:gang-utara"]
+    assert code == 1 and cam["status"] == "fail", cam
+    assert "substream" in cam["detail"] and "substream_url" in cam["hint"]
+    assert cam["data"]["codec"] == "h264"  # the main stream itself is fine
+    cfg.write_text(text.replace("/nothing-here", "/cam"))
+    code, report = run_doctor(capsys, cfg, "--skip", "clock,power,gpio,model,mqtt,storage")
+    cam = by_name(report)["camera:gang-utara"]
+    assert code == 0 and cam["data"]["substream"]["width"] == 640
+
+
 def test_camera_down_and_wrong_password_name_the_camera(tmp_path, capsys, camera, broker,
                                                         recordings, models_dir):
     cfg = write_config(tmp_path, camera_url=f"rtsp://127.0.0.1:{free_port()}/cam",

@@ -224,3 +224,31 @@ def test_wifi_country_goes_on_the_kernel_command_line(dirs):
     words = (boot / "cmdline.txt").read_text().split()
     assert words[-1] == "cfg80211.ieee80211_regdom=ID" and "rootwait" in words
     assert sum(w.startswith("cfg80211") for w in words) == 1
+
+
+def test_error_file_never_shows_a_password_in_a_url(dirs):
+    boot, root = dirs
+    bad = GOOD.replace('url = "rtsp://10.0.0.11/stream1"',
+                       'url = "ftp://admin:rahasia@10.0.0.11/stream1"')
+    (boot / "ronda.toml").write_text(bad)
+    with pytest.raises(ProvisionError):
+        firstboot(boot, root)
+    report = (boot / "ronda-error.txt").read_text()
+    assert "cameras[0]" in report and "rahasia" not in report
+
+
+def test_installed_config_round_trips_through_the_writer():
+    from firmware.provision import tomlwrite
+
+    data = {
+        "node": {"id": "rw05", "name": "Pos \"RW\" 05 — Kemirirejo"},
+        "cameras": [{"name": "a", "url": "rtsp://h/1", "fps": 15, "enabled": True},
+                    {"name": "b", "url": "rtsp://h/2", "timeout_s": 2.5}],
+        "recorder": {"quota": "200 GiB", "max_age_days": 30.0},
+        "gpio": {"panic": [{"pin": 17}, {"pin": 18, "pull_up": False}], "siren": {"pin": 27},
+                 "objects": []},
+        "detect": {"zones": [{"camera": "a", "points": [[0.1, 0.5], [0.6, 1.0]]}],
+                   "objects": ["person", "car"]},
+        "x": {"dotted.key": 1, "nested": {"deep": {"v": "w"}}},
+    }
+    assert config.tomllib.loads(tomlwrite.dumps(data)) == data
