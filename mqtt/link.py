@@ -382,7 +382,7 @@ class Link:
             info = client.publish(self.topics.status, b"offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(1.5)
-            client.disconnect()
+        client.disconnect()  # a DISCONNECT discards the will; harmless on a dead socket
         was = self._client is client
         with self._wake:
             self._connected = False
@@ -391,8 +391,6 @@ class Link:
             acked, self._acked = self._acked, []
         if acked:
             self.outbox.remove(acked)
-        if not orderly:
-            client.disconnect()
         client.loop_stop()
         if was or orderly:
             self.disconnects += 1
