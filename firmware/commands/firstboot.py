@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  ronda firstboot                                  # what systemd runs\n"
             "  ronda firstboot --boot /mnt/boot --root /mnt/root # prepare a mounted card\n"
+            "  ronda firstboot --check --boot /media/$USER/bootfs # validate on a laptop\n"
             "  ronda firstboot --force --led-command '/usr/local/bin/led {state}'"),
     )
     p.add_argument("--boot", type=Path, default=Path("/boot/firmware"),
@@ -33,13 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", type=Path, default=Path("/"),
                    help="the root filesystem to configure (default: /)")
     p.add_argument("--force", action="store_true", help="apply even if unchanged")
+    p.add_argument("--check", action="store_true",
+                   help="only validate BOOT/ronda.toml (with its [provision] and [secrets]); "
+                        "change nothing")
     p.add_argument("--led-command", default="",
                    help="run this with {state} = applying|ok|error, e.g. to blink the status LED")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from firmware.provision.firstboot import ProvisionError, firstboot
+    from firmware.provision.firstboot import ProvisionError, check, firstboot
 
     def status(state: str) -> None:
         if args.led_command:
@@ -47,10 +51,15 @@ def run(args: argparse.Namespace) -> int:
                            timeout=10)
 
     try:
+        if args.check:
+            node = check(args.boot / "ronda.toml", args.root)
+            print(f"{args.boot / 'ronda.toml'}: valid (node {node}); nothing applied")
+            return 0
         result = firstboot(args.boot, args.root, status=status, force=args.force)
     except ProvisionError as exc:
-        print(f"{args.boot / 'ronda.toml'}: NOT applied, {len(exc.problems)} problem(s) "
-              f"(also in {args.boot / 'ronda-error.txt'}):", file=sys.stderr)
+        where = "" if args.check else f" (also in {args.boot / 'ronda-error.txt'})"
+        print(f"{args.boot / 'ronda.toml'}: NOT applied, {len(exc.problems)} problem(s)"
+              f"{where}:", file=sys.stderr)
         from drivers.cameras.base import mask_credentials
 
         for problem in exc.problems:

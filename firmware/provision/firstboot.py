@@ -429,6 +429,13 @@ def _strip_boot_copy(path: Path, text: str) -> str:
     return stripped
 
 
+def check(path: Path, root: Path = Path("/")) -> str:
+    """Validate a boot-partition ronda.toml without applying anything; returns the node id.
+    Raises ProvisionError. Secrets left empty count as stored only if they are in `root`."""
+    return _plan(Path(path).read_text(encoding="utf-8", errors="replace"), str(path),
+                 Path(root)).node_id
+
+
 def firstboot(boot: Path, root: Path = Path("/"), *, status: StatusHook | None = None,
               run: Callable[..., Any] = subprocess.run, force: bool = False) -> Result:
     """Apply BOOT/ronda.toml to the system at ROOT. Raises ProvisionError (after writing

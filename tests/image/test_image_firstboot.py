@@ -252,3 +252,15 @@ def test_installed_config_round_trips_through_the_writer():
         "x": {"dotted.key": 1, "nested": {"deep": {"v": "w"}}},
     }
     assert config.tomllib.loads(tomlwrite.dumps(data)) == data
+
+
+def test_check_only_validates(dirs, capsys):
+    boot, root = dirs
+    (boot / "ronda.toml").write_text(GOOD)
+    before = sorted(p.name for p in root.rglob("*"))
+    assert main(["firstboot", "--check", "--boot", str(boot), "--root", str(root)]) == 0
+    assert "valid (node mgl-kemirirejo-rw05)" in capsys.readouterr().out
+    assert sorted(p.name for p in root.rglob("*")) == before
+    assert (boot / "ronda.toml").read_text() == GOOD  # secrets not stripped by a check
+    (boot / "ronda.toml").write_text(GOOD.replace("[node]", "[nod]"))
+    assert main(["firstboot", "--check", "--boot", str(boot)]) == config.EX_CONFIG
