@@ -84,6 +84,10 @@ def test_daemon_unit_contract():
     assert s["KillMode"] == "control-group" and s["TimeoutStopSec"] == "10"
     assert s["ExecStart"] == f"{SHIPPED_BIN} run --config /etc/ronda/ronda.toml"
     assert s["RestartPreventExitStatus"] == "78"
+    # an implied DeviceAllow= (ProtectClock, PrivateDevices) would lock out GPIO and cameras
+    text = (UNITS / "ronda.service").read_text()
+    assert "\nProtectClock=" not in text and "\nDeviceAllow=" not in text
+    assert s["PrivateDevices"] == "no"
 
 
 def test_firstboot_unit_contract():
