@@ -35,6 +35,7 @@ def test_plan_matches_the_image_layout(tmp_path):
     assert "ronda firstboot --boot" in plan and "--root / --force" in plan
     assert plan.index("firstboot") < plan.index("systemctl restart ronda.service")
     assert "usermod -a -G gpio,video ronda" in plan
+    assert "ronda.service.d/jetson.conf" in plan
 
 
 def test_bad_wheel_name_is_refused(tmp_path):
