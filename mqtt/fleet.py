@@ -206,9 +206,16 @@ class FleetSim:
 
     def _event(self, sim: _SimNode) -> None:
         sim.seq += 1
-        fields = {"id": uuid.uuid4().hex, "ts": time.time(), "type": "object",
-                  "camera": "cam1", "track_id": str(sim.seq), "phase": "start",
-                  "label": "person", "score": round(self.random.uniform(0.5, 1), 2)}
+        event_id = uuid.uuid4().hex
+        if self.random.random() < 0.05:  # now and then somebody presses the panic button
+            fields = {"id": event_id, "ts": time.time(), "type": "panic", "camera": None,
+                      "alarm_id": event_id, "kind": "panic", "phase": "raised",
+                      "source": "button:panic", "presses": 1}
+        else:
+            fields = {"id": event_id, "ts": time.time(), "type": "object",
+                      "camera": f"cam{self.random.randint(1, 4)}", "track_id": str(sim.seq),
+                      "phase": self.random.choice(["start", "end"]), "label": "person",
+                      "score": round(self.random.uniform(0.5, 1), 2)}
         doc = {**event_payload(fields, sim.node_id, sim.topics, False), "seq": sim.seq}
         info = sim.client.publish(sim.topics.events, encode(doc), qos=1)
         sim.pending.add(info.mid)

@@ -98,6 +98,10 @@ def test_failover_and_outage(recorder_factory: Any, tmp_path: Path) -> None:
             assert node.bridge.outbox.depth() == 0, "acknowledged events leave the outbox"
     seqs = [json.loads(p)["seq"] for t, p, *_ in events if t.endswith("/events")]
     assert sorted(set(seqs)) == list(range(1, 51))
+    live = [p for t, p, retained, _ in rec.messages if t.endswith("/status") and not retained]
+    assert live.count(b"online") >= 2, "online is republished on every connect"
+    assert len([t for t, *_ in rec.messages if t.endswith("/health")]) >= 2, \
+        "health is sent right after each connect"
 
 
 def test_homeassistant_discovery(broker: LocalBroker, recorder_factory: Any,
