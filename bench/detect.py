@@ -44,7 +44,7 @@ from drivers.cameras.base import StreamInput  # noqa: E402
 from inference.detector import Detector  # noqa: E402
 from inference.frames import FrameReader  # noqa: E402
 from inference.motion import MotionDetector  # noqa: E402
-from inference.pipeline import CameraPipeline  # noqa: E402
+from inference.pipeline import CameraPipeline, single_threaded_opencv  # noqa: E402
 from inference.settings import DetectSettings  # noqa: E402
 from inference.synthetic import encode, make_clip  # noqa: E402
 
@@ -299,6 +299,7 @@ def main() -> int:
     if args.child:
         child_rss(args.child, args.scene, args.threads)
         return 0
+    single_threaded_opencv()  # as the node does (firmware/wiring/detect.py)
     if not MODEL.is_file():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch-test-models"),
                         str(MODEL.parent)], check=True)

@@ -91,6 +91,16 @@ class PipelineStats:
                 "inference_ms_p50": p50(self.inference_ms), "frame_ms_p50": p50(self.frame_ms)}
 
 
+def single_threaded_opencv() -> None:
+    """Make OpenCV run each call on the calling thread (process-wide).
+
+    Its worker pool pays off on large images only; on 224 px crops and a 160 px motion
+    picture it added 5-10 % CPU per frame (measured in bench/detect.py), and a node's two
+    cores are better spent on ffmpeg and the model.
+    """
+    cv2.setNumThreads(1)
+
+
 def encode_jpeg(rgb: np.ndarray, box: Box | None = None, caption: str = "",
                 quality: int = 85) -> bytes:
     """JPEG of an RGB frame, with `box` (0..1) drawn and captioned when given."""

@@ -58,6 +58,9 @@ def _settings(args: argparse.Namespace):
 
 
 def detect(args: argparse.Namespace) -> int:
+    from inference.pipeline import single_threaded_opencv
+
+    single_threaded_opencv()
     settings = _settings(args)
     if Path(args.source).suffix.lower() in IMAGE_SUFFIXES:
         return _photo(args, settings)

@@ -27,7 +27,12 @@ from firmware.events import ObjectEvent, ProtectClip, TamperEvent
 from firmware.wiring import Context
 from inference.detector import Detector
 from inference.frames import FrameReader
-from inference.pipeline import CameraPipeline, TamperReport, TrackReport
+from inference.pipeline import (
+    CameraPipeline,
+    TamperReport,
+    TrackReport,
+    single_threaded_opencv,
+)
 from inference.settings import DetectSettings
 
 log = logging.getLogger(__name__)
@@ -67,6 +72,7 @@ class DetectService(Component):
             self.error_text = "no model configured ([detect] model)"
             self._report_all("offline", self.error_text)
             raise RuntimeError(self.error_text)
+        single_threaded_opencv()
         try:
             self.detector = Detector(s.model, labels=s.labels, model_type=s.model_type,
                                      num_threads=s.num_threads, delegate=s.delegate,
