@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class MqttSettings(BaseModel):
@@ -51,3 +51,31 @@ class MqttSettings(BaseModel):
     homeassistant: bool = Field(default=False,
                                 description="Publish Home Assistant discovery (read-only).")
     homeassistant_prefix: str = Field(default="homeassistant", pattern=r"^[^#+\s]+$")
+
+    @field_validator("brokers")
+    @classmethod
+    def _broker_urls(cls, urls: list[str]) -> list[str]:
+        from mqtt.link import Broker
+
+        for url in urls:
+            Broker.parse(url)  # ValueError names the bad URL
+        return urls
+
+    @field_validator("command_keys")
+    @classmethod
+    def _public_keys(cls, keys: list[str]) -> list[str]:
+        from mqtt.signing import load_public_key
+
+        for i, text in enumerate(keys):
+            try:
+                load_public_key(text)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"command_keys[{i}] is not an Ed25519 public key ({exc}); "
+                                 "`ronda keys generate` prints one") from None
+        return keys
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> MqttSettings:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self

@@ -36,7 +36,7 @@ def _send(rec: Any, action: str, payload: bytes | dict) -> None:
 
 
 def test_commands_replied_and_routed(broker: LocalBroker, recorder_factory: Any,
-                                     tmp_path: Path, keypair: Any) -> None:
+                                     tmp_path: Path, keypair: Any, caplog: Any) -> None:
     private, public = keypair
     rec = recorder_factory(broker.port, f"{ROOT}/#")
     cfg = node_config(tmp_path, [broker.url], command_keys=[public], command_timeout_s=1.0)
@@ -76,6 +76,8 @@ def test_commands_replied_and_routed(broker: LocalBroker, recorder_factory: Any,
         for reply in rec.json("/reply"):
             validate("reply", reply)
         assert node.bridge.commands_refused == 3
+        refusals = [r.getMessage() for r in caplog.records if "refused command" in r.getMessage()]
+        assert len(refusals) == 3 and any("unsigned command" in m for m in refusals)
 
 
 @pytest.fixture(scope="module")
