@@ -121,9 +121,10 @@ class DetectSettings(BaseModel):
     delegate: Literal["cpu", "edgetpu"] = "cpu"
     delegate_device: str | None = Field(default=None, description="EdgeTPU device, e.g. usb:0.")
     num_threads: int = Field(default=1, ge=1, le=16,
-                             description="Interpreter threads. 1 is best for several cameras: "
-                                         "XNNPACK threads spin while they wait (2 threads "
-                                         "cost ~4x the CPU for ~15% less latency here).")
+                             description="Interpreter threads. 1 suits a node whose cores are "
+                                         "shared with ffmpeg decoders: XNNPACK threads spin "
+                                         "while they wait (2 threads cost up to 6x the CPU "
+                                         "under load; idle, they halve the latency).")
     min_score: float = Field(default=0.6, gt=0, lt=1,
                              description="Best score a track needs to alert.")
     min_area: float = Field(default=0.005, ge=0, lt=1,
