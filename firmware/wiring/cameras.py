@@ -51,6 +51,7 @@ class CameraService(Component):
         self._probe_delay: dict[str, float] = {}
         self._probing: dict[str, threading.Thread] = {}
         self.probes = 0
+        self._said: dict[str, str] = {}  # last probe failure logged, per camera
 
     def run(self) -> None:
         for cam in self.registry:
@@ -104,11 +105,15 @@ class CameraService(Component):
         try:
             info = probe(cam.main, timeout)
         except ProbeError as exc:
-            log.warning("camera %s: %s", cam.name, exc.reason)
+            said = self._said.get(cam.name)
+            (log.debug if said == exc.reason else log.warning)("camera %s: %s", cam.name,
+                                                               exc.reason)
+            self._said[cam.name] = exc.reason
             self.registry.report_state(cam.name, "probe", "offline", exc.reason)
             self._probe_delay[cam.name] = min(delay * 2, self._backoff_cap.get(cam.name, 30.0))
             self._next_probe[cam.name] = time.monotonic() + delay
             return
+        self._said.pop(cam.name, None)
         self.registry.report_info(cam.name, codec=info.codec,
                                   resolution=f"{info.width}x{info.height}",
                                   probed_fps=info.fps)

@@ -13,11 +13,12 @@ import os
 import queue
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from drivers.cameras.base import Camera
+from drivers.cameras.base import Camera, StreamInput
 from drivers.cameras.jetson import SOFTWARE_ELEMENTS, JetsonCamera
 from drivers.cameras.picamera import PiCamera
 from drivers.cameras.probe import probe
@@ -136,3 +137,44 @@ def test_jetson_pipeline_construction():
     assert text.endswith(f"port={cam.detect_relay.ingest_port} sync=false")
     assert cam.detect.options["video_size"] == "640x360"
     assert cam.detect.options["pix_fmt"] == "yuv420p"
+
+
+def test_picamera2_double_follows_the_real_api(tmp_path, monkeypatch):
+    """The double itself: FileOutput gets real H.264 access units, lores arrays are YUV420."""
+    monkeypatch.syspath_prepend(str(FAKES))
+    try:
+        check_double(tmp_path)
+    finally:  # leave no double behind in sys.modules for other tests
+        for name in [m for m in sys.modules if m.split(".")[0] == "picamera2"]:
+            del sys.modules[name]
+
+
+def check_double(tmp_path: Path) -> None:
+    from picamera2 import Picamera2
+    from picamera2.encoders import H264Encoder
+    from picamera2.outputs import FileOutput, PyavOutput
+
+    picam2 = Picamera2(0)
+    with pytest.raises(RuntimeError, match="in use"):
+        Picamera2(0)
+    config = picam2.create_video_configuration(main={"size": (320, 240)},
+                                               lores={"size": (160, 120)},
+                                               controls={"FrameRate": 10})
+    picam2.configure(config)
+    out = tmp_path / "main.h264"
+    picam2.start_recording(H264Encoder(bitrate=1_000_000, repeat=True, iperiod=10),
+                           FileOutput(str(out)))
+    lores = picam2.capture_array("lores")
+    assert lores.shape == (180, 160) and str(lores.dtype) == "uint8"
+    deadline = time.monotonic() + 10
+    while (not out.exists() or out.stat().st_size < 2000) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    picam2.stop_recording()
+    picam2.close()
+    assert out.read_bytes().startswith(b"\x00\x00\x00\x01\x09")  # an access unit delimiter
+    info = probe(StreamInput(str(out)), timeout=5)
+    assert (info.codec, info.width, info.height) == ("h264", 320, 240)
+    with pytest.raises(RuntimeError):
+        PyavOutput("x.mp4").start()
+    Picamera2(0).close()  # closed: the sensor can be opened again
