@@ -226,8 +226,11 @@ class HealthGate:
 
 
 def wait_healthy(manager: ServiceManager, unit: str, version: str, gate: HealthGate,
-                 since: float, sleep: Callable[[float], None] = time.sleep) -> str:
-    """'' when healthy, else why not."""
+                 since: float, sleep: Callable[[float], None] = time.sleep,
+                 old_pid: int = 0) -> str:
+    """'' when healthy, else why not. `old_pid` is the main PID before the restart: a
+    restart queued with --no-block may still show the old process as active for a while,
+    which must not count as the new release being up."""
     deadline = time.monotonic() + gate.timeout_s
     up_since: float | None = None
     pid, restarts = 0, None
@@ -241,7 +244,9 @@ def wait_healthy(manager: ServiceManager, unit: str, version: str, gate: HealthG
             return f"{unit} failed ({st.status or 'exited'})"
         if st.restarts != restarts:
             return f"{unit} was restarted by the service manager (crash or watchdog)"
-        if st.running:
+        if st.running and old_pid and st.main_pid == old_pid:
+            last = f"{unit} still runs the old process (PID {old_pid})"
+        elif st.running:
             if up_since is None or st.main_pid != pid:
                 if up_since is not None:
                     return f"{unit} restarted (PID {pid} -> {st.main_pid})"
@@ -281,9 +286,10 @@ def switch(releases: Releases, version: str, manager: ServiceManager, unit: str,
     releases.set_link("current", version)
     steps.append(f"current -> {version}")
     since = time.time()
+    old_pid = manager.state(unit).main_pid
     manager.restart(unit)
     steps.append(f"restarted {unit}")
-    return wait_healthy(manager, unit, version, gate, since - 1)
+    return wait_healthy(manager, unit, version, gate, since - 1, old_pid=old_pid)
 
 
 def update(wheel: Path | None, *, prefix: Path, manager: ServiceManager, unit: str = "ronda",

@@ -187,3 +187,35 @@ def test_systemd_manager_drives_systemctl():
                          ["systemctl", "restart", "--no-block", "ronda"]]
     assert state.running and (state.main_pid, state.restarts) == (4242, 2)
     assert state.status == "3 cameras online"
+
+
+class LaggingSystemd:
+    """What `systemctl show` reports after `restart --no-block`: the old process still
+    active for a few polls, then deactivating, activating, and the new one active."""
+
+    def __init__(self, script: list[tuple[str, int, int]]) -> None:
+        self.script = script
+
+    def state(self, _unit: str):
+        from firmware.provision.services import ServiceState
+
+        active, pid, restarts = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        return ServiceState(active, pid, restarts)
+
+
+def test_gate_waits_out_the_old_process_after_a_no_block_restart():
+    gate = HealthGate(timeout_s=5, settle_s=0.05, poll_s=0.01)
+    script = [("active", 100, 0)] * 3 + [("deactivating", 100, 0), ("activating", 200, 0),
+                                         ("active", 200, 0)]
+    assert wait_healthy(LaggingSystemd(list(script)), "ronda", "1", gate, 0,
+                        old_pid=100) == ""
+    # without knowing the old PID, the old process stopping looks like the new one dying
+    assert "went deactivating after being ready" in wait_healthy(
+        LaggingSystemd(list(script)), "ronda", "1", HealthGate(5, 0.5, poll_s=0.01), 0)
+
+
+def test_gate_catches_automatic_restarts():
+    gate = HealthGate(timeout_s=5, settle_s=1, poll_s=0.01)
+    script = [("active", 200, 0)] * 5 + [("activating", 0, 1)]
+    assert "restarted by the service manager" in wait_healthy(
+        LaggingSystemd(script), "ronda", "1", gate, 0, old_pid=100)
