@@ -3,6 +3,7 @@ through real ffmpeg, the real model and a real event bus gives one person track.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -85,6 +86,10 @@ def test_walking_person_gives_one_track_start_and_end(scene: Path, models_dir: P
     ends = [e for e in objects if e.phase == "end"]
     assert len(starts) == 1 and len(ends) == 1, objects
     assert {e.track_id for e in objects} == {starts[0].track_id}
+    for event in objects:  # what the MQTT area will publish
+        payload = json.loads(json.dumps(event.payload()))
+        assert payload["type"] == "object" and len(payload["box"]) == 4
+        assert payload["snapshot"] is (event.phase in ("start", "end"))
     assert starts[0].label == "person" and ends[0].score >= settings.min_score
     assert starts[0].camera == "street"
     # the track spans the walk (stream time: 5 fps from the reader's start)
