@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+from collections.abc import Iterator
+
+import pytest
 
 from drivers.cameras.usb import choose_format, list_devices, parse_formats
 from firmware.cli import main
@@ -15,6 +19,16 @@ LOGITECH = """\
 [video4linux2,v4l2 @ 0x55d0c8a3b8c0] Compressed:        h264 :                H.264 : 640x480 1920x1080
 /dev/video0: Immediate exit requested
 """  # noqa: E501
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    """`main()` points the root logger at the (captured) stderr of the moment: undo it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_parse_formats_and_preference():
@@ -50,3 +64,18 @@ def test_help_teaches_with_examples():
     out = subprocess.run([sys.executable, "-m", "firmware", "cameras", "--help"],
                          capture_output=True, text=True, check=True).stdout
     assert "examples:" in out and "ronda cameras list" in out
+
+
+def test_snapshot_command_writes_a_jpeg(tmp_path, rtsp_camera, capsys):
+    import tomli_w
+
+    cfg = tmp_path / "ronda.toml"
+    cfg.write_text(tomli_w.dumps({
+        "node": {"id": "test-node", "data_dir": str(tmp_path)},
+        "cameras": [{"name": "gate", "url": rtsp_camera.plain_url, "timeout_s": 3,
+                     "detect_fps": 5, "input_format": "mjpeg"}]}))
+    out = tmp_path / "gate.jpg"
+    assert main(["cameras", "snapshot", "-c", str(cfg), "gate", "-o", str(out)]) == 0
+    assert out.read_bytes()[:2] == b"\xff\xd8"
+    assert main(["cameras", "snapshot", "-c", str(cfg), "nope", "-o", str(out)]) == 2
+    assert "no camera 'nope'" in capsys.readouterr().err

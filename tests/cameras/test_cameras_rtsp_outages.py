@@ -108,9 +108,9 @@ def test_consumer_reconnects_after_each_outage(tmp_path, scene_file):
     latencies, offline_reasons = [], []
     try:
         next_event(events, "online", 20)
-        for outage in OUTAGES:
+        for i, outage in enumerate(OUTAGES):
             time.sleep(1.5)  # some footage before the outage
-            server.stop()
+            server.stop(hard=i % 2 == 1)  # every other one a power cut (SIGKILL)
             _, reason = next_event(events, "offline", 3 + 5)
             offline_reasons.append(reason)
             time.sleep(outage)
