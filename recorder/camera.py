@@ -98,9 +98,15 @@ class CameraRecorder:
     # -- ManagedProcess hooks (its thread) ------------------------------------------------
     def _make_args(self) -> list[str]:
         # The previous ffmpeg (if any) is dead: settle what it left before starting anew.
+        previous = self._reader
+        if previous is not None:  # let it commit what the dead ffmpeg closed
+            previous.join(5.0)
         incoming = self.store.incoming(self.name)
         try:
-            incoming.mkdir(parents=True, exist_ok=True)
+            # Never parents=True: a vanished disk must not be re-created on the SD card.
+            self.store.check()
+            incoming.parent.mkdir(exist_ok=True)
+            incoming.mkdir(exist_ok=True)
             self._report_sweep(self.store.sweep_incoming(self.name))
         except Exception as exc:
             self._on_error(self.name, exc)
@@ -163,6 +169,9 @@ class CameraRecorder:
         if self._offset is None or abs(offset - self._offset) > 1.0:
             self._offset = offset
         start, end = self._offset + start_s, self._offset + end_s
+        if not path.exists():  # already swept up after a restart: nothing to do
+            log.warning("%s: closed segment %s is gone", self.name, path.name)
+            return
         try:
             segment = self.store.commit(self.name, path, start, end)
         except Exception as exc:

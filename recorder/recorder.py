@@ -95,8 +95,8 @@ class Recorder:
         try:
             self._recovery = self.store.open()
             self.store.make_space(self._headroom())
-        except StorageFault as fault:
-            self._degrade(fault.reason, fault.detail)
+        except (StorageFault, OSError, sqlite3.Error) as exc:
+            self._degrade(classify(exc), getattr(exc, "detail", str(exc)))
             return
         self._set_state("ok", "")
         self._start_cameras()
@@ -214,13 +214,14 @@ class Recorder:
         try:
             self._recovery = self.store.open()
             self.store.make_space(self._headroom())
-        except StorageFault as fault:
+        except (StorageFault, OSError, sqlite3.Error) as exc:
             self.store.close()
             self._retry_in = min(self._retry_in * 2, self.retry_cap_s)
             self._retry_at = time.monotonic() + self._retry_in
-            if fault.reason != self.reason:
-                self._set_state("degraded", fault.reason, {"detail": fault.detail,
-                                                           "path": str(self.store.root)})
+            reason = classify(exc)
+            if reason != self.reason:
+                self._set_state("degraded", reason, {"detail": getattr(exc, "detail", str(exc)),
+                                                     "path": str(self.store.root)})
             return
         log.info("recordings store usable again after %s", self.reason)
         with self._lock:
