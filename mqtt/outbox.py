@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import math
 import sqlite3
 import threading
@@ -30,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -69,12 +72,33 @@ class Outbox:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self.recovered_from: Path | None = None
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:  # not a database / malformed: keep it, start anew
+            self.recovered_from = self.path.with_name(
+                f"{self.path.name}.corrupt-{int(time.time())}")
+            log.error("outbox %s unreadable (%s); moved to %s, starting empty",
+                      self.path, exc, self.recovered_from)
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{self.path}{suffix}")
+                if src.exists():
+                    src.rename(f"{self.recovered_from}{suffix}")
+            self._db = self._open()
         row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
         self._count, self._bytes = int(row[0]), int(row[1])
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+            db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     # -- writing -------------------------------------------------------------------------
     def put(self, event_id: str, priority: int, payload: dict[str, Any],

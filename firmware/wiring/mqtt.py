@@ -100,8 +100,10 @@ class MqttBridge(Component):
 
     def health_document(self) -> dict[str, Any]:
         """The `health` payload: the daemon's report plus this link's figures."""
-        return health_payload(self.node_health(), mqtt=self.link.stats(),
-                              outbox=self.outbox.stats(), node=self.node)
+        outbox = {**self.outbox.stats(), "backlog": self.writer.backlog(),
+                  "write_errors": self.event_errors}
+        return health_payload(self.node_health(), mqtt=self.link.stats(), outbox=outbox,
+                              node=self.node)
 
     # -- bus -> broker --------------------------------------------------------------------
     def on_event(self, event: Event) -> None:

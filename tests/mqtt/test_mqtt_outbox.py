@@ -142,3 +142,12 @@ def test_writer_reports_errors_and_flushes(tmp_path: Path) -> None:
     writer.submit("b", 1, {}, None)
     writer.flush()
     assert errors == [("ProgrammingError", 1)]
+
+
+def test_corrupt_file_moved_aside_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    path.write_bytes(b"this is not a database, a power cut mangled it" * 100)
+    box = Outbox(path)
+    assert box.depth() == 0 and box.put("e", 2, {}) == 1
+    assert box.recovered_from is not None and box.recovered_from.exists()
+    assert box.recovered_from.read_bytes().startswith(b"this is not a database")
