@@ -85,6 +85,7 @@ def test_light_changes_and_noise_are_not_motion(kind: str, kwargs: dict,
     assert result["motion_frame_rate"] <= 0.02
 
 
+@pytest.mark.slow
 def test_lighting_ramp_alone_never_runs_the_detector(models_dir: Path) -> None:
     detector = Detector(models_dir / "pose_detection.tflite")
     pipe = CameraPipeline("cam", DetectSettings(tamper={"enabled": False}), detector, 640, 360)

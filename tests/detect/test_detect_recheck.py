@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from skimage import data
 
 from inference.detector import Detector
@@ -33,6 +34,7 @@ def frames() -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 def test_standing_person_is_one_track_rechecked_at_a_low_rate(models_dir: Path) -> None:
     detector = Detector(models_dir / "pose_detection.tflite")
     reports = []

@@ -76,6 +76,7 @@ def run_service(scene: Path, settings: DetectSettings, **kwargs) -> tuple[list, 
     return got, service
 
 
+@pytest.mark.slow
 def test_walking_person_gives_one_track_start_and_end(scene: Path, models_dir: Path) -> None:
     settings = DetectSettings(enabled=True, model=models_dir / "pose_detection.tflite",
                               fps=5, tamper={"enabled": False})
@@ -153,6 +154,7 @@ def replay(frames: list, settings: DetectSettings, detector: Detector,
     return reports, pipe
 
 
+@pytest.mark.slow
 def test_zone_where_the_person_walks_is_entered(frames, detector) -> None:
     settings = DetectSettings(zones=[
         {"camera": "street", "name": "road", "points": [[0, 0.6], [1, 0.6], [1, 1], [0, 1]]},
@@ -164,6 +166,7 @@ def test_zone_where_the_person_walks_is_entered(frames, detector) -> None:
     assert reports[-1].zones == ["road"]
 
 
+@pytest.mark.slow
 def test_no_alert_outside_zones_when_disarmed_or_masked(frames, detector) -> None:
     sky = DetectSettings(zones=[{"camera": "street", "name": "sky",
                                  "points": [[0, 0], [1, 0], [1, 0.2], [0, 0.2]]}],
@@ -180,6 +183,7 @@ def test_no_alert_outside_zones_when_disarmed_or_masked(frames, detector) -> Non
     assert reports == [] and pipe.stats.detector_runs == 0
 
 
+@pytest.mark.slow
 def test_high_min_score_and_min_area_suppress_alerts(frames, detector) -> None:
     reports, _ = replay(frames, DetectSettings(min_score=0.99, tamper={"enabled": False}),
                         detector)

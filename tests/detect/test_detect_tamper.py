@@ -33,6 +33,7 @@ def segment(img: np.ndarray, seconds: float, rng: np.random.Generator) -> list[n
             for _ in range(int(seconds * FPS))]
 
 
+@pytest.mark.slow
 def test_black_blur_and_shift_each_raise_one_tamper_event(models_dir: Path,
                                                           tmp_path: Path) -> None:
     rng = np.random.default_rng(3)

@@ -141,6 +141,7 @@ def test_zone_of_an_unknown_camera_is_logged(tmp_path: Path, models_dir: Path,
     assert "'gnag', which is not configured" in caplog.text
 
 
+@pytest.mark.slow
 def test_restarted_service_reports_frames_afresh(tmp_path: Path, models_dir: Path) -> None:
     source = StreamInput("testsrc2=size=640x360:rate=10", {"f": "lavfi", "re": True})
     registry = Registry({"gang": source})
