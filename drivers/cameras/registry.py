@@ -148,6 +148,13 @@ class CameraRegistry:
             entry = status.roles.setdefault(role, _Role())
             entry.frames.append((time.monotonic(), int(count)))
 
+    def expect_fps(self, name: str, fps: float | None, *, if_unset: bool = False) -> None:
+        """The frame rate below which (x `low_fps_ratio`) the camera counts as degraded."""
+        with self._lock:
+            status = self._status(name)
+            if not (if_unset and status.expected_fps):
+                status.expected_fps = fps
+
     def report_info(self, name: str, **info: Any) -> None:
         """Driver facts for health (codec, resolution, fps as probed)."""
         with self._lock:

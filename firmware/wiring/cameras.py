@@ -114,6 +114,7 @@ class CameraService(Component):
             self._next_probe[cam.name] = time.monotonic() + delay
             return
         self._said.pop(cam.name, None)
+        self.registry.expect_fps(cam.name, info.fps, if_unset=True)  # what the camera sends
         self.registry.report_info(cam.name, codec=info.codec,
                                   resolution=f"{info.width}x{info.height}",
                                   probed_fps=info.fps)
@@ -186,7 +187,11 @@ def build(ctx: Context) -> list[Component]:
         log.info("camera %s: %s%s", camera, state, f" ({reason})" if reason else "")
         ctx.bus.publish(CameraStateEvent(camera=camera, state=state, reason=reason))
 
-    registry = CameraRegistry(cameras, on_change, expected_fps={c.name: c.fps for c in enabled})
+    # An IP camera sends at the rate set in its own web page: unless `fps` is set in our config,
+    # the probed rate is the one to hold it to (see CameraService._probe_one).
+    expected = {c.name: float(c.fps) for c in enabled
+                if c.kind != "rtsp" or "fps" in c.model_fields_set}
+    registry = CameraRegistry(cameras, on_change, expected_fps=expected)
     snapshots = SnapshotService(registry, ctx.bus, ctx.shared)
     ctx.shared["cameras"] = registry
     ctx.shared["snapshot"] = snapshots

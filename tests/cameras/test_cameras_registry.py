@@ -98,3 +98,17 @@ def test_helpers():
     assert mask_credentials("rtsp://10.0.0.9/x") == "rtsp://10.0.0.9/x"
     assert StreamInput("/dev/video0", {"f": "v4l2"}).ffmpeg_args() == ["-f", "v4l2", "-i",
                                                                         "/dev/video0"]
+
+
+def test_expected_fps_from_probe_unless_configured():
+    reg, _ = make(fps_settle_s=0)
+    reg.expect_fps("gate", 25.0, if_unset=True)  # probed: 25 fps
+    reg.expect_fps("gate", 8.0, if_unset=True)  # a later probe does not override it
+    reg.report_state("gate", "main", "online", "")
+    for _ in range(4):
+        reg.report_frames("gate", "main", 1)  # ~10 fps, less than half of 25
+        time.sleep(0.1)
+    reg.refresh()
+    state, reason = reg.state("gate")
+    assert state == "degraded"
+    assert reason.startswith("low frame rate: ") and reason.endswith(" fps of 25")
