@@ -84,7 +84,8 @@ def test_failover_and_outage(recorder_factory: Any, tmp_path: Path) -> None:
             broker.stop()
             for i in range(50):
                 node.bus.publish(ObjectEvent(track_id=str(i), phase="start", label="person",
-                                             score=0.5))
+                                             score=0.5, camera="gate",
+                                             snapshot=b"\xff\xd8outage" if i == 7 else None))
             deadline = time.monotonic() + 10
             while node.bridge.outbox.depth() < 50 and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -98,6 +99,13 @@ def test_failover_and_outage(recorder_factory: Any, tmp_path: Path) -> None:
             assert node.bridge.outbox.depth() == 0, "acknowledged events leave the outbox"
     seqs = [json.loads(p)["seq"] for t, p, *_ in events if t.endswith("/events")]
     assert sorted(set(seqs)) == list(range(1, 51))
+    eighth = next(json.loads(p) for t, p, *_ in events
+                  if t.endswith("/events") and json.loads(p)["seq"] == 8)
+    topics = [t for t, *_ in events]
+    assert eighth["snapshot"] in topics, "the event's JPEG is kept in the outbox too"
+    at = next(i for i, (t, p, *_) in enumerate(events)
+              if t.endswith("/events") and json.loads(p)["seq"] == 8)
+    assert topics.index(eighth["snapshot"]) == at - 1, "JPEG right before its event"
 
 
 
