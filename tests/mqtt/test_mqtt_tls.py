@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from cryptography.x509.oid import NameOID
 from mqtt_helpers import BridgeNode, Recorder, node_config
 
 from firmware.devtools.broker import LocalBroker, free_port
+from mqtt.signing import private_key_pem
+
+REPO = Path(__file__).resolve().parents[2]
 
 ROOT = "ronda/v1/rw05"
 
@@ -59,8 +63,10 @@ def make_pki(directory: Path) -> dict[str, Path]:
     return out
 
 
-def test_tls_with_client_certificates(tmp_path: Path) -> None:
+def test_tls_with_client_certificates(tmp_path: Path, keypair: Any) -> None:
     pki = make_pki(tmp_path)
+    operator_key = tmp_path / "operator.pem"
+    operator_key.write_bytes(private_key_pem(keypair[0]))
     port = free_port()
     conf = "\n".join([
         f"listener {port} 127.0.0.1", f"cafile {pki['ca_cert']}",
@@ -75,10 +81,18 @@ def test_tls_with_client_certificates(tmp_path: Path) -> None:
         try:
             url = f"mqtts://127.0.0.1:{port}"
             good = node_config(tmp_path, [url], ca_file=str(pki["ca_cert"]),
-                               cert_file=str(pki["rw05_cert"]), key_file=str(pki["rw05_key"]))
+                               cert_file=str(pki["rw05_cert"]), key_file=str(pki["rw05_key"]),
+                               command_keys=[keypair[1]])
             with BridgeNode(good) as node:
                 watcher.wait_for(lambda m: any(p == b"online" for _, p, *_ in m), 15)
                 assert node.bridge.link.stats()["broker"] == url
+                ping = subprocess.run(
+                    [sys.executable, "-m", "firmware", "cmd", "rw05", "ping", "--key",
+                     str(operator_key), "--broker", url, "--ca-file", str(pki["ca_cert"]),
+                     "--cert-file", str(pki["watcher_cert"]), "--key-file",
+                     str(pki["watcher_key"])], cwd=REPO, capture_output=True, text=True,
+                    timeout=30)
+                assert ping.returncode == 0 and "ok: pong" in ping.stdout, ping
             watcher.wait_for(lambda m: m[-1][1] == b"offline", 10)
 
             no_cert = node_config(tmp_path, [url], node="rw05", ca_file=str(pki["ca_cert"]),
