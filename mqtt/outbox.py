@@ -167,14 +167,24 @@ class Outbox:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+                count = size = 0
+                for start in range(0, len(seqs), 500):  # old SQLite: at most 999 variables
+                    chunk = seqs[start:start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    n, b = self._db.execute(
+                        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox "
+                        f"WHERE seq IN ({marks})", chunk).fetchone()
+                    self._db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)
+                    count, size = count + n, size + b
                 self._db.execute("COMMIT")
+                self._count -= count
+                self._bytes -= size
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._reload_totals()
                 raise
             finally:
                 self._db.execute("PRAGMA synchronous=FULL")
-                self._reload_totals()
 
     # -- reading ------------------------------------------------------------------------
     def pending(self, after: int = 0, limit: int = 100) -> list[Item]:
@@ -202,8 +212,8 @@ class Outbox:
 
     def oldest_created(self) -> float | None:
         with self._lock:
-            row = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()
-        return row[0]
+            row = self._db.execute("SELECT created FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        return row[0] if row else None
 
     def stats(self) -> dict[str, Any]:
         """Figures for the health report."""

@@ -151,3 +151,12 @@ def test_corrupt_file_moved_aside_not_fatal(tmp_path: Path) -> None:
     assert box.depth() == 0 and box.put("e", 2, {}) == 1
     assert box.recovered_from is not None and box.recovered_from.exists()
     assert box.recovered_from.read_bytes().startswith(b"this is not a database")
+
+
+def test_remove_many_keeps_totals(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    box.put_many([(f"e{i}", 1, {"i": i}, b"j" * (i % 7)) for i in range(1500)])
+    box.remove([*range(1, 1201), 99999])
+    assert box.depth() == 300
+    again = Outbox(tmp_path / "o.sqlite3")
+    assert (again.depth(), again.size_bytes()) == (box.depth(), box.size_bytes())
