@@ -92,12 +92,14 @@ class Link:
                  health: Callable[[], dict[str, Any]],
                  on_command: Callable[[str, bytes], None],
                  password: str | None = None,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None,
+                 listen: dict[str, Callable[[bytes], None]] | None = None) -> None:
         self.settings = settings
         self.topics = topics
         self.outbox = outbox
         self.health = health
         self.on_command = on_command
+        self.listen = dict(listen or {})  # other exact topics to subscribe to, and handlers
         self.password = password
         self.client_id = client_id or f"ronda-{topics.node}"
         self.brokers = [Broker.parse(u) for u in settings.brokers]
@@ -135,6 +137,12 @@ class Link:
         with self._wake:
             self._retained[topic] = payload
             self._dirty.add(topic)
+            self._wake.notify_all()
+
+    def republish(self, prefix: str) -> None:
+        """Send again the retained state whose topic starts with `prefix`."""
+        with self._wake:
+            self._dirty |= {t for t in self._retained if t.startswith(prefix)}
             self._wake.notify_all()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
@@ -243,11 +251,13 @@ class Link:
                 self._ack(seq, code)
 
         def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-            action = msg.topic.rsplit("/", 1)[-1]
             try:
-                self.on_command(action, bytes(msg.payload))
+                if msg.topic in self.listen:
+                    self.listen[msg.topic](bytes(msg.payload))
+                else:
+                    self.on_command(msg.topic.rsplit("/", 1)[-1], bytes(msg.payload))
             except Exception:
-                log.exception("mqtt: command handler failed")
+                log.exception("mqtt: handler of %s failed", msg.topic)
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
@@ -306,7 +316,7 @@ class Link:
         log.info("mqtt: connected to %s (MQTT %s)", broker.url, protocol)
         # Subscribe before saying `online`: the broker handles a client's packets in
         # order, so whoever reacts to `online` with a command finds us listening.
-        client.subscribe(self.topics.commands, qos=1)
+        client.subscribe([(self.topics.commands, 1)] + [(t, 1) for t in self.listen])
         client.publish(self.topics.status, b"online", qos=1, retain=True)
 
     def _ack(self, seq: int, code: int) -> None:

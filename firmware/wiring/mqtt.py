@@ -65,8 +65,12 @@ class MqttBridge(Component):
         self.writer = OutboxWriter(self.outbox, on_stored=self._stored,
                                    on_error=self._store_failed)
         atexit.register(self.writer.flush)  # events handed over during shutdown
+        ha_prefix = settings.homeassistant_prefix
+        listen = {f"{ha_prefix}/status": self.on_homeassistant_status} \
+            if settings.homeassistant else {}
         self.link = Link(settings, self.topics, self.outbox, health=self.health_document,
-                         on_command=self.on_command, password=read_secret(settings.password_file))
+                         on_command=self.on_command, password=read_secret(settings.password_file),
+                         listen=listen)
         if settings.homeassistant:
             for topic, conf in discovery_messages(
                     self.topics, ha_prefix=settings.homeassistant_prefix,
@@ -126,6 +130,11 @@ class MqttBridge(Component):
     def on_output(self, change: OutputChanged) -> None:
         doc = output_payload(change.name, change.state, change.cause, change.ts, change.until)
         self.link.set_retained(self.topics.output(safe_level(change.name)), encode(doc))
+
+    def on_homeassistant_status(self, payload: bytes) -> None:
+        """Home Assistant (re)started: send the discovery configs again."""
+        if payload == b"online":
+            self.link.republish(self.config.mqtt.homeassistant_prefix + "/")
 
     # -- broker -> bus ------------------------------------------------------------------
     def on_command(self, action: str, payload: bytes) -> None:

@@ -133,7 +133,9 @@ def test_homeassistant_discovery(broker: LocalBroker, recorder_factory: Any,
     rec = recorder_factory(broker.port, "homeassistant/#")
     with BridgeNode(node_config(tmp_path, [broker.url], homeassistant=True)):
         got = rec.wait_for(lambda m: m if len(m) >= 5 else None)
-    configs = {t: json.loads(p) for t, p, *_ in got}
+        rec.client.publish("homeassistant/status", b"online", qos=1)  # HA restarted
+        rec.wait_for(lambda m: len(m) >= 11, 10)  # 5 configs + HA's status + 5 again
+    configs = {t: json.loads(p) for t, p, *_ in got if t.endswith("/config")}
     assert set(configs) == {f"homeassistant/{c}/rw05/{o}/config" for c, o in [
         ("binary_sensor", "status"), ("binary_sensor", "panic"), ("binary_sensor", "person"),
         ("sensor", "storage"), ("sensor", "temperature")]}
