@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import subprocess
 import time
@@ -52,11 +53,14 @@ def incoming_files(root: Path) -> list[Path]:
 
 
 def all_video_bytes(root: Path) -> int:
-    """Bytes of every segment file, open ones included (what the disk holds)."""
+    """Bytes of every segment file, open ones included (what the disk holds). Walks
+    with os.walk, which shrugs off directories the recorder removes meanwhile."""
     total = 0
-    for path in root.rglob(f"*{SUFFIX}"):
-        with contextlib.suppress(FileNotFoundError):
-            total += path.stat().st_size
+    for directory, _, names in os.walk(root):
+        for name in names:
+            if name.endswith(SUFFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    total += os.stat(os.path.join(directory, name)).st_size
     return total
 
 

@@ -3,6 +3,7 @@ exceeds quota + one segment per camera, and protected footage survives."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -25,9 +26,11 @@ def test_usage_stays_within_quota_and_protected_clip_survives(
         tmp_path: Path, live: StreamInput) -> None:
     store = tmp_path / "store"
     closed: list[tuple[str, int]] = []
+    spans: list[tuple[str, float, float]] = []
     rec = Recorder(store, {"a": live, "b": live}, segment_s=1,
                    limits=Limits(quota=QUOTA, event_share=0.3),
-                   on_segment=lambda cam, seg: closed.append((cam, seg.bytes)))
+                   on_segment=lambda cam, seg: (closed.append((cam, seg.bytes)),
+                                                spans.append((cam, seg.start, seg.end))))
     stop = threading.Event()
     runner = threading.Thread(target=rec.run, args=(stop,), daemon=True)
     runner.start()
@@ -52,6 +55,10 @@ def test_usage_stays_within_quota_and_protected_clip_survives(
     bound = QUOTA + sum(largest.values())
     assert max(samples) <= bound, f"usage {max(samples)} > quota + one segment per camera"
     found = assert_index_matches_disk(store)
+    b = [span for span in spans if span[0] == "b"]
+    assert len(b) >= 10
+    for prev, nxt in itertools.pairwise(b):  # wall-clock times chain, no holes, no overlaps
+        assert abs(nxt[1] - prev[2]) < 0.3, (prev, nxt)
     assert {r[2] for r in first} <= {r[2] for r in found}, "protected segments were deleted"
     index = Index(store / Index.FILENAME, readonly=True)
     try:
