@@ -242,9 +242,10 @@ class Recorder:
     # -- callbacks from camera threads --------------------------------------------------
     def _segment_closed(self, camera: str, segment: Segment) -> None:
         now = time.monotonic()
-        self._written.append((now, segment.bytes))
-        while self._written and self._written[0][0] < now - 60:
-            self._written.popleft()
+        with self._lock:
+            self._written.append((now, segment.bytes))
+            while self._written and self._written[0][0] < now - 60:
+                self._written.popleft()
         try:
             self.store.make_space(self._headroom())
         except Exception as exc:
@@ -271,10 +272,12 @@ class Recorder:
     # -- figures ------------------------------------------------------------------------
     def write_rate(self) -> float:
         """Bytes per second committed over the last minute."""
-        if len(self._written) < 2:
+        with self._lock:
+            written = list(self._written)
+        if len(written) < 2:
             return 0.0
-        span = max(self._written[-1][0] - self._written[0][0], self.segment_s)
-        return sum(b for _, b in self._written) / span
+        span = max(written[-1][0] - written[0][0], self.segment_s)
+        return sum(b for _, b in written) / span
 
     def health(self) -> dict[str, Any]:
         if self.store.is_open:
