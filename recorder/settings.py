@@ -25,8 +25,11 @@ class RecorderSettings(BaseModel):
     max_age_days: float | None = Field(default=None, gt=0)
     event_share: float = Field(default=0.3, ge=0, le=1,
                                description="Share of the quota that protected clips may use.")
-    pre_s: float = Field(default=10.0, ge=0, le=600)
-    post_s: float = Field(default=20.0, ge=0, le=600)
+    pre_s: float = Field(default=10.0, ge=0, le=600,
+                         description="Unused: clip senders ([alarm], [detect]) add their own "
+                                     "pre-roll; kept so existing files stay valid.")
+    post_s: float = Field(default=20.0, ge=0, le=600,
+                          description="Unused: clip senders add their own post-roll.")
     min_free: ByteSize = Field(default=ByteSize(512 * 1024**2),
                                description="Free space the filesystem must keep.")
     require_mount: bool = Field(
