@@ -21,7 +21,6 @@ from firmware.provision.update import (
     HealthGate,
     Releases,
     UpdateError,
-    install_release,
     update,
     wait_healthy,
 )
@@ -69,42 +68,51 @@ def test_update_switches_and_rolls_back_a_broken_release(node, make_wheel, wheel
     prefix, cfg, manager = node
     releases = Releases(prefix)
     opts = {"wheelhouse": wheelhouse, "offline": True, "extras": "detect"}
-    # the node as the image leaves it: one release, `current` pointing at it, running
-    install_release(make_wheel("0.1.0"), releases, **opts)
-    releases.set_link("current", "0.1.0")
-    manager.restart("ronda")
-    assert wait_healthy(manager, "ronda", "0.1.0", GATE, time.time() - 1) == ""
-    assert running_release(manager, prefix) == "0.1.0"
-
+    # first release onto an empty prefix: nothing to roll back to, must come up
     result = update(make_wheel("0.2.0"), prefix=prefix, manager=manager, config=cfg,
                     gate=GATE, **opts)
-    assert (result.version, result.previous) == ("0.2.0", "0.1.0")
-    assert (releases.current, releases.previous) == ("0.2.0", "0.1.0")
-    assert running_release(manager, prefix) == "0.2.0"
+    assert (result.version, result.previous) == ("0.2.0", None)
+    assert releases.current == "0.2.0" and running_release(manager, prefix) == "0.2.0"
     assert os.access(prefix / "0.2.0" / "bin" / "ronda", os.X_OK)
+    pid = manager.state("ronda").main_pid
 
+    # a release whose daemon dies at start: switched, found unhealthy, switched back
     with pytest.raises(UpdateError) as info:
         update(make_wheel("0.3.0", crash_on_run), prefix=prefix, manager=manager,
                config=cfg, gate=GATE, **opts)
     assert info.value.switched and info.value.rolled_back
     assert "rolled back to 0.2.0" in str(info.value)
     assert releases.current == "0.2.0" and running_release(manager, prefix) == "0.2.0"
+    assert manager.state("ronda").main_pid != pid  # restarted on the old release
     assert "failed" in json.loads((prefix / "0.3.0" / FAILED).read_text())["reason"]
 
     # a release that rejects the node's config is never switched to
     bad = cfg.with_name("future.toml")
     bad.write_text(cfg.read_text() + "[unknown_section]\nx = 1\n")
+    pid = manager.state("ronda").main_pid
     with pytest.raises(UpdateError) as info:
-        update(None, version="0.1.0", prefix=prefix, manager=manager, config=bad, gate=GATE)
+        update(None, version="0.3.0", prefix=prefix, manager=manager, config=bad, gate=GATE)
     assert info.value.config_rejected and not info.value.switched
-    assert releases.current == "0.2.0"
+    assert releases.current == "0.2.0" and manager.state("ronda").main_pid == pid
 
-    # manual rollback: activate the previous release, same health gate
-    result = update(None, version=releases.previous, prefix=prefix, manager=manager,
-                    config=cfg, gate=GATE, keep=2)
-    assert releases.current == "0.1.0" and releases.previous == "0.2.0"
-    assert running_release(manager, prefix) == "0.1.0"
-    assert not (prefix / "0.3.0").exists()  # pruned: only current and previous kept
+    # activating an installed release goes through the same gate
+    with pytest.raises(UpdateError, match=r"rolled back to 0\.2\.0"):
+        update(None, version="0.3.0", prefix=prefix, manager=manager, config=cfg, gate=GATE)
+    assert running_release(manager, prefix) == "0.2.0"
+
+
+def test_prune_keeps_current_previous_and_the_newest(tmp_path):
+    releases = Releases(tmp_path / "opt")
+    for i, version in enumerate(("0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0")):
+        (releases.path(version)).mkdir(parents=True)
+        marker = releases.path(version) / ".release.json"
+        marker.write_text("{}")
+        os.utime(marker, (1000 + i, 1000 + i))
+    releases.set_link("current", "0.2.0")
+    releases.set_link("previous", "0.1.0")
+    assert releases.prune(keep=3) == ["0.3.0", "0.4.0"]
+    assert releases.installed() == ["0.1.0", "0.2.0", "0.5.0"]
+    assert releases.current == "0.2.0"
 
 
 def test_list_shows_current_previous_and_failed(tmp_path, capsys):
