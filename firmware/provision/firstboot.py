@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import subprocess
 import tempfile
 import time
@@ -36,7 +35,22 @@ from pydantic import ValidationError
 
 from firmware import config
 from firmware.provision import tomlwrite
-from firmware.provision.settings import ProvisionSettings, check_secret_keys
+from firmware.provision.bootfile import strip_boot_copy, strip_secrets
+from firmware.provision.settings import ProvisionError, ProvisionSettings, check_secret_keys
+from firmware.provision.system import (
+    apply_hostname,
+    apply_storage,
+    apply_timezone,
+    apply_wifi,
+    booted_here,
+    owner_of,
+    set_wifi_country,
+    under,
+    write_private,
+)
+
+__all__ = ["ProvisionError", "Result", "booted_here", "check", "firstboot", "secret_file",
+           "strip_secrets"]
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +59,8 @@ ERROR_NAME = "ronda-error.txt"
 SECRETS_DIR = Path("/etc/ronda/secrets")
 INSTALLED = Path("/etc/ronda/ronda.toml")
 STATE_FILE = Path("/var/lib/ronda/firstboot.json")
-FSTAB_MARK = "# ronda-recordings"
-NM_CONNECTION = Path("/etc/NetworkManager/system-connections/ronda-wifi.nmconnection")
 
 StatusHook = Callable[[str], None]
-
-
-class ProvisionError(Exception):
-    """The boot file was not applied; `problems` lists why, one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
 
 
 @dataclass
@@ -74,11 +78,6 @@ class _Plan:
     provision: ProvisionSettings
     secrets: dict[str, str]  # key -> new value ("" = keep the stored one)
     node_id: str
-
-
-def under(root: Path, path: Path | str) -> Path:
-    """`path` (absolute, as the node sees it) inside the tree at `root`."""
-    return root / str(path).lstrip("/")
 
 
 def secret_file(key: str) -> Path:
@@ -192,243 +191,6 @@ def _validate(data: dict[str, Any], source: str, root: Path,
 # ---- applying ---------------------------------------------------------------------------
 
 
-def _owner(root: Path, user: str = "ronda") -> tuple[int, int] | None:
-    """uid/gid of `user` in ROOT/etc/passwd (not the host's), or None."""
-    with contextlib.suppress(OSError):
-        for line in under(root, "/etc/passwd").read_text().splitlines():
-            parts = line.split(":")
-            if len(parts) > 3 and parts[0] == user:
-                return int(parts[2]), int(parts[3])
-    return None
-
-
-def write_private(path: Path, text: str, owner: tuple[int, int] | None = None,
-                  mode: int = 0o600) -> None:
-    """Write `text` atomically with `mode` (never briefly world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        if owner is not None:
-            os.fchown(fd, *owner)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _apply_hostname(root: Path, name: str) -> list[str]:
-    etc_hostname = under(root, "/etc/hostname")
-    etc_hostname.parent.mkdir(parents=True, exist_ok=True)
-    etc_hostname.write_text(name + "\n")
-    hosts = under(root, "/etc/hosts")
-    lines = hosts.read_text().splitlines() if hosts.exists() else [
-        "127.0.0.1\tlocalhost", "::1\t\tlocalhost ip6-localhost ip6-loopback"]
-    lines = [ln for ln in lines if not ln.startswith("127.0.1.1")]
-    lines.insert(1, f"127.0.1.1\t{name}")
-    hosts.write_text("\n".join(lines) + "\n")
-    if root == Path("/") and booted_here():
-        with contextlib.suppress(OSError):
-            subprocess.run(["hostname", name], check=False, timeout=5)
-    return [f"hostname {name}"]
-
-
-def booted_here() -> bool:
-    """True on a running system booted with systemd, not in a chroot (where setting the
-    live hostname would rename the build host)."""
-    try:
-        me, init = os.stat("/"), os.stat("/proc/1/root/")
-    except OSError:
-        return False
-    return (me.st_dev, me.st_ino) == (init.st_dev, init.st_ino) and \
-        Path("/run/systemd/system").is_dir()
-
-
-def _apply_timezone(root: Path, zone: str) -> list[str]:
-    if not under(root, f"/usr/share/zoneinfo/{zone}").exists():
-        log.warning("timezone %s: no zoneinfo in the root (tzdata missing?), left alone", zone)
-        return []
-    localtime = under(root, "/etc/localtime")
-    with contextlib.suppress(FileNotFoundError):
-        localtime.unlink()
-    localtime.symlink_to(f"/usr/share/zoneinfo/{zone}")
-    under(root, "/etc/timezone").write_text(zone + "\n")
-    return [f"timezone {zone}"]
-
-
-def fstab_line(storage: Any) -> str:
-    """The fstab line of the recordings SSD: by UUID or label, nofail so a dead SSD does
-    not stop the boot, and a short device timeout."""
-    source = f"UUID={storage.uuid}" if storage.uuid else f"LABEL={storage.label}"
-    options = ",".join(dict.fromkeys(
-        [*storage.options.split(","), "nofail", "x-systemd.device-timeout=15s"]))
-    return f"{source}\t{storage.mountpoint}\t{storage.fstype}\t{options}\t0\t2\t{FSTAB_MARK}"
-
-
-def _apply_storage(root: Path, storage: Any, run: Callable[..., Any]) -> list[str]:
-    changes = []
-    if storage.format_device:
-        device = storage.format_device
-        mounts = Path("/proc/mounts").read_text() if Path("/proc/mounts").exists() else ""
-        if any(line.split()[0] == device for line in mounts.splitlines() if line):
-            raise ProvisionError([f"provision.storage.format_device: {device} is mounted; "
-                                  "refusing to format it"])
-        mkfs = {"ext4": ["mkfs.ext4", "-F", "-q", "-m", "1", "-L", storage.label,
-                         "-E", "lazy_itable_init=1,lazy_journal_init=1"],
-                "f2fs": ["mkfs.f2fs", "-f", "-l", storage.label],
-                "xfs": ["mkfs.xfs", "-f", "-L", storage.label]}[storage.fstype]
-        proc = run([*mkfs, device], capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise ProvisionError([f"provision.storage.format_device: {' '.join(mkfs)} {device} "
-                                  f"failed: {(proc.stderr or '').strip()[-300:]}"])
-        changes.append(f"formatted {device} as {storage.fstype} label {storage.label}")
-        changes += _prepare_new_disk(root, device, storage.fstype, run)
-    fstab = under(root, "/etc/fstab")
-    lines = fstab.read_text().splitlines() if fstab.exists() else []
-    lines = [ln for ln in lines if not ln.rstrip().endswith(FSTAB_MARK)]
-    lines.append(fstab_line(storage))
-    fstab.parent.mkdir(parents=True, exist_ok=True)
-    fstab.write_text("\n".join(lines) + "\n")
-    mountpoint = under(root, str(storage.mountpoint))
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    changes.append(f"fstab: {storage.mountpoint} from "
-                   f"{'UUID=' + storage.uuid if storage.uuid else 'LABEL=' + storage.label}")
-    if root == Path("/") and not os.path.ismount(mountpoint):
-        # An immutable, empty mount point: with the SSD missing nothing can be written
-        # there (onto the SD card); mounting over it still works.
-        proc = run(["chattr", "+i", str(mountpoint)], capture_output=True, text=True,
-                   timeout=30)
-        if proc.returncode == 0:
-            changes.append(f"{storage.mountpoint} immutable while unmounted")
-    return changes
-
-
-def _prepare_new_disk(root: Path, device: str, fstype: str,
-                      run: Callable[..., Any]) -> list[str]:
-    """On a fresh filesystem: a `recordings` directory the ronda user may write."""
-    owner = _owner(root) or (0, 0)
-    with tempfile.TemporaryDirectory(prefix="ronda-ssd-") as where:
-        proc = run(["mount", "-t", fstype, device, where], capture_output=True, text=True,
-                   timeout=60)
-        if proc.returncode != 0:
-            log.warning("could not mount the new filesystem to prepare it: %s", proc.stderr)
-            return []
-        try:
-            rec = Path(where) / "recordings"
-            rec.mkdir(mode=0o750, exist_ok=True)
-            os.chown(rec, *owner)
-        finally:
-            run(["umount", where], capture_output=True, timeout=60)
-    return ["recordings/ created on the new filesystem, owned by ronda"]
-
-
-def _apply_wifi(root: Path, network: Any, psk: str) -> list[str]:
-    if not network.wifi_ssid:
-        return []
-    conn = (
-        "[connection]\nid=ronda-wifi\ntype=wifi\nautoconnect=true\n\n"
-        f"[wifi]\nmode=infrastructure\nssid={network.wifi_ssid}\n"
-        f"hidden={'true' if network.wifi_hidden else 'false'}\n\n"
-        f"[wifi-security]\nkey-mgmt=wpa-psk\npsk={psk}\n\n"
-        "[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=auto\n"
-    )
-    write_private(under(root, NM_CONNECTION), conn)
-    if under(root, "/etc/default").is_dir():
-        under(root, "/etc/default/crda").write_text(f"REGDOMAIN={network.wifi_country}\n")
-    if root == Path("/") and booted_here():  # Raspberry Pi OS keeps Wi-Fi blocked until set
-        with contextlib.suppress(OSError):
-            subprocess.run(["rfkill", "unblock", "wifi"], check=False, timeout=10)
-    return [f"wifi {network.wifi_ssid}"]
-
-
-def set_wifi_country(boot: Path, country: str) -> list[str]:
-    """The regulatory domain on the kernel command line (BOOT/cmdline.txt), as
-    raspi-config does on Bookworm; nothing when the boot partition has no cmdline.txt."""
-    cmdline = boot / "cmdline.txt"
-    if not cmdline.is_file():
-        return []
-    words = cmdline.read_text().split()
-    new = [w for w in words if not w.startswith("cfg80211.ieee80211_regdom=")]
-    new.append(f"cfg80211.ieee80211_regdom={country}")
-    if new == words:
-        return []
-    cmdline.write_text(" ".join(new) + "\n")
-    return [f"wifi country {country} (cmdline.txt)"]
-
-
-_HEADER = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+\s*(#.*)?$")
-_ASSIGN = re.compile(r"^(\s*)(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_.-]+)(\s*=\s*)(.*)$")
-
-
-def strip_secrets(text: str) -> str:
-    """The boot file with `[secrets]` values and `provision.storage.format_device` blanked,
-    comments and layout kept."""
-    out: list[str] = []
-    table = ""
-    skipping: str | None = None  # closing quote of a multi-line string being dropped
-    for line in text.splitlines():
-        if skipping:
-            if skipping in line:
-                skipping = None
-            continue
-        header = _HEADER.match(line)
-        if header:
-            table = header.group(1).strip()
-            out.append(line)
-            continue
-        match = _ASSIGN.match(line)
-        key = match.group(2).strip("\"'") if match else ""
-        blank = match and ((table == "secrets") or
-                           (table == "provision.storage" and key == "format_device"))
-        if match and blank:
-            value = match.group(4).strip()
-            for quote in ('"""', "'''"):
-                if value.startswith(quote) and value.count(quote) == 1:
-                    skipping = quote
-            was_set = value not in ('""', "''") and not value.startswith(('""  #', "''  #"))
-            note = f"  # stored on the node {time.strftime('%Y-%m-%d')}" if was_set else ""
-            if table != "secrets" and was_set:
-                note = f"  # done {time.strftime('%Y-%m-%d')}: set again to format again"
-            if was_set:
-                out.append(f'{match.group(1)}{match.group(2)}{match.group(3)}""{note}')
-            else:
-                out.append(line)
-            continue
-        out.append(line)
-    return "\n".join(out) + "\n"
-
-
-def _still_secret(text: str) -> bool:
-    try:
-        data = config.tomllib.loads(text)
-    except config.tomllib.TOMLDecodeError:
-        return True
-    storage = data.get("provision", {}).get("storage", {})
-    return any(data.get("secrets", {}).values()) or bool(storage.get("format_device"))
-
-
-def _strip_boot_copy(path: Path, text: str) -> str:
-    stripped = strip_secrets(text)
-    if _still_secret(stripped):  # unusual layout: rewrite the whole file, safely
-        data = config.tomllib.loads(text)
-        data["secrets"] = dict.fromkeys(data.get("secrets", {}), "")
-        data.get("provision", {}).get("storage", {}).pop("format_device", None)
-        stripped = ("# Rewritten by ronda firstboot: secrets are stored on the node.\n"
-                    + tomlwrite.dumps(data))
-    if stripped != text:
-        tmp = path.with_name(path.name + ".new")
-        tmp.write_text(stripped, encoding="utf-8")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    return stripped
-
-
 def check(path: Path, root: Path = Path("/")) -> str:
     """Validate a boot-partition ronda.toml without applying anything; returns the node id.
     Raises ProvisionError. Secrets left empty count as stored only if they are in `root`."""
@@ -461,7 +223,7 @@ def firstboot(boot: Path, root: Path = Path("/"), *, status: StatusHook | None =
         _write_error(boot, exc.problems)
         status("error")
         raise
-    stripped = _strip_boot_copy(src, text)
+    stripped = strip_boot_copy(src, text)
     with contextlib.suppress(FileNotFoundError):
         (boot / ERROR_NAME).unlink()
     state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -474,10 +236,10 @@ def firstboot(boot: Path, root: Path = Path("/"), *, status: StatusHook | None =
 
 
 def _apply(plan: _Plan, root: Path, boot: Path, run: Callable[..., Any]) -> list[str]:
-    owner = _owner(root)
+    owner = owner_of(root)
     changes: list[str] = []
     if plan.provision.mount_storage:  # may format: first, so a failure changes nothing else
-        changes += _apply_storage(root, plan.provision.storage, run)
+        changes += apply_storage(root, plan.provision.storage, run)
     for key, value in plan.secrets.items():
         if value:
             secrets_dir = under(root, SECRETS_DIR)
@@ -493,12 +255,12 @@ def _apply(plan: _Plan, root: Path, boot: Path, run: Callable[..., Any]) -> list
                   "# edit /boot/firmware/ronda.toml instead and reboot.\n\n"
                   + tomlwrite.dumps(plan.data), owner)
     changes.append(f"config {INSTALLED}")
-    changes += _apply_hostname(root, plan.provision.hostname or plan.node_id)
-    changes += _apply_timezone(root, plan.provision.timezone)
+    changes += apply_hostname(root, plan.provision.hostname or plan.node_id)
+    changes += apply_timezone(root, plan.provision.timezone)
     psk = plan.secrets.get("network.wifi_psk", "")
     if plan.provision.network.wifi_ssid and not psk:  # kept from a previous boot
         psk = config.read_secret(under(root, secret_file("network.wifi_psk"))) or ""
-    changes += _apply_wifi(root, plan.provision.network, psk)
+    changes += apply_wifi(root, plan.provision.network, psk)
     if plan.provision.network.wifi_ssid:
         changes += set_wifi_country(boot, plan.provision.network.wifi_country)
     return changes

@@ -33,6 +33,14 @@ SECRET_KEY = r"^(network\.wifi_psk|[a-z_]+\.[a-z_]+|cameras\.[a-z0-9][a-z0-9_-]*
 HOSTNAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
+class ProvisionError(Exception):
+    """The boot file was not applied; `problems` lists why, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
 class NetworkSettings(BaseModel):
     """Wi-Fi for posts without a cable. Leave `wifi_ssid` empty for Ethernet only."""
 
