@@ -52,6 +52,14 @@ class MqttSettings(BaseModel):
                                 description="Publish Home Assistant discovery (read-only).")
     homeassistant_prefix: str = Field(default="homeassistant", pattern=r"^[^#+\s]+$")
 
+    @field_validator("prefix", "homeassistant_prefix")
+    @classmethod
+    def _topic_prefix(cls, prefix: str) -> str:
+        if prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
+            raise ValueError("a topic prefix has no leading, trailing or double '/', "
+                             "e.g. 'ronda/v1'")
+        return prefix
+
     @field_validator("brokers")
     @classmethod
     def _broker_urls(cls, urls: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from firmware.config import ConfigError, parse
     ({"reconnect_min_s": 5, "reconnect_max_s": 1}, "reconnect_max_s must be >="),
     ({"outbox_max_events": 1}, "greater than or equal to 10"),
     ({"prefix": "ronda/#"}, "pattern"),
+    ({"prefix": "ronda/v1/"}, "no leading, trailing or double '/'"),
     ({"protocol": "4"}, "'5' or '3.1.1'"),
 ])
 def test_bad_values_named(mqtt: dict, message: str) -> None:
