@@ -159,3 +159,34 @@ def test_outbox_bound_counts_drops_in_health(broker: LocalBroker, tmp_path: Path
     validate("health", doc)
     assert doc["outbox"]["depth"] == 10 and doc["outbox"]["drops"] == 6
     assert doc["mqtt"]["connected"] is False and "127.0.0.1" in doc["mqtt"]["last_error"]
+
+
+def test_full_outbox_over_outage_keeps_panics(recorder_factory: Any, tmp_path: Path) -> None:
+    with LocalBroker(extra_config=PERSISTENT_BROKER, persistence=True) as broker:
+        rec = recorder_factory(broker.port, f"{ROOT}/events", client_id="cc-full", clean=False)
+        cfg = node_config(tmp_path, [broker.url], reconnect_min_s=0.2, reconnect_max_s=0.5,
+                          outbox_max_events=40)
+        with BridgeNode(cfg) as node:
+            deadline = time.monotonic() + 10
+            while not node.bridge.link.connected and time.monotonic() < deadline:
+                time.sleep(0.05)
+            broker.stop()
+            for i in range(60):
+                if i % 10 == 0:
+                    node.bus.publish(PanicEvent(alarm_id=f"p{i}", kind="panic",
+                                                phase="raised", source="button:panic"))
+                node.bus.publish(StorageEvent(state="degraded", reason=f"r{i}"))
+            while node.bridge.events_stored < 66 and time.monotonic() < deadline + 10:
+                time.sleep(0.02)
+            health = node.bridge.health_document()
+            assert health["outbox"]["depth"] == 40 and health["outbox"]["drops"] == 26
+            broker.start()
+            rec.wait_for(lambda m: len(m) >= 40, 20)
+    events = rec.json("/events")
+    assert len({e["id"] for e in events}) == 40
+    assert sum(e["type"] == "panic" for e in events) == 6, "every panic survived"
+    storage = [e for e in events if e["type"] == "storage"]
+    assert [e["reason"] for e in storage] == [f"r{i}" for i in range(26, 60)], \
+        "the oldest low-priority events were dropped"
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs) and seqs[-1] == 66, "dropped events show as seq gaps"
