@@ -42,6 +42,7 @@ examples:
   ronda cmd rw05 ping --key operator.pem --broker mqtts://cc.example:8883 \\
       --ca-file ca.crt --cert-file operator.crt --key-file operator.key
   ronda cmd mgl-kemirirejo-rw05 siren on --for 60 --key operator.pem
+  ronda cmd mgl-kemirirejo-rw05 snapshot gate --save gate.jpg --key operator.pem
   ronda cmd mgl-kemirirejo-rw05 arm schedule --key operator.pem \\
       --arg schedule='["22:00-05:00"]'
 """
@@ -62,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for the reply (default: 10)")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    p.add_argument("--save", type=Path, metavar="FILE",
+                   help="snapshot: also save the new picture (JPEG) to FILE")
     add_client_arguments(p)
     p.set_defaults(func=send_command)
 
@@ -116,8 +119,16 @@ def send_command(args: argparse.Namespace) -> int:
     got = threading.Event()
     reply: dict[str, Any] = {}
     subscribed = threading.Event()
+    pictures: dict[str, bytes] = {}  # camera -> JPEG published after we subscribed
+    picture = threading.Condition()
 
     def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        if msg.topic.endswith("/snapshot"):
+            if not msg.retain:  # retained ones are older than this command
+                with picture:
+                    pictures[msg.topic.split("/")[-2]] = bytes(msg.payload)
+                    picture.notify_all()
+            return
         try:
             answer = json.loads(msg.payload)
         except ValueError:
@@ -134,7 +145,10 @@ def send_command(args: argparse.Namespace) -> int:
     client.on_message = on_message
     client.on_subscribe = lambda *_: subscribed.set()
     try:
-        client.subscribe(topics.reply, qos=1)
+        wanted = [(topics.reply, 1)]
+        if args.save is not None:
+            wanted.append((topics.camera_snapshot("+"), 0))
+        client.subscribe(wanted)
         subscribed.wait(5)
         started = time.monotonic()
         client.publish(topics.command(args.action), json.dumps(doc), qos=1)
@@ -143,6 +157,16 @@ def send_command(args: argparse.Namespace) -> int:
                   f"(command id {doc['id']}); is the node online?", file=sys.stderr)
             return EXIT_NO_REPLY
         elapsed_ms = (time.monotonic() - started) * 1000
+        if args.save is not None and reply.get("ok"):
+            camera = str((reply.get("data") or {}).get("camera") or args.value or "")
+            with picture:
+                picture.wait_for(lambda: camera in pictures, timeout=args.timeout)
+                jpeg = pictures.get(camera)
+            if jpeg is None:
+                print(f"the node took the snapshot but no picture of {camera!r} arrived on "
+                      f"{topics.camera_snapshot(camera)}", file=sys.stderr)
+                return EXIT_NO_REPLY
+            args.save.write_bytes(jpeg)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -153,4 +177,6 @@ def send_command(args: argparse.Namespace) -> int:
         data = f" {json.dumps(reply['data'])}" if reply.get("data") else ""
         print(f"{args.node} {args.action}: {verdict}: {reply.get('message', '')}{data} "
               f"({elapsed_ms:.0f} ms, id {doc['id']})")
+        if args.save is not None and reply.get("ok"):
+            print(f"saved {args.save}")
     return EXIT_OK if reply.get("ok") else EXIT_REFUSED

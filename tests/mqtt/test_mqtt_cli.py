@@ -11,7 +11,7 @@ from pathlib import Path
 from mqtt_helpers import BridgeNode, node_config
 
 from firmware.devtools.broker import LocalBroker, free_port
-from firmware.events import ObjectEvent
+from firmware.events import Command, ObjectEvent, Snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,11 +33,22 @@ def test_keys_cmd_and_watch(broker: LocalBroker, tmp_path: Path) -> None:
 
     cfg = node_config(tmp_path, [broker.url], command_keys=[public], command_timeout_s=1.0)
     with BridgeNode(cfg) as node:
+        node.bus.publish(Snapshot(camera="gate", jpeg=b"\xff\xd8old"))  # retained, stale
+
+        def cameras_owner(cmd: Command) -> None:  # what the cameras area does
+            if cmd.action == "snapshot":
+                node.bus.publish(Snapshot(camera=cmd.args["camera"], jpeg=b"\xff\xd8new"))
+                cmd.reply(True, "snapshot of gate", {"camera": cmd.args["camera"]})
+
+        node.bus.subscribe(Command, cameras_owner, name="test-cameras")
         node.bus.publish(ObjectEvent(camera="gate", track_id="1", phase="start",
                                      label="person", score=0.8))
         common = ["--key", str(key), "--broker", broker.url, "--timeout", "8"]
         ping = ronda("cmd", "rw05", "ping", *common)
         assert ping.returncode == 0 and "rw05 ping: ok: pong" in ping.stdout, ping
+        picture = tmp_path / "gate.jpg"
+        snap = ronda("cmd", "rw05", "snapshot", "gate", "--save", str(picture), *common)
+        assert snap.returncode == 0 and picture.read_bytes() == b"\xff\xd8new", snap
         siren = ronda("cmd", "rw05", "siren", "on", "--for", "5", *common)
         assert siren.returncode == 1 and "not available on this node" in siren.stdout, siren
         forged = ronda("cmd", "rw05", "ping", "--key", str(stranger), "--broker", broker.url)
