@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import tempfile
@@ -62,6 +63,10 @@ class LocalBroker:
             "log_type error",
             "log_type warning",
         ]
+        if os.geteuid() == 0:
+            # As root, Mosquitto drops to user `mosquitto`, which cannot read our 0700 temp
+            # dir (persistence, TLS keys): stay root for this throwaway loopback broker.
+            lines.append("user root")
         if self.extra_config and "listener" in self.extra_config:
             lines = [ln for ln in lines if not ln.startswith(("listener", "allow_anonymous"))]
         conf.write_text("\n".join(lines) + "\n" + self.extra_config + "\n")
