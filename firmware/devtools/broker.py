@@ -63,7 +63,8 @@ class LocalBroker:
             "log_type error",
             "log_type warning",
         ]
-        if os.geteuid() == 0:
+        has_user = any(ln.split()[:1] == ["user"] for ln in self.extra_config.splitlines())
+        if os.geteuid() == 0 and not has_user:
             # As root, Mosquitto drops to user `mosquitto`, which cannot read our 0700 temp
             # dir (persistence, TLS keys): stay root for this throwaway loopback broker.
             lines.append("user root")
