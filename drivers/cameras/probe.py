@@ -67,6 +67,7 @@ def probe(stream: StreamInput, timeout: float = 10.0) -> StreamInfo:
     """Probe `stream`; raises ProbeError with a clear reason (credentials masked)."""
     args = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams",
             "-select_streams", "v:0", "-analyzeduration", str(int(ANALYZE_S * 1e6)),
+            "-fpsprobesize", "5",  # the default waits ~4 s on a 5 fps MJPEG camera
             *stream.ffmpeg_args()]
     started = time.monotonic()
     try:
@@ -98,5 +99,6 @@ def probe(stream: StreamInput, timeout: float = 10.0) -> StreamInfo:
     s = streams[0]
     return StreamInfo(codec=s.get("codec_name", "unknown"), width=int(s.get("width") or 0),
                       height=int(s.get("height") or 0),
-                      fps=_rate(s.get("avg_frame_rate")) or _rate(s.get("r_frame_rate")),
+                      # r_frame_rate: avg_frame_rate is skewed by the burst at connect
+                      fps=_rate(s.get("r_frame_rate")) or _rate(s.get("avg_frame_rate")),
                       profile=s.get("profile", ""))
