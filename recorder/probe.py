@@ -54,6 +54,36 @@ def decodes(path: Path, timeout: float = 30.0) -> bool:
     return out.returncode == 0 and not out.stderr.strip()
 
 
+def packet_count(path: Path, timeout: float = 20.0) -> int:
+    """Video packets ffprobe finds in `path` (0 if none or unreadable)."""
+    try:
+        out = subprocess.run(
+            ["ffprobe", "-v", "quiet", "-select_streams", "v:0", "-show_entries",
+             "packet=pts_time", "-of", "csv=p=0", str(path)],
+            capture_output=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.strip())
+
+
+def salvage(path: Path, dest: Path, timeout: float = 60.0) -> bool:
+    """Copy the undamaged part of a segment cut short in the middle of a frame (disk full,
+    power cut) into `dest`: every packet but the last, remuxed as fragmented MP4 without
+    re-encoding. True if `dest` then decodes cleanly."""
+    keep = packet_count(path) - 1
+    if keep < 1:
+        return False
+    try:
+        out = subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "quiet", "-y", "-i", str(path), "-map", "0:v:0",
+             "-c", "copy", "-frames:v", str(keep), "-f", "mp4", "-movflags",
+             "+frag_keyframe+empty_moov+default_base_moof", str(dest)],
+            capture_output=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and decodes(dest)
+
+
 def container_duration(path: Path) -> float | None:
     """The container's stated duration (ffmpeg-python's probe), or None."""
     try:

@@ -395,8 +395,8 @@ class Store:
         for rel in sorted(on_disk - known):
             path = self.root / rel
             camera = rel.split("/", 1)[0]
-            length = probe.duration(path)
             start = parse_stamp(path.name)
+            length = self._playable(path) if start is not None else None
             if length is None or start is None:
                 self._unlink([rel])
                 counts["removed"] += 1
@@ -418,7 +418,7 @@ class Store:
         for path in sorted(incoming.iterdir()):
             if keep and path.name.startswith(keep):
                 continue
-            length = probe.duration(path) if path.suffix == SUFFIX else None
+            length = self._playable(path) if path.suffix == SUFFIX else None
             if length is None or length <= 0:
                 path.unlink(missing_ok=True)
                 counts["removed"] += 1
@@ -429,6 +429,27 @@ class Store:
         if counts["removed"]:
             fsync_path(incoming, directory=True)
         return counts
+
+    @staticmethod
+    def _playable(path: Path) -> float | None:
+        """Seconds of cleanly decodable video in an orphan file, or None. A file cut in
+        the middle of a frame (disk full, power cut) is salvaged in place: its last,
+        incomplete frame is dropped by a stream-copy remux."""
+        length = probe.duration(path)
+        if length is None or length <= 0:
+            return None
+        if probe.decodes(path):
+            return length
+        fixed = path.with_name(f".salvage-{path.name}")
+        try:
+            if not probe.salvage(path, fixed):
+                return None
+            fsync_path(fixed)
+            os.replace(fixed, path)
+            log.warning("%s: damaged tail dropped", path.name)
+            return probe.duration(path)
+        finally:
+            fixed.unlink(missing_ok=True)
 
     # -- figures ----------------------------------------------------------------------
     def figures(self) -> dict[str, object]:

@@ -14,6 +14,9 @@ import pytest
 from recorder_testkit import assert_index_matches_disk, wait_for
 
 from drivers.cameras.base import StreamInput
+from firmware.cli import main as cli_main
+from firmware.commands import clips
+from recorder import probe
 from recorder.recorder import Recorder
 from recorder.store import Limits
 
@@ -94,7 +97,16 @@ def test_disk_full_degrades_then_recovers(tmpfs: Path, live: StreamInput) -> Non
         wait_for(lambda: run.events[-1][0] == "ok", timeout=20, what="recovery")
         run.wait_segments(2)
     assert not run.thread.is_alive()
-    assert_index_matches_disk(root)
+    found = assert_index_matches_disk(root)
+
+    # The outage shows as a hole when the range is exported; the clip holds the rest.
+    out = tmpfs.parent / "outage.mp4"
+    code = cli_main(["clips", "export", "--store", str(root), "--camera", "a", "-q",
+                     "--from", str(found[0][3]), "--to", str(found[-1][4]), "-o", str(out)])
+    assert code == clips.EXIT_PARTIAL
+    recorded = sum(r[4] - r[3] for r in found)
+    length = probe.container_duration(out)
+    assert length is not None and abs(length - recorded) <= 1.0, (length, recorded)
 
 
 def _loop_device(mnt: Path) -> str:

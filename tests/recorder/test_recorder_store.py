@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from recorder_testkit import assert_index_matches_disk, fill_store, rows
 
+from recorder import probe
 from recorder.index import MIGRATIONS, SCHEMA_VERSION, Index, IndexError_
 from recorder.store import (
     INCOMING,
@@ -155,6 +156,9 @@ def test_recovery_settles_every_kind_of_leftover(tmp_path: Path,
     (incoming / "run-000001.mp4").write_bytes(segment_files[1].read_bytes())
     head = segment_files[2].read_bytes()
     (incoming / "run-000002.mp4").write_bytes(head[:600])
+    # 6. a segment cut in the middle of a frame (the disk filled up): salvaged
+    cut = segment_files[3].read_bytes()
+    (incoming / "run-000003.mp4").write_bytes(cut[: len(cut) * 6 // 10])
     store.close()
 
     counts = open_store(root).recover()  # open() recovered already: now nothing is left
@@ -164,11 +168,14 @@ def test_recovery_settles_every_kind_of_leftover(tmp_path: Path,
     assert not {segs[0].path, segs[1].path, segs[2].path} & paths
     assert orphan.relative_to(root).as_posix() in paths
     assert not junk.exists()
-    lane = [r for r in found if r[1] == "lane"]
-    assert len(lane) == 1 and lane[0][4] - lane[0][3] == pytest.approx(1.0, abs=0.1)
+    lane = sorted((r for r in found if r[1] == "lane"), key=lambda r: r[4] - r[3])
+    assert len(lane) == 2
+    assert lane[1][4] - lane[1][3] == pytest.approx(1.0, abs=0.1)
+    assert 0.1 < lane[0][4] - lane[0][3] < 0.9  # the salvaged one: its frames that arrived
+    assert all(probe.decodes(root / r[2]) for r in found)
     db = sqlite3.connect(root / Index.FILENAME)
     counters = dict(db.execute("SELECT name, value FROM counter"))
-    assert counters["recovered"] == 2
+    assert counters["recovered"] == 3
 
 
 def test_schema_versions(tmp_path: Path) -> None:
