@@ -43,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     sp = csub.add_parser("snapshot", formatter_class=formatter,
                          help="save one JPEG of a configured camera",
-                         description="Grab one picture of a camera's detect stream.\n\n"
+                         description="Grab one picture of a camera's detect stream. A USB or\n"
+                                     "CSI camera has one user at a time: stop the node first\n"
+                                     "(systemctl stop ronda) or ask it: the `snapshot` command.\n\n"
                                      "example:\n  ronda cameras snapshot -c ronda.toml gate "
                                      "-o gate.jpg")
     sp.add_argument("camera", help="camera name from the config")
