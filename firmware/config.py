@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from drivers.cameras.settings import CameraSettings
 from drivers.gpio.settings import GpioSettings
 from firmware.alarm.settings import AlarmSettings
+from firmware.provision.settings import ProvisionSettings
 from inference.settings import DetectSettings
 from mqtt.settings import MqttSettings
 from recorder.settings import RecorderSettings
@@ -62,6 +63,7 @@ class Config(BaseModel):
     detect: DetectSettings = Field(default_factory=DetectSettings)
     gpio: GpioSettings = Field(default_factory=GpioSettings)
     alarm: AlarmSettings = Field(default_factory=AlarmSettings)
+    provision: ProvisionSettings = Field(default_factory=ProvisionSettings)
 
     @field_validator("cameras")
     @classmethod

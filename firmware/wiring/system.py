@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -66,5 +69,37 @@ class SystemMonitor(Component):
         return dict(self.sample)
 
 
+class HealthFile(Component):
+    """Writes the node's health as JSON to `path` every `interval_s`, atomically.
+
+    Under systemd the file is `$RUNTIME_DIRECTORY/health.json` (/run/ronda, in RAM, so no
+    flash wear): `ronda update` reads it to tell that the new release is up and healthy,
+    and a technician can `cat` it without a broker.
+    """
+
+    name = "health-file"
+
+    def __init__(self, health: Callable[[], dict[str, Any]], path: Path,
+                 interval_s: float = 10.0) -> None:
+        super().__init__()
+        self.health_source = health
+        self.path = path
+        self.interval_s = interval_s
+        self.stall_after_s = max(30.0, 4 * interval_s)
+
+    def run(self) -> None:
+        while True:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.health_source(), default=str))
+            os.replace(tmp, self.path)
+            self.beat()
+            if self.stopping.wait(self.interval_s):
+                return
+
+
 def build(ctx: Context) -> list[Component]:
-    return [SystemMonitor(ctx.bus)]
+    components: list[Component] = [SystemMonitor(ctx.bus)]
+    runtime_dir = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if runtime_dir:
+        components.append(HealthFile(ctx.health, Path(runtime_dir) / "health.json"))
+    return components

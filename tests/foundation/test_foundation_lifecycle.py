@@ -186,3 +186,26 @@ def test_sigterm_stops_the_real_daemon_within_5_s(tmp_path: Path,
             proc.wait()
     assert code == 0, proc.stderr.read()
     notify_socket.wait_for("STOPPING=1", timeout=1)
+
+
+def test_health_file_in_the_runtime_directory(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under systemd (RuntimeDirectory=ronda) the daemon keeps /run/ronda/health.json fresh."""
+    import json
+
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    daemon = Daemon(config.parse(node_config(tmp_path)))
+    runner = threading.Thread(target=daemon.run)
+    runner.start()
+    try:
+        path = tmp_path / "health.json"
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        health = json.loads(path.read_text())
+    finally:
+        daemon.request_stop()
+        runner.join(10)
+    assert health["node"] == "test-node"
+    assert health["version"]
+    assert "system" in health["components"]
