@@ -17,8 +17,17 @@ from firmware.bus import EventBus
 from firmware.component import Component
 from firmware.config import Config
 
-# Data-flow order: producers first, then the alarm, then reporting.
-AREAS = ("system", "cameras", "recorder", "detect", "alarm", "mqtt")
+# Data-flow order: producers first, then the alarm, then reporting. An area that the
+# config switches off is not even imported: a node without the `detect` extra (no
+# OpenCV, no tflite) runs everything else.
+AREAS: dict[str, Callable[[Config], bool]] = {
+    "system": lambda config: True,
+    "cameras": lambda config: True,
+    "recorder": lambda config: config.recorder.enabled,
+    "detect": lambda config: config.detect.enabled,
+    "alarm": lambda config: True,
+    "mqtt": lambda config: config.mqtt.enabled,
+}
 
 
 @dataclass
@@ -34,7 +43,9 @@ class Context:
 
 def build_all(ctx: Context) -> list[Component]:
     components: list[Component] = []
-    for area in AREAS:
+    for area, configured in AREAS.items():
+        if not configured(ctx.config):
+            continue
         module = importlib.import_module(f"firmware.wiring.{area}")
         components += module.build(ctx)
     return components
