@@ -119,7 +119,7 @@ class Demo:
                 client.loop_stop()
                 client.disconnect()
             if camera is not None:
-                camera.stop()
+                camera.close()
             if broker is not None:
                 broker.close()
             if self._tmp is not None:
