@@ -60,7 +60,12 @@ def _rate(text: str | None) -> float | None:
         value = float(Fraction(text or "0/0"))
     except (ValueError, ZeroDivisionError):
         return None
-    return round(value, 2) if 0 < value < 1000 else None
+    if not 0 < value < 1000:
+        return None
+    # A rate guessed from a few timestamps of a live stream jitters (14.83 for 15): cameras
+    # run at whole rates, so snap to one when within 2 %.
+    whole = round(value)
+    return float(whole) if whole and abs(value - whole) <= 0.02 * whole else round(value, 2)
 
 
 def probe(stream: StreamInput, timeout: float = 10.0) -> StreamInfo:

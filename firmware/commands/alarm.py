@@ -7,8 +7,7 @@ import sys
 import threading
 import time
 
-from firmware import config
-from firmware.commands import formatter
+from firmware.commands import formatter, load_config_or_exit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,12 +61,7 @@ def outputs_off(args: argparse.Namespace) -> int:
 
     from drivers.gpio.factory import PinFactoryError, make_pin_factory
 
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return config.EX_CONFIG
+    cfg = load_config_or_exit(args.config)
     gpio = cfg.gpio
     try:
         factory = make_pin_factory(gpio.pin_factory, gpio.jetson_numbering)
@@ -96,12 +90,7 @@ def alarm_test(args: argparse.Namespace) -> int:
     from drivers.gpio.factory import PinFactoryError, make_pin_factory
     from drivers.gpio.panel import ButtonInput, Panel
 
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return config.EX_CONFIG
+    cfg = load_config_or_exit(args.config)
     alarm = cfg.alarm
     if args.siren and args.siren not in alarm.patterns:
         print(f"no rhythm {args.siren!r}; known: {', '.join(sorted(alarm.patterns))}",

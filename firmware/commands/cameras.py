@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from firmware.commands import formatter
+from firmware.commands import formatter, load_config_or_exit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,14 +79,7 @@ def list_devices(args: argparse.Namespace) -> int:
 
 
 def _configured(path: str):
-    from firmware import config
-
-    try:
-        return config.load(path)
-    except config.ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        sys.exit(config.EX_CONFIG)
+    return load_config_or_exit(path)
 
 
 def probe_streams(args: argparse.Namespace) -> int:

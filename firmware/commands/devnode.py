@@ -23,8 +23,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from firmware import config
-from firmware.commands import formatter
+from firmware.commands import formatter, load_config_or_exit
 from firmware.events import ObjectEvent, PanicEvent
 
 if TYPE_CHECKING:
@@ -49,12 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def dev_node(args: argparse.Namespace) -> int:
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return config.EX_CONFIG
+    cfg = load_config_or_exit(args.config)
     from firmware.daemon import Daemon
 
     daemon = Daemon(cfg)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 
-from firmware import config
-from firmware.commands import formatter
+from firmware.commands import formatter, load_config_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return config.EX_CONFIG
+    cfg = load_config_or_exit(args.config)
     from firmware.daemon import Daemon
 
     daemon = Daemon(cfg)
