@@ -249,11 +249,11 @@ def main() -> int:
         emit("recorder_daemon_cpu", round(daemon_side, 3), "cpu-s",
              "Python side: the recorder's threads (the bench's own left out)")
         emit("recorder_supervision_cpu", round(rec["supervision"], 3), "cpu-s",
-             "of which ManagedProcess threads (waitpid polling, drivers/managed.py)")
+             "of which ManagedProcess threads (drivers/managed.py: exit and stall watch)")
         emit("cpu_ratio", round(total / base["cpu"], 3) if base["cpu"] else "nan", "x",
              "recorder / bare ffmpeg; target <= 1.05")
         emit("cpu_ratio_recorder_code", round((total - rec["supervision"]) / base["cpu"], 3)
-             if base["cpu"] else "nan", "x", "the same without the ManagedProcess polling")
+             if base["cpu"] else "nan", "x", "the same without the ManagedProcess threads")
         emit("bare_rss_peak", round(base["rss"] / 2**20, 1), "MiB", "sum of ffmpegs")
         emit("recorder_rss_peak", round(rec["rss"] / 2**20, 1), "MiB",
              "bench process (Python, recorder) + ffmpegs")
