@@ -5,10 +5,20 @@ detection as role ``detect``; producer cameras report their producer as role
 ``source`` and the probe as role ``probe``. The registry turns these reports into one
 camera state:
 
-- ``online``: every reporting role is online (and the frame rate is not far too low);
+- ``online``: every reporting role is online (and no frame rate is far too low);
 - ``offline``: every reporting role is offline, or the producer (``source``) is;
 - ``degraded``: some roles online, others not, or an online stream at a low frame
   rate, or a probe finding (unsupported codec); `reason` says which.
+
+Frame rates: each stream role is judged against the rate *that role* should deliver. The
+recorder's ``main`` (and a producer's ``source``) carries the camera's own rate (configured
+or probed, `expected_fps`); detection decodes its ``detect`` stream down to the rate it
+asked for (``[detect] fps``, e.g. 5 of a 15 fps camera), so it declares that rate when it
+reports (``report_frames(..., expected_fps=5)``); a role that declares nothing and has no
+camera rate to go by is not judged. A role counts as slow below `low_fps_ratio` of its
+rate and as recovered only at `recover_fps_ratio` (hysteresis: a rate hovering at the
+threshold does not flap the camera), and the reason keeps the rate measured when it went
+slow, so a slow camera gives one event, not one per refresh.
 
 Each change of (state, reason) is passed to `on_change(camera, state, reason)` (the
 wiring turns it into a `CameraStateEvent`). Thread-safe: consumers call from their own
@@ -52,6 +62,8 @@ class _Role:
     since: float = field(default_factory=time.monotonic)
     frames: collections.deque[tuple[float, int]] = field(
         default_factory=lambda: collections.deque(maxlen=256))
+    expected_fps: float | None = None  # what the consumer asked this role to deliver
+    slow: str = ""  # the low-frame-rate reason while this role counts as slow
 
     def fps(self, now: float, settle_s: float = FPS_SETTLE_S) -> float | None:
         settled = self.since + settle_s if self.state == "online" else 0.0
@@ -91,11 +103,15 @@ class CameraRegistry:
         *,
         expected_fps: dict[str, float] | None = None,
         low_fps_ratio: float = 0.5,
+        recover_fps_ratio: float | None = None,
         fps_settle_s: float = FPS_SETTLE_S,
     ) -> None:
         self._lock = threading.RLock()
         self._on_change = on_change or (lambda camera, state, reason: None)
         self.low_fps_ratio = low_fps_ratio
+        # a slow role is well again only above this (hysteresis against flapping)
+        self.recover_fps_ratio = max(low_fps_ratio, recover_fps_ratio
+                                     if recover_fps_ratio is not None else low_fps_ratio + 0.15)
         self.fps_settle_s = fps_settle_s
         self._cams: dict[str, _CameraStatus] = {}
         for cam in cameras:
@@ -138,15 +154,23 @@ class CameraRegistry:
             if (entry.state, entry.reason) != (state, reason):
                 if entry.state != state:
                     entry.frames.clear()
+                    entry.slow = ""
                 entry.state, entry.reason, entry.since = state, reason, time.monotonic()
             self._derive(status)
 
-    def report_frames(self, name: str, role: str, count: int) -> None:
-        """`count` more frames (or packets) of `role` were read since the last report."""
+    def report_frames(self, name: str, role: str, count: int, *,
+                      expected_fps: float | None = None) -> None:
+        """`count` more frames (or packets) of `role` were read since the last report.
+
+        `expected_fps`: the rate this consumer asked of the role (detection decodes at
+        ``[detect] fps``); the role's frame rate is judged against it instead of the camera's.
+        """
         with self._lock:
             status = self._status(name)
             entry = status.roles.setdefault(role, _Role())
             entry.frames.append((time.monotonic(), int(count)))
+            if expected_fps:
+                entry.expected_fps = float(expected_fps)
 
     def expect_fps(self, name: str, fps: float | None, *, if_unset: bool = False) -> None:
         """The frame rate below which (x `low_fps_ratio`) the camera counts as degraded."""
@@ -273,8 +297,36 @@ class CameraRegistry:
         for role, entry in streams.items():
             if entry.state == "degraded":
                 return "degraded", f"{role}: {entry.reason}"
-        fps = self._fps(status, time.monotonic())
-        if status.expected_fps and fps is not None \
-                and fps < status.expected_fps * self.low_fps_ratio:
-            return "degraded", f"low frame rate: {fps:.1f} fps of {status.expected_fps:g}"
+        now = time.monotonic()
+        slow = ""
+        for role in ("main", "source", "detect"):
+            entry = roles.get(role)
+            if entry is not None and entry.state == "online":
+                self._judge_rate(status, role, entry, now)
+                slow = slow or entry.slow
+        if slow:
+            return "degraded", slow
         return "online", ""
+
+    def _role_expected_fps(self, status: _CameraStatus, role: str, entry: _Role) -> float | None:
+        """The rate `role` should deliver: what its consumer declared (never more than the
+        camera sends), else the camera's own rate for the streams that carry it; the detect
+        stream without a declaration is not judged (its consumer decodes at its own rate)."""
+        if entry.expected_fps:
+            return min(entry.expected_fps, status.expected_fps or entry.expected_fps)
+        return status.expected_fps if role in ("main", "source") else None
+
+    def _judge_rate(self, status: _CameraStatus, role: str, entry: _Role, now: float) -> None:
+        """Mark `entry` slow below low_fps_ratio of its rate; well again at recover_fps_ratio."""
+        expected = self._role_expected_fps(status, role, entry)
+        if not expected:
+            entry.slow = ""
+            return
+        fps = entry.fps(now, self.fps_settle_s)
+        if fps is None:  # no recent figure: keep the verdict
+            return
+        if entry.slow and fps >= expected * self.recover_fps_ratio:
+            entry.slow = ""
+        elif not entry.slow and fps < expected * self.low_fps_ratio:
+            where = "" if role == "main" else f" ({role} stream)"
+            entry.slow = f"low frame rate: {fps:.1f} fps of {expected:g}{where}"

@@ -197,8 +197,9 @@ class DetectService(Component):
             total = reader.frames
             delta = total - self._reported.get(name, 0)
             self._reported[name] = total
-            if delta:
-                self.registry.report_frames(name, "detect", delta)
+            if delta:  # judged against the rate we decode at, not the camera's
+                self.registry.report_frames(name, "detect", delta,
+                                            expected_fps=self.settings.fps)
 
 
 def _source(ctx: Context, camera: Any) -> StreamInput | None:

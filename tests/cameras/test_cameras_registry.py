@@ -74,12 +74,12 @@ def test_fps_from_frame_reports_and_low_fps_degrades():
     assert 20 < fps < 40
     reg2, _ = make(expected_fps={"gate": 15}, fps_settle_s=0)
     reg2.report_state("gate", "detect", "online", "")
-    for _ in range(5):
-        reg2.report_frames("gate", "detect", 1)  # ~10 fps... then slower
+    for _ in range(5):  # ~4 fps where detection asked for 10
+        reg2.report_frames("gate", "detect", 1, expected_fps=10)
         time.sleep(0.25)
     reg2.refresh()
     assert reg2.state("gate")[0] == "degraded"
-    assert "low frame rate" in reg2.state("gate")[1]
+    assert reg2.state("gate")[1].endswith(" fps of 10 (detect stream)")
 
 
 def test_bad_state_is_refused():
@@ -112,3 +112,85 @@ def test_expected_fps_from_probe_unless_configured():
     state, reason = reg.state("gate")
     assert state == "degraded"
     assert reason.startswith("low frame rate: ") and reason.endswith(" fps of 25")
+
+
+class FakeClock:
+    """Stands in for the registry's `time` module: frame rates from exact timestamps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    import drivers.cameras.registry as registry_module
+
+    fake = FakeClock()
+    monkeypatch.setattr(registry_module, "time", fake)
+    return fake
+
+
+def feed(reg, clock, role, fps, seconds, **kw):
+    """`seconds` of frame reports of `role` at `fps`, one report a second, refreshing."""
+    for _ in range(int(seconds)):
+        clock.now += 1.0
+        reg.report_frames("gate", role, round(fps), **kw)
+        reg.refresh()
+
+
+def test_detect_stream_is_judged_against_the_rate_detection_asked_for(clock):
+    # the demo: a 15 fps camera, the recorder's main role online but with no frame figure
+    # yet (it reports per segment), detection decoding at its 5 fps: that is not "low"
+    reg, changes = make(expected_fps={"gate": 15}, fps_settle_s=0)
+    reg.report_state("gate", "main", "online", "")
+    reg.report_state("gate", "detect", "online", "")
+    feed(reg, clock, "detect", 5, 20, expected_fps=5)
+    assert reg.state("gate") == ("online", "")
+    assert changes == [("gate", "online", "")]
+    # a consumer that declares nothing: the detect stream is not held to the camera's 15
+    reg2, changes2 = make(expected_fps={"gate": 15}, fps_settle_s=0)
+    reg2.report_state("gate", "detect", "online", "")
+    feed(reg2, clock, "detect", 5, 20)
+    assert changes2 == [("gate", "online", "")]
+    # while the main stream still is: 5 of 15 is low
+    feed(reg, clock, "main", 5, 20)
+    assert reg.state("gate") == ("degraded", "low frame rate: 5.0 fps of 15")
+    # and detection getting 2 of its 5 is low too, said as the detect stream's
+    reg3, _ = make(expected_fps={"gate": 15}, fps_settle_s=0)
+    reg3.report_state("gate", "detect", "online", "")
+    feed(reg3, clock, "detect", 2, 20, expected_fps=5)
+    assert reg3.state("gate") == ("degraded", "low frame rate: 2.0 fps of 5 (detect stream)")
+
+
+def test_declared_rate_is_capped_by_what_the_camera_sends(clock):
+    reg, changes = make(expected_fps={"gate": 4}, fps_settle_s=0)
+    reg.report_state("gate", "detect", "online", "")
+    feed(reg, clock, "detect", 4, 20, expected_fps=5)  # a 4 fps camera gives 4 of 5 asked
+    assert changes == [("gate", "online", "")]
+
+
+def test_a_rate_hovering_at_the_threshold_does_not_flap(clock):
+    reg, changes = make(expected_fps={"gate": 10}, fps_settle_s=0)
+    reg.report_state("gate", "main", "online", "")
+    feed(reg, clock, "main", 10, 12)
+    assert changes == [("gate", "online", "")]
+    for _ in range(4):  # around half of 10: 4 then 6 fps, over and over
+        feed(reg, clock, "main", 4, 12)
+        feed(reg, clock, "main", 6, 12)
+    assert changes == [("gate", "online", ""), ("gate", "degraded", changes[1][2])]
+    assert changes[1][2].startswith("low frame rate: ")  # one event, its reason kept
+    assert reg.health()["gate"]["fps"] == 6.0  # health still shows the rate of now
+    feed(reg, clock, "main", 9, 12)  # clearly back
+    assert changes[-1] == ("gate", "online", "")
+    assert len(changes) == 3
+    # a reconnect starts afresh: no verdict carried over from before the outage
+    feed(reg, clock, "main", 4, 12)
+    reg.report_state("gate", "main", "offline", "exited with code 1")
+    reg.report_state("gate", "main", "online", "")
+    assert changes[-1] == ("gate", "online", "")

@@ -41,7 +41,8 @@ class RecordingRegistry:
     def report_state(self, name: str, role: str, state: str, reason: str = "") -> None:
         self.states.append((name, role, state))
 
-    def report_frames(self, name: str, role: str, count: int) -> None:
+    def report_frames(self, name: str, role: str, count: int,
+                      expected_fps: float | None = None) -> None:
         self.frames += count
 
 

@@ -39,6 +39,7 @@ class Registry:
         self.sources = sources
         self.states: list[tuple] = []
         self.frame_reports: list[int] = []
+        self.expected_fps: list[float | None] = []
 
     def get(self, name: str):
         if name not in self.sources:
@@ -48,8 +49,9 @@ class Registry:
     def report_state(self, name, role, state, reason=""):
         self.states.append((name, role, state, reason))
 
-    def report_frames(self, name, role, count):
+    def report_frames(self, name, role, count, expected_fps=None):
         self.frame_reports.append(count)
+        self.expected_fps.append(expected_fps)
 
 
 def context(cfg, tmp_path: Path, **shared) -> Context:
@@ -154,6 +156,8 @@ def test_restarted_service_reports_frames_afresh(tmp_path: Path, models_dir: Pat
         service.stop()
     assert len(registry.frame_reports) >= 2
     assert all(count > 0 for count in registry.frame_reports)
+    # the detect stream is judged against the rate detection decodes at ([detect] fps)
+    assert set(registry.expected_fps) == {5.0}
 
 
 def test_a_broken_camera_does_not_stop_the_others(tmp_path: Path, models_dir: Path) -> None:
