@@ -13,6 +13,9 @@ Hardware decoding (`hwaccel`): ``v4l2m2m`` uses the Raspberry Pi 4's H.264 decod
 Intel/AMD graphics, ``auto`` picks by board (device tree model), ``none`` decodes on the CPU.
 When a hardware decoder gives no frame twice in a row, the reader falls back to software.
 
+`ready` (the camera's `reachable`, a TCP connect) cuts the restart backoff short when the
+camera was seen down and is back: decoding resumes within a second or two of its return.
+
 Example::
 
     reader = FrameReader("cam1", StreamInput("rtsp://cam/sub"), 640, 360, fps=5)
@@ -177,7 +180,8 @@ class FrameReader:
                  drop_when_full: bool = True, stream_clock: bool = False,
                  on_state: Callable[[str, str], None] | None = None,
                  on_frame: Callable[[], None] | None = None,
-                 stall_after_s: float = 20.0, restart_delay_s: float = 1.0) -> None:
+                 stall_after_s: float = 20.0, restart_delay_s: float = 1.0,
+                 ready: Callable[[], bool | None] | None = None) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"detect size must be even, got {width}x{height}")
         self.name = name
@@ -200,7 +204,7 @@ class FrameReader:
             f"{name}-decode", self._make_args,
             on_state=on_state, on_start=self._on_start, stdout=subprocess.PIPE,
             stall_after_s=stall_after_s, backoff_min_s=restart_delay_s,
-            redact=mask_credentials,
+            redact=mask_credentials, ready=ready,
         )
         self._pump_thread: threading.Thread | None = None
         self._stopped = False

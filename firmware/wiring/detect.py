@@ -4,7 +4,8 @@ For each enabled camera (when ``[detect] enabled``), a `FrameReader` decodes its
 stream (from the camera registry ``ctx.shared["cameras"]``, else the camera's URL) and
 one thread runs all pipelines round-robin with one shared TFLite interpreter (an
 interpreter is not thread-safe, and on a 2-core board two inference threads would only
-fight over the cores that `num_threads` already uses).
+fight over the cores that `num_threads` already uses). With the registry, the camera's
+`reachable` check restarts a decoder as soon as a camera that was down answers again.
 
 On the bus: `ObjectEvent` (start/update/end of alerting tracks, JPEG snapshot on start
 and end), `TamperEvent`, and on each track's end a `ProtectClip` covering
@@ -90,7 +91,7 @@ class DetectService(Component):
                                  hwaccel=s.hwaccel, drop_when_full=self.drop_when_full,
                                  stream_clock=self.stream_clock,
                                  on_state=self._state_reporter(name), on_frame=self._wake.set,
-                                 restart_delay_s=self.restart_delay_s)
+                                 restart_delay_s=self.restart_delay_s, ready=self._ready(name))
             self.readers[name] = reader
             reader.start()
         last_report = time.monotonic()
@@ -179,6 +180,16 @@ class DetectService(Component):
     def _publish_tamper(self, r: TamperReport) -> None:
         self.bus.publish(TamperEvent(camera=r.camera, kind=r.kind, phase=r.phase, ts=r.ts,
                                      snapshot=r.snapshot))
+
+    def _ready(self, name: str) -> Callable[[], bool | None] | None:
+        """The registry camera's `reachable` check: after an outage the decoder restarts as
+        soon as the camera answers again instead of at the end of its backoff."""
+        if self.registry is None:
+            return None
+        try:
+            return self.registry.get(name).reachable
+        except KeyError:
+            return None
 
     def _state_reporter(self, name: str) -> Callable[[str, str], None]:
         def report(state: str, reason: str) -> None:

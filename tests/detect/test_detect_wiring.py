@@ -44,7 +44,8 @@ class Registry:
     def get(self, name: str):
         if name not in self.sources:
             raise KeyError(name)
-        return SimpleNamespace(main=self.sources[name], detect=self.sources[name])
+        return SimpleNamespace(main=self.sources[name], detect=self.sources[name],
+                               reachable=lambda: None)
 
     def report_state(self, name, role, state, reason=""):
         self.states.append((name, role, state, reason))
@@ -179,3 +180,47 @@ def test_a_broken_camera_does_not_stop_the_others(tmp_path: Path, models_dir: Pa
     assert cams["gang"]["frames_in"] >= 10 and cams["pos"]["frames_in"] == 0
     assert cams["pos"]["decoder"]["state"] == "offline"
     assert ("gang", "detect", "online", "") in registry.states
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_decoder_restarts_as_soon_as_the_camera_is_back(tmp_path: Path, models_dir: Path) -> None:
+    """With the camera registry, the detect decoder's backoff is cut short by the camera's
+    `reachable` check: it restarts when the camera answers, not when the backoff ends."""
+    from drivers.cameras.registry import CameraRegistry
+    from drivers.cameras.rtsp import RtspCamera
+    from firmware.devtools.rtsp_camera import RtspTestCamera
+
+    server = RtspTestCamera().start()
+    registry = CameraRegistry([RtspCamera("gang", server.plain_url, timeout_s=3)])
+    [service] = build(context(config(models_dir), tmp_path, cameras=registry))
+
+    def detect_state() -> str:
+        return registry.roles("gang").get("detect", ("starting", ""))[0]
+
+    def wait(cond, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.05)
+        return time.monotonic()
+
+    service.start()
+    try:
+        wait(lambda: detect_state() == "online", 30)
+        server.stop()
+        wait(lambda: detect_state() == "offline", 15)
+        process = service.readers["gang"].process
+        # failed restarts against the dead camera: 1, 2, 4 s... until an 8 s wait begins
+        backoff_from = wait(lambda: process.last_delay_s >= 8, 30)
+        time.sleep(1.5)  # the readiness check sees the camera down during this wait
+        server.start()
+        back = time.monotonic()
+        online = wait(lambda: detect_state() == "online", 30)
+    finally:
+        service.stop()
+        server.close()
+    assert back < backoff_from + process.last_delay_s - 2, "the camera came back too late"
+    # online before the backoff alone would even have started the next decoder
+    assert online < backoff_from + process.last_delay_s, (online - back, process.last_delay_s)
+    assert online - back < 5.0  # poll 0.5 s + ffmpeg's RTSP start (~2 s here)
