@@ -218,76 +218,63 @@ def check_model(cfg: config_mod.Config) -> Check:
 # ---- GPIO ------------------------------------------------------------------------------
 
 
-def _pin_factory(name: str) -> Any:
-    if name == "mock":
-        from gpiozero.pins.mock import MockFactory
-
-        return MockFactory()
-    if name == "auto":
-        return None
-    module, cls = {"lgpio": ("gpiozero.pins.lgpio", "LGPIOFactory"),
-                   "rpigpio": ("gpiozero.pins.rpigpio", "RPiGPIOFactory"),
-                   "pigpio": ("gpiozero.pins.pigpio", "PiGPIOFactory"),
-                   "native": ("gpiozero.pins.native", "NativeFactory")}.get(name, ("", ""))
-    if not module:
-        raise ValueError(f"pin factory {name!r} is not handled by doctor")
-    import importlib
-
-    return getattr(importlib.import_module(module), cls)()
+def _gpio_pins(gpio: Any) -> list[str]:
+    """The configured pins as "role=pin", in the order `Panel` claims them."""
+    pins = [f"{role}={out.pin}" for role in ("siren", "light", "status_led", "buzzer")
+            if (out := getattr(gpio, role)) is not None]
+    pins += [f"panic[{i}]={pin.pin}" for i, pin in enumerate(gpio.panic)]
+    if gpio.ack:
+        pins.append(f"ack={gpio.ack.pin}")
+    return pins
 
 
 def check_gpio(cfg: config_mod.Config, test_outputs: bool = False,
                pulse_s: float = 0.5, factory: Any = None) -> Check:
-    """Claim every configured pin; with `test_outputs`, pulse the siren and the light."""
+    """Claim every configured pin as the daemon does (its pin factory, its `Panel`: same
+    pulls, Jetson layer, outputs driven off first); with `test_outputs`, pulse the siren
+    and the light through that panel. `factory`: a pin factory to use instead (tests)."""
     gpio = cfg.gpio
     if not gpio.enabled:
         return Check("gpio", SKIP, "GPIO disabled ([gpio] enabled = false)")
-    from gpiozero import Button, Device, DigitalOutputDevice
     from gpiozero.exc import GPIOZeroError
 
-    devices: list[Any] = []
-    claimed: list[str] = []
+    from drivers.gpio.factory import make_pin_factory
+    from drivers.gpio.panel import Panel
+
+    pins = _gpio_pins(gpio)
     pulsed: list[str] = []
+    own_factory = factory is None
+    panel = None
     try:
-        factory = factory or _pin_factory(gpio.pin_factory)
         if factory is None:
-            factory = Device._default_pin_factory()
-        for i, pin in enumerate(gpio.panic):
-            devices.append(Button(pin.pin, pull_up=pin.pull_up, pin_factory=factory))
-            claimed.append(f"panic[{i}]={pin.pin}")
-        if gpio.ack:
-            devices.append(Button(gpio.ack.pin, pull_up=gpio.ack.pull_up, pin_factory=factory))
-            claimed.append(f"ack={gpio.ack.pin}")
-        outputs = {}
-        for role in ("siren", "light", "status_led", "buzzer"):
-            out = getattr(gpio, role)
-            if out is not None:
-                dev = DigitalOutputDevice(out.pin, active_high=out.active_high,
-                                          initial_value=False, pin_factory=factory)
-                devices.append(dev)
-                outputs[role] = dev
-                claimed.append(f"{role}={out.pin}")
+            factory = make_pin_factory(gpio.pin_factory, gpio.jetson_numbering)
+        panel = Panel(gpio, factory)
         if test_outputs:
             for role in ("siren", "light"):
-                if role in outputs:
-                    outputs[role].on()
+                out = getattr(panel, role)
+                if out is not None:
+                    out.on(cause="doctor")
                     time.sleep(pulse_s)
-                    outputs[role].off()
+                    out.off(cause="doctor")
                     pulsed.append(role)
-    except (GPIOZeroError, OSError, ValueError, RuntimeError) as exc:
-        return Check("gpio", FAIL, f"{type(exc).__name__}: {exc} (claimed: "
-                     f"{', '.join(claimed) or 'none'})",
+    except (GPIOZeroError, OSError, ValueError, RuntimeError) as exc:  # PinFactoryError too
+        return Check("gpio", FAIL, f"{type(exc).__name__}: {exc} (pins: "
+                     f"{', '.join(pins) or 'none'})",
                      "stop the daemon first (systemctl stop ronda), check gpio.pin_factory and "
-                     "the pin numbers (BCM), and that the user is in the gpio group",
-                     {"claimed": claimed})
+                     "the pin numbers (BCM on a Pi, gpio.jetson_numbering on a Jetson), and that "
+                     "the user is in the gpio group",
+                     {"claimed": [], "pins": pins})
     finally:
-        for dev in devices:
+        if panel is not None:
             with contextlib.suppress(Exception):
-                dev.close()
-    if not claimed:
+                panel.close()
+        if own_factory and factory is not None:
+            with contextlib.suppress(Exception):
+                factory.close()
+    if not pins:
         return Check("gpio", WARN, "no pins configured",
                      "wire the panic button and siren, then set [gpio] panic/siren pins")
-    detail = "claimed " + ", ".join(claimed)
+    detail = "claimed " + ", ".join(pins)
     if pulsed:
         detail += f"; pulsed {' and '.join(pulsed)} {pulse_s:g} s"
-    return Check("gpio", OK, detail, data={"claimed": claimed, "pulsed": pulsed})
+    return Check("gpio", OK, detail, data={"claimed": pins, "pulsed": pulsed})

@@ -253,3 +253,41 @@ def test_service_verdicts_from_systemd_states():
     assert failed.status == "fail" and "exit 78" in failed.detail
     assert verdict(active="inactive").status == "warn"
     assert doctor.check_service(booted=False).status == "skip"
+
+
+def gpio_only_config(tmp_path: Path, gpio: str) -> Path:
+    path = tmp_path / "ronda.toml"
+    path.write_text(f'[node]\nid = "rw"\n[mqtt]\nenabled = false\n[gpio]\n{gpio}\n')
+    return path
+
+
+def test_gpio_claims_what_the_daemons_panel_claims(tmp_path):
+    """External pulls (allowed by the config) and an active-low siren: doctor opens the
+    daemon's `Panel` on the configured factory and pulses the siren through it."""
+    from gpiozero.pins.mock import MockFactory
+
+    from firmware import config
+
+    cfg = config.load(gpio_only_config(tmp_path, """pin_factory = "mock"
+siren = { pin = 17, active_high = false }
+panic = [{ pin = 22, pull_up = "external", active_high = true }]
+ack = { pin = 23, pull_up = "external", active_high = false }"""))
+    factory = MockFactory()
+    check = doctor.check_gpio(cfg, test_outputs=True, pulse_s=0.05, factory=factory)
+    assert check.status == "ok", check
+    assert check.data == {"claimed": ["siren=17", "panic[0]=22", "ack=23"], "pulsed": ["siren"]}
+    levels = [s.state for s in factory.pin(17).states]
+    # active-low: driven high (off) from the first instant, low for the pulse, high again
+    assert levels[-3:] == [True, False, True], levels
+    # every pin released: the daemon can claim them right after
+    from drivers.gpio.panel import Panel
+
+    Panel(cfg.gpio, factory).close()
+
+
+def test_gpio_uses_the_daemons_pin_factory_choice(tmp_path, capsys):
+    cfg = gpio_only_config(tmp_path, 'pin_factory = "jetson"\nsiren = { pin = 12 }')
+    code, report = run_doctor(capsys, cfg, "--skip", "clock,power,cameras,storage,model,mqtt")
+    gpio = by_name(report)["gpio"]
+    assert code == 1 and gpio["status"] == "fail"
+    assert "Jetson.GPIO" in gpio["detail"] and "siren=12" in gpio["detail"]
