@@ -84,6 +84,8 @@ def test_daemon_unit_contract():
     assert s["KillMode"] == "control-group" and s["TimeoutStopSec"] == "10"
     assert s["ExecStart"] == f"{SHIPPED_BIN} run --config /etc/ronda/ronda.toml"
     assert s["RestartPreventExitStatus"] == "78"
+    # outputs off after any exit, kill -9 included; its failure must not fail the unit
+    assert s["ExecStopPost"] == f"-{SHIPPED_BIN} outputs-off --config /etc/ronda/ronda.toml"
     # an implied DeviceAllow= (ProtectClock, PrivateDevices) would lock out GPIO and cameras
     text = (UNITS / "ronda.service").read_text()
     assert "\nProtectClock=" not in text and "\nDeviceAllow=" not in text
@@ -96,3 +98,21 @@ def test_firstboot_unit_contract():
     assert "ronda.service" in unit["Unit"]["Before"].split()
     assert unit["Unit"]["ConditionPathExists"] == "/boot/firmware/ronda.toml"
     assert unit["Service"]["ExecStart"].startswith(f"{SHIPPED_BIN} firstboot")
+
+
+def test_exec_stop_post_drives_the_outputs_off_with_the_real_cli(tmp_path):
+    """The unit's ExecStopPost line, run as written (with this repo's ronda in place of
+    the installed one), is accepted by `ronda outputs-off` and drives every output off."""
+    import sys
+
+    line = _unit("ronda.service")["Service"]["ExecStopPost"]
+    argv = line.removeprefix("-").split()
+    assert argv[0] == SHIPPED_BIN
+    cfg = tmp_path / "ronda.toml"
+    cfg.write_text('[node]\nid = "rw"\n[mqtt]\nenabled = false\n[gpio]\npin_factory = "mock"\n'
+                   "siren = { pin = 17, active_high = false }\nlight = { pin = 27 }\n")
+    argv = [a.replace("/etc/ronda/ronda.toml", str(cfg)) for a in argv[1:]]
+    proc = subprocess.run([sys.executable, "-m", "firmware", *argv], capture_output=True,
+                          text=True, timeout=60, cwd=UNITS.parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["siren (pin 17) off", "light (pin 27) off"]
