@@ -44,7 +44,10 @@ def main(names: list[str]) -> int:
             table.add_row(script.stem, "[red]FAILED[/]", str(proc.returncode), "exit",
                           proc.stderr.strip().splitlines()[-1][:80] if proc.stderr.strip() else "")
         print(f"   {time.monotonic() - started:.0f} s", file=sys.stderr)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # a log file: keep one row per line
+    console.print(table)
     return 1 if failed else 0
 
 
