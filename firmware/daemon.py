@@ -39,7 +39,9 @@ class Daemon:
             "ts": time.time(),
             "uptime_s": round(time.time() - self.started, 1),
             "components": self.supervisor.health(),
-            "last_error": self.supervisor.last_error or None,
+            "faults": dict(self.context.faults),
+            "last_error": self.supervisor.last_error or next(iter(self.context.faults.values()),
+                                                              None),
         }
 
     def request_stop(self) -> None:

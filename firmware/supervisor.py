@@ -56,7 +56,14 @@ class Supervisor:
                 if c.running and c.stalled_for() > c.stall_after_s]
 
     def status_line(self) -> str:
-        parts = [s for s in (c.summary() for c in self.components) if s]
+        parts = []
+        for comp in self.components:
+            try:
+                part = comp.summary()
+            except Exception as exc:  # a broken summary() must not end the main loop
+                part = f"{comp.name}: {exc!r}"
+            if part:
+                parts.append(part)
         stalled = self.stalled()
         if stalled:
             parts.append("stalled: " + ", ".join(stalled))

@@ -8,6 +8,7 @@ messages (`firmware.events`). `build_all` calls them in data-flow order.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 from firmware.bus import EventBus
 from firmware.component import Component
 from firmware.config import Config
+
+log = logging.getLogger(__name__)
 
 # Data-flow order: producers first, then the alarm, then reporting. An area that the
 # config switches off is not even imported: a node without the `detect` extra (no
@@ -39,13 +42,21 @@ class Context:
     health: Callable[[], dict[str, Any]]  # the node's current health report
     state_dir: Path
     shared: dict[str, Any] = field(default_factory=dict)  # objects one area offers the next
+    faults: dict[str, str] = field(default_factory=dict)  # areas that failed to build: why
 
 
 def build_all(ctx: Context) -> list[Component]:
+    """Build every configured area. One area failing to build (a corrupt database, a
+    missing library) is logged and recorded in `ctx.faults`; the others still run, so
+    that a broken MQTT outbox can never take the panic button down with it."""
     components: list[Component] = []
     for area, configured in AREAS.items():
         if not configured(ctx.config):
             continue
-        module = importlib.import_module(f"firmware.wiring.{area}")
-        components += module.build(ctx)
+        try:
+            module = importlib.import_module(f"firmware.wiring.{area}")
+            components += module.build(ctx)
+        except Exception as exc:
+            log.exception("area %s failed to start; the node runs without it", area)
+            ctx.faults[area] = f"failed to start: {exc!r}"
     return components

@@ -209,3 +209,26 @@ def test_health_file_in_the_runtime_directory(tmp_path: Path,
     assert health["node"] == "test-node"
     assert health["version"]
     assert "system" in health["components"]
+
+
+def test_an_area_that_fails_to_build_does_not_take_the_alarm_down(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken MQTT area (say a corrupt outbox) is a fault in health, not a dead node."""
+    import firmware.wiring.mqtt
+
+    def broken(ctx):
+        raise RuntimeError("database disk image is malformed")
+
+    monkeypatch.setattr(firmware.wiring.mqtt, "build", broken)
+    cfg = node_config(tmp_path)
+    cfg["mqtt"] = {"enabled": True}
+    cfg["gpio"] = {"pin_factory": "mock", "panic": [{"pin": 17}], "siren": {"pin": 23}}
+    daemon = Daemon(config.parse(cfg))
+    try:
+        names = [c.name for c in daemon.components]
+        assert "alarm" in names and "mqtt" not in names
+        health = daemon.health()
+        assert "malformed" in health["faults"]["mqtt"]
+        assert "malformed" in health["last_error"]
+    finally:
+        daemon.supervisor.stop()
