@@ -49,6 +49,9 @@ class ButtonInput:
         self.bounces = 0
         self._last_edge = -1e9
         self._lock = threading.Lock()
+        self._down = False  # the debounced state: the last accepted edge was a press
+        self._recheck: threading.Timer | None = None
+        self._closed = False
         pull_up = None if spec.pull_up == "external" else spec.pull_up
         self.device = DigitalInputDevice(spec.pin, pull_up=pull_up,
                                          active_state=spec.active_high, pin_factory=factory)
@@ -57,32 +60,68 @@ class ButtonInput:
 
     @property
     def is_pressed(self) -> bool:
-        """The pin's level now (not debounced)."""
-        return bool(self.device.is_active)
+        """The pin's level now (not debounced); False once the pin is closed."""
+        try:
+            return bool(self.device.is_active)
+        except Exception:  # DeviceClosed: a timer looking after close()
+            return False
 
-    def _accept(self) -> bool:
+    def _accept(self, down: bool) -> bool:
         now = time.monotonic()
         with self._lock:
             if now - self._last_edge < self.bounce_s:
                 self.bounces += 1
+                self._recheck_later(self._last_edge + self.bounce_s - now)
+                return False
+            if down == self._down:  # a second edge the same way (a missed one between)
                 return False
             self._last_edge = now
+            self._down = down
             return True
 
+    def _recheck_later(self, delay: float) -> None:
+        """After an ignored edge, look at the level again once the bounce window is over.
+
+        Without this a short glitch (an accepted release, then the re-press inside the
+        window) would leave the button "up" while it is held down. Called under _lock.
+        """
+        if self._recheck is not None or self._closed:
+            return
+        timer = threading.Timer(max(0.0, delay) + 0.001, self._recheck_level)
+        timer.daemon = True
+        self._recheck = timer
+        timer.start()
+
+    def _recheck_level(self) -> None:
+        with self._lock:
+            self._recheck = None
+            if self._closed:
+                return
+        level = self.is_pressed
+        if level != self._down:
+            log.debug("%s: level %s after the bounce window", self.name,
+                      "down" if level else "up")
+            (self._pressed if level else self._released)()
+
     def _pressed(self) -> None:
-        if not self._accept():
+        if not self._accept(True):
             return
         self.presses += 1
         if self.on_press is not None:
             self.on_press(self)
 
     def _released(self) -> None:
-        if not self._accept():
+        if not self._accept(False):
             return
         if self.on_release is not None:
             self.on_release(self)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            timer, self._recheck = self._recheck, None
+        if timer is not None:
+            timer.cancel()
         self.device.close()
 
 

@@ -71,26 +71,27 @@ class AlarmController:
             self.trigger(button.kind, source)
             return
         with self._lock:  # hold policy: feedback now, alarm if still held after hold_s
-            if button.name in self._hold_timers:
+            self.holding.add(button.name)
+            self._feedback(True)
+            if button.name in self._hold_timers:  # back down after a glitch: same hold
                 return
             timer = threading.Timer(self.settings.hold_s, self._hold_elapsed, (button,))
             timer.daemon = True
             self._hold_timers[button.name] = timer
-            self.holding.add(button.name)
-            self._feedback(True)
         timer.start()
 
     def on_release(self, button: ButtonInput) -> None:
-        """A panic button came up: a hold shorter than hold_s is abandoned."""
+        """A panic button came up: feedback stops, but the hold timer runs on.
+
+        The timer decides by the pin's level when it fires, so a millisecond glitch during
+        a hold (a relay spike, a worn contact) does not lose the press; a real short press
+        is found released then and counted in `short_holds`.
+        """
         with self._lock:
-            timer = self._hold_timers.pop(button.name, None)
-            if timer is None:
+            if button.name not in self._hold_timers:
                 return
-            timer.cancel()
             self.holding.discard(button.name)
-            self.counts["short_holds"] += 1
             self._feedback(bool(self.holding))
-        log.info("%s released before %.1f s: no alarm", button.name, self.settings.hold_s)
 
     def on_ack_key(self, button: ButtonInput) -> None:
         """The local acknowledge key went down."""
@@ -169,10 +170,12 @@ class AlarmController:
             self.holding.discard(button.name)
             still = button.is_pressed
             self._feedback(bool(self.holding))
+            if not still:
+                self.counts["short_holds"] += 1
         if still:
             self.trigger(button.kind, f"button:{button.name}")
         else:
-            log.info("%s was released during the hold: no alarm", button.name)
+            log.info("%s released before %.1f s: no alarm", button.name, self.settings.hold_s)
 
     # -- output changes (any thread) ---------------------------------------------------
     def output_changed(self, name: str, state: str, cause: str, until: float | None) -> None:
@@ -241,7 +244,11 @@ class AlarmController:
         return self.reports.drain(timeout)
 
     def close(self) -> None:
-        """Stop the reporter's worker (after its queue)."""
+        """Stop the reporter's worker (after its queue) and any pending hold timer."""
+        with self._lock:
+            for timer in self._hold_timers.values():
+                timer.cancel()
+            self._hold_timers.clear()
         self.reports.close()
 
     def health(self) -> dict[str, Any]:

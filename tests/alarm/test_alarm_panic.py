@@ -220,3 +220,29 @@ def test_wiring_variants_active_low_relay_and_buttons_to_3v3(make_node):
     node.tap("ack")
     assert siren.state is True
     json.dumps(node.components[0].health())  # the health report is plain JSON
+
+
+def test_hold_policy_glitch_during_hold_does_not_lose_the_press(make_node):
+    # A 1 ms release glitch while held (accepted as a release), the re-press inside the
+    # bounce window (ignored as bounce): the button is held, so the alarm must come.
+    node = make_node(alarm={"panic_policy": "hold", "hold_s": 0.3})
+    node.press()
+    time.sleep(0.1)
+    node.release()
+    time.sleep(0.001)
+    node.press()
+    wait_for(lambda: node.pin("siren").state, 1.5, "siren after a hold with a glitch")
+    assert node.controller.alarm is not None and node.controller.counts["short_holds"] == 0
+    button = node.panel.buttons[0]
+    assert button.bounces >= 1
+
+
+def test_button_level_rechecked_after_an_ignored_edge(make_node):
+    # Leading-edge debounce must not leave the debounced state wrong: a release ignored
+    # as bounce is delivered once the window is over if the pin is still up.
+    node = make_node(alarm={"panic_policy": "hold", "hold_s": 5.0})
+    node.press()
+    time.sleep(0.001)
+    node.release()  # inside the 30 ms window: ignored for now
+    wait_for(lambda: not node.controller.holding, 1.0, "the release after the window")
+    assert node.pin("buzzer").state is False
