@@ -120,8 +120,12 @@ class ManagedProcess:
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        # A fresh stop event per run: a loop from an earlier run that `stop` gave up
+        # waiting for (a slow `make_args`, a child slow to die) keeps its own event, which
+        # stays set, so it winds down instead of coming back next to the new one.
+        self._stop = stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(stop,), name=self.name,
+                                        daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 3.0) -> None:
@@ -166,11 +170,11 @@ class ManagedProcess:
             if line:
                 self.stderr_tail.append(line)
 
-    def _loop(self) -> None:
+    def _loop(self, stop: threading.Event) -> None:
         delay = self.backoff_min_s
-        while not self._stop.is_set():
-            reason = self._run_once()
-            if self._stop.is_set():
+        while not stop.is_set():
+            reason = self._run_once(stop)
+            if stop.is_set():
                 break
             if self._online:  # it worked for a while: start the backoff afresh
                 delay = self.backoff_min_s
@@ -179,21 +183,21 @@ class ManagedProcess:
             self.restarts += 1
             log.warning("%s: %s; restarting in %.0f s", self.name, reason, delay)
             self.last_delay_s = delay
-            if self._wait_backoff(delay):
+            if self._wait_backoff(delay, stop):
                 break
             delay = min(delay * 2, self.backoff_cap_s)
 
-    def _wait_backoff(self, delay: float) -> bool:
+    def _wait_backoff(self, delay: float, stop: threading.Event) -> bool:
         """Wait `delay` s, or less when `ready()` saw the source down then up; True = stop."""
         if self._ready is None:
-            return self._stop.wait(delay)
+            return stop.wait(delay)
         end = time.monotonic() + delay
         seen_down = False
         while True:
             left = end - time.monotonic()
             if left <= 0:
                 return False
-            if self._stop.wait(min(self.ready_poll_s, left)):
+            if stop.wait(min(self.ready_poll_s, left)):
                 return True
             try:
                 ready = self._ready()
@@ -206,12 +210,14 @@ class ManagedProcess:
                 log.info("%s: source is back; restarting now", self.name)
                 return False
 
-    def _run_once(self) -> str:
+    def _run_once(self, stop: threading.Event) -> str:
         self.stderr_tail.clear()
         self.starts += 1
         try:
-            proc = spawn(self._make_args(), stdout=self._stdout, stderr=subprocess.PIPE,
-                         env=self.env)
+            args = self._make_args()
+            if stop.is_set():  # stopped while make_args ran (it may be slow): no child
+                return ""
+            proc = spawn(args, stdout=self._stdout, stderr=subprocess.PIPE, env=self.env)
         except (OSError, ValueError) as exc:
             return f"cannot start: {exc}"
         self.proc = proc
@@ -223,7 +229,7 @@ class ManagedProcess:
         reason = ""
         exited = ExitWatch(proc)
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 code = exited.wait(0.5)
                 if code is None:
                     if time.monotonic() - self._last_beat > self.stall_after_s:
@@ -238,5 +244,6 @@ class ManagedProcess:
             exited.close()
         terminate(proc)
         reader.join(2)
-        self.proc = None
+        if self.proc is proc:  # not a newer run's child
+            self.proc = None
         return reason

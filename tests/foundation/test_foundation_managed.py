@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 
 from drivers.managed import ExitWatch, ManagedProcess
@@ -37,3 +38,40 @@ def test_managed_process_restarts_an_exiting_child_and_says_why() -> None:
         managed.stop()
     assert managed.restarts >= 3
     assert ("offline", "exited with code 7: going away") in states
+
+
+def test_a_loop_that_outlived_stop_does_not_come_back_on_the_next_start() -> None:
+    """stop() gives up on a loop stuck in a slow make_args; the next start() must not
+    revive it: one child per ManagedProcess, never two."""
+    gate = threading.Event()
+    calls: list[int] = []
+    children: list[subprocess.Popen] = []
+
+    def make_args() -> list[str]:
+        calls.append(1)
+        if len(calls) == 1:
+            gate.wait(30)  # the first run is slow (a recorder probing its last segment)
+        return ["sleep", "300"]
+
+    managed = ManagedProcess("slow-args", make_args, on_start=children.append,
+                             stall_after_s=1000)
+    managed.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        managed.stop(timeout=0.1)  # gives up after 5.1 s: the old loop is still in make_args
+        managed.start()
+        deadline = time.monotonic() + 5
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gate.set()  # the old loop's make_args returns now
+        time.sleep(1.0)
+        assert sum(child.poll() is None for child in children) == 1
+        assert sum(t.name == "slow-args" for t in threading.enumerate()) == 1
+    finally:
+        gate.set()
+        managed.stop()
+        for child in children:
+            terminate(child)
+    assert all(child.poll() is not None for child in children)
