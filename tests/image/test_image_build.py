@@ -1,5 +1,6 @@
 """image/build against a small two-partition image made here: a FAT boot partition and
-an ext4 root from a Debian bookworm minbase (debootstrap, cached under .cache/image).
+an ext4 root from a Debian bookworm minbase (debootstrap, cached outside the repo: see
+`test_cache` in conftest.py).
 
 Checks the output image itself (decompressed, loop-mounted by offset): the venv under
 /opt/ronda/<version> with `current`, `ronda --version` inside the root (chroot), the
@@ -10,21 +11,23 @@ first boot inside the chroot installs a config that `ronda check-config` accepts
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / ".cache" / "image"
 SUITE = "bookworm"
+INCLUDE = "python3,python3-venv,ca-certificates,systemd,tzdata"
 MIRROR = os.environ.get("RONDA_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 pytestmark = [
@@ -39,21 +42,31 @@ def run(*args: str, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, **kw)
 
 
-def debootstrap_tree() -> Path:
+def debootstrap_tree(cache: Path, lock: Callable[[Path], AbstractContextManager[None]]) -> Path:
     """A Debian minbase with what Raspberry Pi OS Lite also has (systemd, python3-venv,
-    tzdata), built once and reused (`.complete` marker)."""
+    tzdata), built once and reused (`.complete` marker); keyed by suite, architecture and
+    packages (and by this function's code), so a change to any of them builds a new one."""
     arch = run("dpkg", "--print-architecture").stdout.strip()
-    tree = CACHE / f"debootstrap-{SUITE}-{arch}"
+    key = hashlib.sha256("\0".join([SUITE, arch, INCLUDE, inspect.getsource(_debootstrap)])
+                         .encode()).hexdigest()[:12]
+    tree = cache / "image" / f"debootstrap-{SUITE}-{arch}-{key}"
     if (tree / ".complete").exists():
         return tree
+    with lock(tree):  # another run on this machine may be building it
+        if not (tree / ".complete").exists():
+            _debootstrap(tree)
+    return tree
+
+
+def _debootstrap(tree: Path) -> None:
+    """Run debootstrap into `tree`.partial, trim it, then move it into place."""
     if shutil.which("debootstrap") is None:
         run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap",
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     partial = tree.with_name(tree.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    run("debootstrap", "--variant=minbase",
-        "--include=python3,python3-venv,ca-certificates,systemd,tzdata",
+    run("debootstrap", "--variant=minbase", f"--include={INCLUDE}",
         SUITE, str(partial), MIRROR, timeout=900)
     (partial / "boot" / "firmware").mkdir(parents=True, exist_ok=True)
     (partial / "var" / "cache" / "apt" / "archives").mkdir(parents=True, exist_ok=True)
@@ -62,7 +75,6 @@ def debootstrap_tree() -> Path:
     shutil.rmtree(tree, ignore_errors=True)
     partial.rename(tree)
     (tree / ".complete").touch()
-    return tree
 
 
 def make_base_image(tree: Path, out: Path) -> Path:
@@ -123,10 +135,11 @@ def host_name_kept() -> Iterator[None]:
     assert after == before, "the build host was renamed from inside the chroot"
 
 
-def test_build_image_from_a_debian_base(tmp_path, wheelhouse, models_dir, host_name_kept):
+def test_build_image_from_a_debian_base(tmp_path, wheelhouse, models_dir, host_name_kept,
+                                        test_cache, cache_entry_lock):
     timings = {}
     t0 = time.monotonic()
-    tree = debootstrap_tree()
+    tree = debootstrap_tree(test_cache, cache_entry_lock)
     timings["debootstrap (cached after the first run)"] = time.monotonic() - t0
     t0 = time.monotonic()
     base = make_base_image(tree, tmp_path / "base.img")

@@ -68,6 +68,7 @@ def test_update_switches_and_rolls_back_a_broken_release(node, make_wheel, wheel
     prefix, cfg, manager = node
     releases = Releases(prefix)
     opts = {"wheelhouse": wheelhouse, "offline": True, "extras": "detect"}
+    broken = make_wheel.soon("0.3.0", crash_on_run)  # builds while 0.2.0 installs
     # first release onto an empty prefix: nothing to roll back to, must come up
     result = update(make_wheel("0.2.0"), prefix=prefix, manager=manager, config=cfg,
                     gate=GATE, **opts)
@@ -78,7 +79,7 @@ def test_update_switches_and_rolls_back_a_broken_release(node, make_wheel, wheel
 
     # a release whose daemon dies at start: switched, found unhealthy, switched back
     with pytest.raises(UpdateError) as info:
-        update(make_wheel("0.3.0", crash_on_run), prefix=prefix, manager=manager,
+        update(broken.result(), prefix=prefix, manager=manager,
                config=cfg, gate=GATE, **opts)
     assert info.value.switched and info.value.rolled_back
     assert "rolled back to 0.2.0" in str(info.value)
