@@ -8,6 +8,7 @@ restart, the outputs' real state at start) and the status LED.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -55,6 +56,9 @@ class AlarmComponent(Component):
         self._ready = False
         self._started = time.monotonic()
         self._next_health = 0.0
+        self.health_timeout_s = 30.0
+        self._health_thread: threading.Thread | None = None
+        self._health_started = 0.0
 
     def run(self) -> None:
         if not self._announced:
@@ -82,10 +86,7 @@ class AlarmComponent(Component):
         connected = mqtt_connected(self.shared)
         if now >= self._next_health:
             self._next_health = now + self.health_every_s
-            try:
-                self.faults = faulty_components(self.node_health())
-            except Exception as exc:
-                log.debug("node health unavailable: %s", exc)
+            self._check_faults(now)
         if not self._ready:
             self._ready = connected is not False or now - self._started > self.boot_grace_s
         mode = choose_mode(holding=bool(self.controller.holding),
@@ -93,6 +94,29 @@ class AlarmComponent(Component):
                            fault=bool(self.faults or self.gpio_error),
                            connected=connected, booting=not self._ready)
         self.status.show(mode)
+
+    def _check_faults(self, now: float) -> None:
+        """Start the fault check on its own thread; never wait for it here.
+
+        The node's health() takes other areas' locks, SQLite and statvfs: on a hung disk it
+        can take longer than the supervisor's stall limit, and this loop also guards the
+        siren. A check that has not answered for `health_timeout_s` is itself a fault.
+        """
+        thread = self._health_thread
+        if thread is not None and thread.is_alive():
+            if now - self._health_started > self.health_timeout_s:
+                self.faults = ["health: no answer for %.0f s" % (now - self._health_started)]
+            return
+        self._health_started = now
+        self._health_thread = threading.Thread(target=self._read_faults, name="alarm-faults",
+                                               daemon=True)
+        self._health_thread.start()
+
+    def _read_faults(self) -> None:
+        try:
+            self.faults = faulty_components(self.node_health())
+        except Exception as exc:
+            log.debug("node health unavailable: %s", exc)
 
     def stop(self, timeout: float = 3.0) -> None:
         super().stop(timeout)

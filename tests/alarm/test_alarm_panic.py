@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 from conftest import wait_for
@@ -246,3 +247,26 @@ def test_button_level_rechecked_after_an_ignored_edge(make_node):
     node.release()  # inside the 30 ms window: ignored for now
     wait_for(lambda: not node.controller.holding, 1.0, "the release after the window")
     assert node.pin("buzzer").state is False
+
+
+def test_slow_node_health_does_not_stall_the_alarm_loop(make_node):
+    # health() of the whole node takes the recorder's lock, SQLite, statvfs...: a hung
+    # disk must not stop the loop that guards the siren (nor make the supervisor see a
+    # stalled alarm and let systemd's watchdog kill the daemon mid-alarm).
+    node = make_node(start=False)
+    comp = node.components[0]
+    release = threading.Event()
+    comp.node_health = lambda: release.wait(5) and {"components": {"rec": {"error": "x"}}}
+    comp.health_every_s = 0.0
+    comp.health_timeout_s = 0.5
+    node.start()
+    try:
+        deadline = time.monotonic() + 1.5
+        worst = 0.0
+        while time.monotonic() < deadline:
+            worst = max(worst, comp.stalled_for())
+            time.sleep(0.02)
+        assert worst < 0.5, f"alarm loop stalled for {worst:.1f} s"
+        assert comp.faults and "health" in comp.faults[0]  # a hung check is a fault
+    finally:
+        release.set()
