@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import math
@@ -66,38 +67,87 @@ class Outbox:
     """SQLite-backed FIFO of events with a per-node sequence number. Thread-safe."""
 
     def __init__(self, path: Path, *, max_events: int = 20000,
-                 max_bytes: int = 64 * 1024 * 1024) -> None:
+                 max_bytes: int = 64 * 1024 * 1024, open_retries: int = 3) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_events = max_events
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self.recovered_from: Path | None = None
+        self.recoveries = 0  # damaged databases moved aside by this process
+        self.degraded = ""  # why events are kept in memory only ("" when on disk)
+        self._count = self._bytes = 0
+        self._db = self._open_robustly(open_retries)
+
+    def _open_robustly(self, retries: int) -> sqlite3.Connection:
+        """The database on disk, whatever state it is in; never raises.
+
+        Corruption (SQLITE_CORRUPT / SQLITE_NOTADB, found by the schema check or by the
+        totals query, which reads every table page) moves the files aside and starts a
+        fresh database, continuing `seq` from the damaged one when it can still be read.
+        Anything else (I/O error, locked, read-only or missing directory) is retried, then
+        the outbox degrades to memory: events are still kept and published, but do not
+        survive a restart; `degraded` says why (in health).
+        """
+        error: Exception | None = None
+        for attempt in range(max(1, retries)):
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                return self._open(self.path)
+            except sqlite3.DatabaseError as exc:
+                error = exc
+                if is_corruption(exc):
+                    fresh = self._recover(exc)
+                    if fresh is not None:
+                        return fresh
+                    break
+                log.warning("outbox %s: cannot open (%s), attempt %d", self.path, exc,
+                            attempt + 1)
+            except (sqlite3.Error, OSError) as exc:
+                error = exc
+                log.warning("outbox %s: cannot open (%s), attempt %d", self.path, exc,
+                            attempt + 1)
+            if attempt + 1 < retries:
+                time.sleep(0.2 * (attempt + 1))
+        self.degraded = f"outbox not on disk ({error}); events kept in memory only"
+        log.error("outbox %s: %s", self.path, self.degraded)
+        return self._open(":memory:")
+
+    def _recover(self, exc: Exception) -> sqlite3.Connection | None:
+        """Move a damaged database aside and open a fresh one (None if that fails too)."""
+        seq, drops = _salvage_meta(self.path)
+        target = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        log.error("outbox %s damaged (%s); moved to %s, starting empty at seq %d",
+                  self.path, exc, target, seq + 1)
         try:
-            self._db = self._open()
-        except sqlite3.DatabaseError as exc:  # not a database / malformed: keep it, start anew
-            self.recovered_from = self.path.with_name(
-                f"{self.path.name}.corrupt-{int(time.time())}")
-            log.error("outbox %s unreadable (%s); moved to %s, starting empty",
-                      self.path, exc, self.recovered_from)
             for suffix in ("", "-wal", "-shm"):
                 src = Path(f"{self.path}{suffix}")
                 if src.exists():
-                    src.rename(f"{self.recovered_from}{suffix}")
-            self._db = self._open()
-        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
-        self._count, self._bytes = int(row[0]), int(row[1])
+                    src.rename(f"{target}{suffix}")
+            db = self._open(self.path)
+            with db:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (seq,))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('drops', ?)", (drops,))
+                db.execute("INSERT INTO meta VALUES ('recoveries', 1) ON CONFLICT(key) "
+                           "DO UPDATE SET value = value + 1")
+        except (sqlite3.Error, OSError) as again:
+            log.error("outbox %s: recovery failed: %s", self.path, again)
+            return None
+        self.recovered_from = target
+        self.recoveries += 1
+        return db
 
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+    def _open(self, where: Path | str) -> sqlite3.Connection:
+        db = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
-            db.execute("SELECT COUNT(*) FROM outbox").fetchone()
-        except sqlite3.DatabaseError:
+            row = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+            db.execute("SELECT key, value FROM meta").fetchall()
+        except BaseException:
             db.close()
             raise
+        self._count, self._bytes = int(row[0]), int(row[1])
         return db
 
     # -- writing -------------------------------------------------------------------------
@@ -136,26 +186,42 @@ class Outbox:
                     self._set_meta("drops", self._meta("drops") + drops)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
-                self._reload_totals()
+                self._abort()  # the original error goes on, not one from the rollback
                 raise
             return seqs
 
     def _make_room(self, size: int, priority: int) -> int:
-        """Delete the oldest of the lowest priority until `size` more fits; -1 if it can't."""
-        dropped = 0
-        while self._count + 1 > self.max_events or self._bytes + size > self.max_bytes:
-            row = self._db.execute(
-                "SELECT seq, size, priority FROM outbox ORDER BY priority, seq LIMIT 1").fetchone()
-            if row is None or row[2] > priority or size > self.max_bytes:
-                return -1
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (row[0],))
-            self._count -= 1
-            self._bytes -= row[1]
-            dropped += 1
-        if dropped:
-            self._set_meta("drops", self._meta("drops") + dropped)
-        return dropped
+        """Make `size` more bytes and one more event fit, deleting the oldest events of the
+        lowest priority (never above `priority`); returns how many went (each counted as a
+        drop), or -1 when even all of them would not do: then nothing is deleted."""
+        need_count = self._count + 1 - self.max_events
+        need_bytes = self._bytes + size - self.max_bytes
+        if need_count <= 0 and need_bytes <= 0:
+            return 0
+        if size > self.max_bytes:
+            return -1
+        victims: list[int] = []
+        freed_count = freed_bytes = 0
+        cursor = self._db.execute("SELECT seq, size FROM outbox WHERE priority <= ? "
+                                  "ORDER BY priority, seq", (int(priority),))
+        try:
+            while freed_count < need_count or freed_bytes < need_bytes:
+                row = cursor.fetchone()
+                if row is None:
+                    return -1  # even all of them would not make room: delete nothing
+                victims.append(row[0])
+                freed_count += 1
+                freed_bytes += row[1]
+        finally:
+            cursor.close()
+        for start in range(0, len(victims), 500):
+            chunk = victims[start:start + 500]
+            self._db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})",
+                             chunk)
+        self._count -= freed_count
+        self._bytes -= freed_bytes
+        self._set_meta("drops", self._meta("drops") + len(victims))
+        return len(victims)
 
     def remove(self, seqs: list[int]) -> None:
         """Forget acknowledged events."""
@@ -180,11 +246,13 @@ class Outbox:
                 self._count -= count
                 self._bytes -= size
             except BaseException:
-                self._db.execute("ROLLBACK")
-                self._reload_totals()
+                self._abort()
                 raise
             finally:
-                self._db.execute("PRAGMA synchronous=FULL")
+                try:
+                    self._db.execute("PRAGMA synchronous=FULL")
+                except sqlite3.Error as exc:
+                    log.error("outbox: cannot restore synchronous=FULL: %s", exc)
 
     # -- reading ------------------------------------------------------------------------
     def pending(self, after: int = 0, limit: int = 100) -> list[Item]:
@@ -220,20 +288,45 @@ class Outbox:
         oldest = self.oldest_created()
         return {"depth": self._count, "bytes": self._bytes, "drops": self.drops(),
                 "last_seq": self.last_seq(), "max_events": self.max_events,
-                "max_bytes": self.max_bytes,
+                "max_bytes": self.max_bytes, "storage": "memory" if self.degraded else "disk",
+                "recoveries": self.recoveries,
                 "oldest_age_s": None if oldest is None else round(time.time() - oldest, 1)}
 
     # -- command ids (replay protection over restarts) -----------------------------------
-    def remember_command(self, cmd_id: str, ts: float) -> None:
-        """Keep a verified command id (durably) so a replay after a restart is refused."""
+    def remember_command(self, cmd_id: str, ts: float,
+                         expire_before: float | None = None) -> None:
+        """Keep a verified command id (durably) so a replay after a restart is refused;
+        ids with ts < `expire_before` are forgotten in the same transaction. Raises
+        sqlite3.Error when the disk refuses (the caller keeps the id in memory)."""
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO seen_commands VALUES (?, ?)", (cmd_id, ts))
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if expire_before is not None:
+                    db.execute("DELETE FROM seen_commands WHERE ts < ?", (expire_before,))
+                db.execute("INSERT OR REPLACE INTO seen_commands VALUES (?, ?)", (cmd_id, ts))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
 
     def seen_commands(self, since: float) -> list[tuple[str, float]]:
-        """Remembered command ids with ts >= `since`; older ones are deleted."""
+        """Remembered command ids with ts >= `since`; older ones are deleted. Never
+        raises: a damaged or read-only table only loses the memory of old ids (logged)."""
         with self._lock:
-            self._db.execute("DELETE FROM seen_commands WHERE ts < ?", (since,))
-            return list(self._db.execute("SELECT id, ts FROM seen_commands"))
+            try:
+                self._db.execute("DELETE FROM seen_commands WHERE ts < ?", (since,))
+            except sqlite3.Error as exc:
+                log.warning("outbox: cannot expire old command ids: %s", exc)
+            try:
+                return [(str(i), float(t)) for i, t in self._db.execute(
+                    "SELECT id, ts FROM seen_commands WHERE ts >= ?", (since,))]
+            except sqlite3.Error as exc:
+                log.error("outbox: remembered command ids unreadable (%s); "
+                          "replays of commands from before this start are not refused", exc)
+                return []
 
     def close(self) -> None:
         with self._lock:
@@ -247,9 +340,59 @@ class Outbox:
     def _set_meta(self, key: str, value: int) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def _abort(self) -> None:
+        """After a failed transaction: roll back if SQLite has not already (it does so
+        itself on SQLITE_FULL, I/O errors...), and recount from what is really stored."""
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.error("outbox: rollback failed: %s", exc)
+        try:
+            self._reload_totals()
+        except sqlite3.Error as exc:
+            log.error("outbox: cannot recount after a failed write: %s", exc)
+
     def _reload_totals(self) -> None:
         row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
         self._count, self._bytes = int(row[0]), int(row[1])
+
+
+CORRUPTION_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
+CORRUPTION_TEXT = ("malformed", "not a database", "corrupt")
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """Whether `exc` says the database file is damaged (and not, say, busy, locked, full,
+    read-only or an I/O error that may pass): only then is it moved aside."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    if isinstance(code, int):
+        return code & 0xFF in CORRUPTION_CODES
+    text = str(exc).lower()  # Python 3.10: only the message tells
+    return isinstance(exc, sqlite3.DatabaseError) and any(t in text for t in CORRUPTION_TEXT)
+
+
+def _salvage_meta(path: Path) -> tuple[int, int]:
+    """(seq, drops) from a damaged outbox when still readable, so `seq` does not restart."""
+    seq = drops = 0
+    try:
+        db = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return 0, 0
+    try:
+        for key, value in db.execute("SELECT key, value FROM meta"):
+            if key == "seq":
+                seq = int(value)
+            elif key == "drops":
+                drops = int(value)
+        with contextlib.suppress(sqlite3.Error):
+            seq = max(seq, int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox")
+                               .fetchone()[0]))
+    except (sqlite3.Error, ValueError, TypeError):
+        pass
+    finally:
+        db.close()
+    return seq, drops
 
 
 def clean_json(value: Any) -> Any:

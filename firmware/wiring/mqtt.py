@@ -53,11 +53,16 @@ class MqttBridge(Component):
         self.node_health = health
         self.node = config.node.id
         self.topics = Topics(settings.prefix, self.node)
+        # Never raises: a damaged file is moved aside, an unwritable state dir degrades
+        # to memory (health says so); the rest of the node must run regardless.
         self.outbox = Outbox(state_dir / OUTBOX_FILE, max_events=settings.outbox_max_events,
                              max_bytes=settings.outbox_max_bytes)
         keep_s = 2 * settings.command_window_s + 10
         replay = ReplayGuard(keep_s, persist=self.outbox.remember_command)
-        replay.load(self.outbox.seen_commands(since=time.time() - keep_s))
+        try:
+            replay.load(self.outbox.seen_commands(since=time.time() - keep_s))
+        except Exception:  # the outbox logs and degrades; this must not stop the area
+            log.exception("mqtt: remembered command ids not loaded")
         self.verifier = CommandVerifier(self.node, settings.command_keys,
                                         window_s=settings.command_window_s,
                                         max_bytes=settings.command_max_bytes, replay=replay)
@@ -71,6 +76,8 @@ class MqttBridge(Component):
         self.link = Link(settings, self.topics, self.outbox, health=self.health_document,
                          on_command=self.on_command, password=read_secret(settings.password_file),
                          listen=listen)
+        if self.outbox.degraded:
+            self.link.last_error = self.outbox.degraded
         if settings.homeassistant:
             for topic, conf in discovery_messages(
                     self.topics, ha_prefix=settings.homeassistant_prefix,
@@ -94,6 +101,8 @@ class MqttBridge(Component):
                 "outbox_backlog": self.writer.backlog(), "outbox_batches": self.writer.batches,
                 "drops": out["drops"], "last_seq": out["last_seq"],
                 "event_errors": self.event_errors,
+                "outbox_storage": out["storage"], "outbox_degraded": self.outbox.degraded,
+                "outbox_recoveries": out["recoveries"],
                 "commands_accepted": self.commands_accepted,
                 "commands_refused": self.commands_refused}
 
