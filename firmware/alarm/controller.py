@@ -120,9 +120,15 @@ class AlarmController:
                 self.reports.submit(functools.partial(self._save_if_current, copy))
             return alarm.alarm_id
 
-    def ack(self, source: str) -> ActiveAlarm | None:
-        """Silence and clear: every alarm output off; returns the alarm that was active."""
+    def ack(self, source: str, only: str | None = None) -> ActiveAlarm | None:
+        """Silence and clear: every alarm output off; returns the alarm that was active.
+
+        With `only` (an alarm id), nothing happens unless that alarm is the active one,
+        decided under the lock: a late ack never clears a newer alarm.
+        """
         with self._lock:
+            if only is not None and (self.alarm is None or self.alarm.alarm_id != only):
+                return None
             alarm, self.alarm = self.alarm, None
             for timer in self._hold_timers.values():
                 timer.cancel()
@@ -206,7 +212,8 @@ class AlarmController:
             elapsed = time.monotonic() - alarm.started_mono
             if any(o.active for o in outputs) or elapsed < self.settings.siren_max_s:
                 return
-        self.ack("timeout")
+            # still under the (reentrant) lock: a press now waits and raises a new alarm
+            self.ack("timeout", only=alarm.alarm_id)
 
     # -- on the reporter's worker -------------------------------------------------------
     def _save_if_current(self, alarm: ActiveAlarm) -> None:

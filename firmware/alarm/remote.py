@@ -162,12 +162,13 @@ class RemoteControl:
 
     def _ack(self, args: dict[str, Any], cause: str) -> tuple[str, dict]:
         wanted = args.get("alarm_id")
-        if wanted is not None:
+        if wanted is not None and not isinstance(wanted, str):
+            raise CommandRefused(f"alarm_id must be a string (got {wanted!r})")
+        alarm = self.controller.ack(cause, only=wanted)  # checked under the lock
+        if wanted is not None and alarm is None:
             active = self.controller.alarm
-            if active is None or active.alarm_id != wanted:
-                raise CommandRefused(f"alarm {wanted!r} is not the active alarm (active: "
-                                     f"{active.alarm_id if active else 'none'})")
-        alarm = self.controller.ack(cause)
+            raise CommandRefused(f"alarm {wanted!r} is not the active alarm (active: "
+                                 f"{active.alarm_id if active else 'none'})")
         if alarm is None:
             return "no active alarm; outputs off", {"alarm_id": None}
         return f"alarm {alarm.alarm_id} cleared", {"alarm_id": alarm.alarm_id}

@@ -200,3 +200,31 @@ def test_arm_schedule_is_offered_published_and_kept_over_restart(make_node, repl
     again = make_node(state_dir=node.ctx.state_dir, alarm={"timezone": "Asia/Jakarta"})
     assert again.ctx.shared["armed"](night.timestamp()) is False
     assert again.wait(ArmStateChanged, cause="start").mode == "disarmed"
+
+
+def test_ack_with_an_id_is_checked_under_the_lock(make_node):
+    # The old alarm is acked locally and a new press raises another one between the
+    # remote ack's id check and its ack: the late ack must leave the new alarm alone.
+    from firmware.alarm.remote import RemoteControl
+
+    node = make_node()
+    c = node.controller
+    node.tap()
+    wait_for(lambda: c.alarm is not None)
+    old = c.alarm.alarm_id
+    real_ack = c.ack
+
+    def racing_ack(source, **kw):
+        if source.startswith("cmd:"):
+            real_ack("key:ack")
+            node.tap()
+        return real_ack(source, **kw)
+
+    c.ack = racing_ack
+    got = []
+    remote = RemoteControl(c, None, node.bus.publish)
+    remote.handle(Command(id="c1", action="ack", args={"alarm_id": old}, key_id="k",
+                          reply=lambda ok, m, d: got.append((ok, m))))
+    assert c.alarm is not None and c.alarm.alarm_id != old, "the late ack cleared the new alarm"
+    assert node.pin("siren").state is True
+    assert got and got[0][0] is False and "not the active alarm" in got[0][1]

@@ -270,3 +270,29 @@ def test_slow_node_health_does_not_stall_the_alarm_loop(make_node):
         assert comp.faults and "health" in comp.faults[0]  # a hung check is a fault
     finally:
         release.set()
+
+
+def test_timeout_clear_and_a_new_press_do_not_interleave(make_node):
+    # tick() decides "timed out" and clears under one lock: a press arriving meanwhile
+    # waits and then sounds a new alarm, instead of being silenced by the timeout.
+    node = make_node(alarm={"siren_max_s": 0.3, "light_max_s": 0.3})
+    c = node.controller
+    node.tap()
+    first = wait_for(lambda: c.alarm).alarm_id
+    real_ack = c.ack
+    seen = {}
+
+    def ack(source, **kw):
+        if source == "timeout" and not seen:
+            presser = threading.Thread(target=node.press)
+            presser.start()
+            presser.join(0.2)  # blocked on the controller's lock when fixed
+            seen["press"] = presser
+        return real_ack(source, **kw)
+
+    c.ack = ack
+    wait_for(lambda: seen, 3, "the timeout")
+    seen["press"].join(2)
+    node.release()
+    assert node.pin("siren").state is True, "the press was silenced by the timeout"
+    assert c.alarm is not None and c.alarm.alarm_id != first
