@@ -108,16 +108,21 @@ class Index:
         else:
             self.db = sqlite3.connect(path, check_same_thread=False, timeout=10,
                                       isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            # Keep the WAL small: checkpoint every ~1 MiB and truncate it back after.
-            self.db.execute("PRAGMA wal_autocheckpoint=256")
-            self.db.execute(f"PRAGMA journal_size_limit={2**20}")
-            self.migrate()
-        version = self.version()
-        if version != SCHEMA_VERSION:
-            raise IndexError_(f"{path}: schema version {version}, this code knows "
-                              f"{SCHEMA_VERSION}")
+        try:
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                # Keep the WAL small: checkpoint every ~1 MiB and truncate it back after.
+                self.db.execute("PRAGMA wal_autocheckpoint=256")
+                self.db.execute(f"PRAGMA journal_size_limit={2**20}")
+                self.migrate()
+            version = self.version()
+            if version != SCHEMA_VERSION:
+                raise IndexError_(f"{path}: schema version {version}, this code knows "
+                                  f"{SCHEMA_VERSION}")
+        except BaseException:
+            self.db.close()  # a failed open must not hold the disk
+            raise
 
     def close(self) -> None:
         self.db.close()

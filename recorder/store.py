@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 INCOMING = ".incoming"
 MARKER = ".ronda-store"
+#: A file of zeros the store keeps so that a disk filled to the last byte (by ffmpeg, or by
+#: something else) can still be reopened: SQLite needs room for its -wal and -shm files
+#: before a single segment can be deleted. Deleted on such a reopen, re-created after.
+RESERVE = ".reserve"
 SUFFIX = ".mp4"
 _STAMP = re.compile(r"-(\d{8}T\d{6})\.(\d{3})Z(?:-\d+)?\.mp4$")
 
@@ -135,6 +139,9 @@ class Limits:
 class Store:
     """Segment files plus index, with retention. Thread-safe (one lock)."""
 
+    #: Size of the reserve file (room for the index's -wal and -shm files on reopen).
+    reserve_bytes = 512 * 1024
+
     def __init__(self, root: Path, limits: Limits, *, require_mount: bool = False) -> None:
         self.root = Path(root)
         self.limits = limits
@@ -184,7 +191,11 @@ class Store:
                 probe_path.unlink()
 
     def open(self) -> dict[str, int]:
-        """Check, open the index and recover; returns the recovery counts."""
+        """Check, open the index and recover; returns the recovery counts.
+
+        A full disk is reopened too: if the index cannot be opened (SQLite needs room for
+        its -wal and -shm files), the reserve file is given up and the open retried; then
+        the oldest footage goes until the floor and the reserve fit again."""
         with self.lock:
             self.close()
             if self.identity is None:
@@ -199,13 +210,59 @@ class Store:
                     os.replace(tmp, marker)
                     fsync_path(self.root, directory=True)
                 self.identity = marker.read_text().strip()
-                self.index = Index(self.root / Index.FILENAME)
+                self.index = self._open_index()
+                if not (self.root / RESERVE).exists():
+                    # The reserve went (or never was): room for it and the floor first,
+                    # before recovery writes anything.
+                    self._shrink(lambda: self.limits.min_free + self.reserve_bytes
+                                 - self.free_bytes())
                 self.last_recovery = self.recover()
                 self.used = self.index.usage()
+                self._keep_reserve()
             except (OSError, sqlite3.Error, IndexError_) as exc:
                 self.close()
-                raise StorageFault(classify(exc), str(exc)) from exc
+                raise StorageFault(self._open_fault(exc), str(exc)) from exc
             return self.last_recovery
+
+    def _open_index(self) -> Index:
+        try:
+            return Index(self.root / Index.FILENAME)
+        except (OSError, sqlite3.Error):
+            reserve = self.root / RESERVE
+            if not reserve.exists() or self.free_bytes() >= self.reserve_bytes:
+                raise
+            log.warning("recordings index cannot be opened (%d bytes free): giving up the "
+                        "reserve file", self.free_bytes())
+            reserve.unlink()
+            fsync_path(self.root, directory=True)
+            return Index(self.root / Index.FILENAME)
+
+    def _keep_reserve(self) -> None:
+        """Create the reserve file if it is missing (best effort: not on a full disk)."""
+        reserve = self.root / RESERVE
+        if reserve.exists():
+            return
+        tmp = reserve.with_suffix(".tmp")
+        try:
+            with tmp.open("wb") as fh:
+                fh.write(b"\0" * self.reserve_bytes)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, reserve)
+            fsync_path(self.root, directory=True)
+        except OSError as exc:
+            log.warning("no room for the reserve file: %s", exc)
+            tmp.unlink(missing_ok=True)
+
+    def _open_fault(self, exc: BaseException) -> str:
+        """The fault an open failed with; SQLite says "disk I/O error" when it cannot
+        create its -wal/-shm files on a full disk, so the free space decides."""
+        reason = classify(exc)
+        if reason in ("io-error", "index-error"):
+            with contextlib.suppress(OSError):
+                if self.free_bytes() < self.reserve_bytes:
+                    return "disk-full"
+        return reason
 
     def close(self) -> None:
         with self.lock:

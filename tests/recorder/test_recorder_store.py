@@ -112,7 +112,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("mounts need root")
     mnt = tmp_path / "tmpfs"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], check=True)
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
@@ -204,3 +204,48 @@ def test_fault_classification() -> None:
     assert classify_text("av_interleaved_write_frame(): No space left on device") \
         == "disk-full"
     assert classify_text("Connection refused") is None
+
+
+def _fill_disk(path: Path) -> None:
+    with path.open("wb") as fh, pytest.raises(OSError):
+        while True:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+
+
+def commit_blobs(store: Store, camera: str, starts: list[float], size: int) -> list:
+    """Commit `size`-byte files as segments (rows are never probed: any bytes do)."""
+    incoming = store.incoming(camera)
+    incoming.mkdir(parents=True, exist_ok=True)
+    done = []
+    for i, start in enumerate(starts):
+        staged = incoming / f"blob-{i:06d}.mp4"
+        staged.write_bytes(b"\0" * size)
+        done.append(store.commit(camera, staged, start, start + 10))
+    return done
+
+
+def test_full_disk_reopens_by_giving_up_the_reserve(tmpfs: Path) -> None:
+    """The recorder lets go of a full disk (index closed); reopening needs room for the
+    index's -wal/-shm files: the reserve file gives it, then the oldest footage goes."""
+    root = tmpfs / "rec"
+    store = open_store(root)
+    assert (root / ".reserve").stat().st_size == store.reserve_bytes
+    segs = commit_blobs(store, "gate", [T0 + 10 * i for i in range(16)], 200_000)
+    store.close()
+    _fill_disk(tmpfs / "filler")  # something else takes the last byte
+    store = Store(root, Limits(quota=2**30))
+    store.open()
+    kept = [r[2] for r in rows(root)]
+    assert kept and kept == [s.path for s in segs[-len(kept):]], "oldest must go first"
+    assert len(kept) < len(segs)
+    assert (root / ".reserve").exists(), "the reserve is back for the next time"
+    store.close()
+    assert_index_matches_disk(root)
+
+    # Without a reserve, a full disk that cannot be reopened is disk-full, not io-error.
+    (root / ".reserve").unlink()
+    _fill_disk(tmpfs / "filler2")
+    with pytest.raises(StorageFault) as fault:
+        Store(root, Limits(quota=2**30)).open()
+    assert fault.value.reason == "disk-full", fault.value
