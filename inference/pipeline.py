@@ -12,7 +12,9 @@ Per frame (I420 at the detect size):
    was seen twice, and alerts are armed. Alerting tracks are reported: start (with a
    snapshot), updates (rate-limited), end (with the best snapshot).
 
-No frame: no work. No motion and no track due: the detector is not run.
+No frame: no work. No motion and no track due: the detector is not run. A stream that
+stops (camera cut, smashed, decoder down) must still end its tracks: the caller says how
+long it has had no frame with `idle(seconds)`, and tracks unseen for `lost_after_s` end.
 
 Example::
 
@@ -56,6 +58,7 @@ class TrackReport:
     started: float
     ended: float | None = None
     snapshot: bytes | None = field(default=None, repr=False)
+    ts: float | None = None  # when this report was made (the pipeline's clock)
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ class CameraPipeline:
         self._latest = np.empty((height * 3 // 2, width), np.uint8)
         self._latest_ts = 0.0
         self._latest_lock = threading.Lock()
+        self._last_now: float | None = None  # the clock of the last frame processed
         self.last_regions: list[Box] = []
 
     # -- per frame -------------------------------------------------------------------
@@ -161,6 +165,7 @@ class CameraPipeline:
         """Run one I420 frame through motion, tamper, detection and tracking."""
         now = time.time() if now is None else now
         started = time.perf_counter()
+        self._last_now = now
         with self._latest_lock:
             np.copyto(self._latest, yuv)
             self._latest_ts = now
@@ -194,6 +199,18 @@ class CameraPipeline:
         for track in ended:
             self._end(track, now)
         self.stats.frame_ms.append((time.perf_counter() - started) * 1000)
+
+    def idle(self, idle_s: float) -> None:
+        """The stream has given no frame for `idle_s` seconds since the last one: tracks
+        unseen for `lost_after_s` by then end (and alerting ones report `end`), as they
+        would have on a frame. Without this a camera cut mid-alert leaves its alert open
+        until frames return, maybe never."""
+        if not self.tracker.tracks or self._last_now is None:
+            return
+        now = self._last_now + idle_s
+        _, _, ended = self.tracker.update([], now)
+        for track in ended:
+            self._end(track, now)
 
     def finish(self, now: float | None = None) -> None:
         """End every track (the stream stopped)."""
@@ -355,17 +372,17 @@ class CameraPipeline:
                 track.alerting = True
                 track.last_event, track.sent_state = now, state
                 self.stats.alerts += 1
-                self.on_track(self._report(track, "start", snapshot=True))
+                self.on_track(self._report(track, "start", now, snapshot=True))
         elif state != track.sent_state and now - track.last_event >= \
                 self.settings.update_interval_s:
             track.last_event, track.sent_state = now, state
-            self.on_track(self._report(track, "update"))
+            self.on_track(self._report(track, "update", now))
 
     def _end(self, track: Track, now: float) -> None:
         if track.alerting:
-            self.on_track(self._report(track, "end", snapshot=True, ended=track.last_seen))
+            self.on_track(self._report(track, "end", now, snapshot=True, ended=track.last_seen))
 
-    def _report(self, track: Track, phase: str, *, snapshot: bool = False,
+    def _report(self, track: Track, phase: str, now: float, *, snapshot: bool = False,
                 ended: float | None = None) -> TrackReport:
         jpeg = None
         if snapshot and track.best_frame is not None:
@@ -374,7 +391,7 @@ class CameraPipeline:
                                f"{track.label} {track.best_score:.2f}")
         return TrackReport(self.camera, phase, track.id, track.label,
                            round(track.best_score, 3), track.box, list(track.zones),
-                           track.first_seen, ended, jpeg)
+                           track.first_seen, ended, jpeg, now)
 
     def _report_tamper(self, yuv: np.ndarray, kind: str, phase: str, now: float) -> None:
         rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)

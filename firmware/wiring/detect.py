@@ -8,9 +8,14 @@ fight over the cores that `num_threads` already uses). With the registry, the ca
 `reachable` check restarts a decoder as soon as a camera that was down answers again.
 
 On the bus: `ObjectEvent` (start/update/end of alerting tracks, JPEG snapshot on start
-and end), `TamperEvent`, and on each track's end a `ProtectClip` covering
-[start - pre_s, end + post_s]. Replaces ``ctx.shared["snapshot"]`` with one that encodes
-the latest decoded frame (falling back to the cameras area's for other cameras).
+and end), `TamperEvent`, and per alerting track two `ProtectClip`s with the track's id:
+at its start [start - pre_s, now + post_s], so the beginning of a long event cannot age
+out before it ends, and at its end [start - pre_s, end + post_s] (the recorder widens the
+same event's clip). A camera whose stream gives no frame for `lost_after_s` has its
+tracks ended (and their `end` sent) without waiting for frames to return.
+
+Replaces ``ctx.shared["snapshot"]`` with one that encodes the latest decoded frame
+(falling back to the cameras area's for other cameras).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class DetectService(Component):
         self.pipelines: dict[str, CameraPipeline] = {}
         self._wake = threading.Event()
         self._reported: dict[str, int] = {}
+        self._last_frame: dict[str, float] = {}  # monotonic time of each camera's last frame
         self.error_text = ""
 
     # -- component -------------------------------------------------------------------
@@ -100,7 +106,9 @@ class DetectService(Component):
             for name, reader in self.readers.items():
                 frame = reader.pool.get()
                 if frame is None:
+                    self._check_idle(name)
                     continue
+                self._last_frame[name] = time.monotonic()
                 try:
                     self.pipelines[name].process(frame.yuv, frame.ts)
                 finally:
@@ -122,6 +130,7 @@ class DetectService(Component):
             pipeline.finish()
         self.readers.clear()
         self.pipelines.clear()
+        self._last_frame.clear()
         self._reported.clear()  # the next run's readers count from zero
 
     def health(self) -> dict[str, Any]:
@@ -159,6 +168,17 @@ class DetectService(Component):
         pipeline = self.pipelines.get(camera)
         return pipeline.snapshot() if pipeline is not None else None
 
+    def _check_idle(self, name: str) -> None:
+        """End the tracks of a camera whose stream has stopped (cut, smashed, decoder down):
+        its alert must end, and its clip be protected, without waiting for frames."""
+        pipeline = self.pipelines[name]
+        last = self._last_frame.get(name)
+        if last is None or not pipeline.tracker.tracks:
+            return
+        idle = time.monotonic() - last
+        if idle >= self.settings.lost_after_s:
+            pipeline.idle(idle)
+
     # -- adapters --------------------------------------------------------------------
     def _is_armed(self, now: float) -> bool:
         if self._armed is None:
@@ -171,8 +191,11 @@ class DetectService(Component):
             box=tuple(round(v, 4) for v in r.box), zones=list(r.zones), started=r.started,
             ended=r.ended, snapshot=r.snapshot,
         ))
-        if r.phase == "end":
-            end = r.ended if r.ended is not None else time.time()
+        if r.phase in ("start", "end"):  # same event id: the recorder widens the clip
+            if r.phase == "end" and r.ended is not None:
+                end = r.ended
+            else:
+                end = r.ts if r.ts is not None else time.time()
             self.bus.publish(ProtectClip(event_id=r.track_id,
                                          start=r.started - self.settings.pre_s,
                                          end=end + self.settings.post_s, cameras=(r.camera,)))
