@@ -13,15 +13,23 @@ for the daemon's lifetime so the `StreamInput`s handed out at build time stay va
 across producer restarts. When the producer goes away the relay hangs up on its
 consumers, which then restart cleanly against the next producer's stream header.
 
-A consumer that cannot keep up (its queue of `max_queue` units fills) is dropped
-rather than slowing the others; it reconnects under its own supervisor.
+Each consumer has its own queue, limited in *bytes* (`max_bytes`), never slowing the
+others down. What happens when it is full depends on the stream:
+
+- MPEG-TS (main): a gap would corrupt what the consumer writes, so the consumer is dropped
+  (it reconnects under its own supervisor). The default, 16 MiB, is 16 s of an 8 Mbit/s
+  stream: a recorder held up by a slow SD card for a few seconds is not dropped.
+- raw frames (detect): whole frames are skipped for that consumer, which stays aligned
+  (a detector a little slower than the camera sees fewer frames, not a reconnect). The
+  default is 4 MiB but at least 2 frames: ~12 frames at 640x360, so a stalled consumer
+  holds a few MB, not hundreds.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
-import queue
 import socket
 import threading
 from collections.abc import Callable
@@ -29,39 +37,61 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 TS_PACKET = 188
+TS_MAX_BYTES = 16 << 20  # 16 s of an 8 Mbit/s main stream
+RAW_MAX_BYTES = 4 << 20  # raw frames: ~12 frames at 640x360 (at least 2 frames)
 
 
 class _Consumer:
-    def __init__(self, sock: socket.socket, max_queue: int) -> None:
+    """One reader of the stream: a byte-limited queue and a thread that sends it."""
+
+    def __init__(self, sock: socket.socket, max_bytes: int) -> None:
         self.sock = sock
-        self.queue: queue.Queue[bytes | None] = queue.Queue(max_queue)
+        self.max_bytes = max_bytes
+        self.queued = 0  # bytes waiting in `pending`
+        self.pending: collections.deque[bytes | bytearray] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
         self.alive = True
+        self.skipping = False  # raw frames are being skipped for it (logged once)
 
     def run(self) -> None:
         try:
             while True:
-                data = self.queue.get()
-                if data is None:
-                    return
+                with self._cond:
+                    while not self.pending and not self._closed:
+                        self._cond.wait()
+                    if self._closed:
+                        return
+                    data = self.pending.popleft()
                 self.sock.sendall(data)
+                with self._cond:
+                    self.queued -= len(data)  # counted until sent: the bytes are held till then
         except OSError:
             pass
         finally:
             self.alive = False
+            with self._cond:
+                self.pending.clear()
+                self.queued = 0
             with contextlib.suppress(OSError):
                 self.sock.close()
 
-    def offer(self, data: bytes) -> bool:
-        try:
-            self.queue.put_nowait(data)
+    def offer(self, data: bytes | bytearray) -> bool:
+        """Queue `data` unless that would hold more than `max_bytes`; False = full."""
+        with self._cond:
+            if self.queued + len(data) > self.max_bytes:
+                return False
+            self.pending.append(data)
+            self.queued += len(data)
+            self._cond.notify()
             return True
-        except queue.Full:
-            return False
 
     def close(self) -> None:
         self.alive = False
-        with contextlib.suppress(queue.Full):
-            self.queue.put_nowait(None)
+        with self._cond:
+            self._closed = True
+            self.pending.clear()
+            self._cond.notify()
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
@@ -69,12 +99,14 @@ class _Consumer:
 class StreamRelay:
     """One stream: a producer pushes into `ingest_port`, consumers read `serve_port`."""
 
-    def __init__(self, name: str, *, unit: int = TS_PACKET, max_queue: int = 256,
+    def __init__(self, name: str, *, unit: int = TS_PACKET, max_bytes: int | None = None,
                  on_data: Callable[[int], None] | None = None) -> None:
         self.name = name
         self.unit = unit
-        self.chunk = unit * (64 if unit == TS_PACKET else 1)  # raw video: one frame a chunk
-        self.max_queue = max_queue
+        self.raw = unit != TS_PACKET  # raw video: one frame a chunk; a full queue skips frames
+        if max_bytes is None:
+            max_bytes = max(RAW_MAX_BYTES, 2 * unit) if self.raw else TS_MAX_BYTES
+        self.max_bytes = max(max_bytes, unit)
         self.on_data = on_data or (lambda n: None)
         self._ingest = self._listen()
         self._serve = self._listen()
@@ -86,6 +118,7 @@ class StreamRelay:
         self._threads: list[threading.Thread] = []
         self.bytes_in = 0
         self.dropped_consumers = 0
+        self.skipped_frames = 0  # raw frames not sent to a consumer whose queue was full
         self.producers = 0
 
     @property
@@ -127,7 +160,8 @@ class StreamRelay:
 
     def health(self) -> dict:
         return {"bytes_in": self.bytes_in, "consumers": self.consumers,
-                "dropped_consumers": self.dropped_consumers}
+                "dropped_consumers": self.dropped_consumers,
+                "skipped_frames": self.skipped_frames}
 
     # ----------------------------------------------------------------------------------
     @staticmethod
@@ -157,7 +191,7 @@ class StreamRelay:
             if conn is None:
                 continue
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            consumer = _Consumer(conn, self.max_queue)
+            consumer = _Consumer(conn, self.max_bytes)
             threading.Thread(target=consumer.run, name=f"relay:{self.name}:out",
                              daemon=True).start()
             with self._lock:
@@ -187,21 +221,36 @@ class StreamRelay:
             current.join(2)
 
     def _pump(self, conn: socket.socket) -> None:
-        pending = b""
+        # Received straight into a buffer (no bytes concatenation): a raw frame is filled in
+        # place and handed to the consumers as is (a new buffer for the next one); MPEG-TS
+        # is passed on as soon as whole packets are in, the odd bytes kept for the next read.
+        size = self.unit if self.raw else TS_PACKET * 348  # ~64 KB of packets
+        buf = bytearray(size)
+        view = memoryview(buf)
+        filled = 0
         try:
             while not self._stop.is_set():
-                data = conn.recv(65536)
-                if not data:
+                n = conn.recv_into(view[filled:])
+                if not n:
                     break
-                self.bytes_in += len(data)
-                self.on_data(len(data))
-                pending += data
-                whole = len(pending) - len(pending) % self.unit
+                self.bytes_in += n
+                self.on_data(n)
+                filled += n
+                if self.raw:
+                    if filled < size:
+                        continue
+                    self._fan_out(buf)  # the consumers own it now
+                    buf = bytearray(size)
+                    view = memoryview(buf)
+                    filled = 0
+                    continue
+                whole = filled - filled % self.unit
                 if not whole:
                     continue
-                out, pending = pending[:whole], pending[whole:]
-                for start in range(0, len(out), self.chunk):
-                    self._fan_out(out[start:start + self.chunk])
+                self._fan_out(bytes(view[:whole]))
+                rest = filled - whole
+                view[:rest] = view[whole:filled]
+                filled = rest
         except OSError:
             pass
         finally:
@@ -209,12 +258,24 @@ class StreamRelay:
                 conn.close()
             self._hang_up()  # consumers restart against the next producer's headers
 
-    def _fan_out(self, data: bytes) -> None:
+    def _fan_out(self, data: bytes | bytearray) -> None:
         with self._lock:
             consumers = list(self._consumers)
         for consumer in consumers:
-            if consumer.alive and not consumer.offer(data):
-                log.warning("relay %s: a consumer fell behind; dropping it", self.name)
+            if not consumer.alive:
+                continue
+            if consumer.offer(data):
+                consumer.skipping = False
+                continue
+            if self.raw:  # skip this frame for it: it stays aligned and catches up
+                self.skipped_frames += 1
+                if not consumer.skipping:
+                    consumer.skipping = True
+                    log.warning("relay %s: a consumer fell %d bytes behind; skipping frames "
+                                "for it", self.name, consumer.queued)
+            else:
+                log.warning("relay %s: a consumer fell %d bytes behind; dropping it",
+                            self.name, consumer.queued)
                 self.dropped_consumers += 1
                 consumer.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from drivers.cameras.relay import TS_PACKET, StreamRelay
+from drivers.cameras.relay import RAW_MAX_BYTES, TS_MAX_BYTES, TS_PACKET, StreamRelay
 
 
 def connect(port: int) -> socket.socket:
@@ -74,7 +74,7 @@ def test_fan_out_whole_packets_and_hang_up_when_producer_leaves():
 
 
 def test_a_consumer_that_does_not_read_is_dropped_not_waited_for():
-    relay = StreamRelay("slow", max_queue=4)
+    relay = StreamRelay("slow", max_bytes=4 * 64 * TS_PACKET)
     relay.start()
     try:
         stuck = socket.socket()
@@ -111,5 +111,71 @@ def test_raw_frames_are_relayed_whole():
         producer.sendall(bytes([2]) * (frame - frame // 2) + bytes([3]) * frame)
         assert recv_exactly(consumer, 2 * frame) == bytes([2]) * frame + bytes([3]) * frame
         producer.close()
+    finally:
+        relay.close()
+
+
+def stuck_consumer(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def test_raw_frames_a_stalled_consumer_holds_a_few_mb_and_stays_aligned():
+    """The limit is in bytes: 250 frames of 640x360 to a consumer that does not read once
+    held 88 MB (256 frames queued); now whole frames are skipped past 4 MiB."""
+    frame = 640 * 360 * 3 // 2
+    relay = StreamRelay("raw", unit=frame)
+    assert relay.max_bytes == RAW_MAX_BYTES
+    relay.start()
+    try:
+        stuck = stuck_consumer(relay.serve_port)
+        fast = connect(relay.serve_port)
+        wait_until(lambda: relay.consumers == 2)
+        producer = connect(relay.ingest_port)
+        most = 0
+        for i in range(250):
+            producer.sendall(bytes([i % 256]) * frame)
+            assert recv_exactly(fast, frame) == bytes([i % 256]) * frame  # never held back
+            with relay._lock:
+                most = max([most] + [c.queued for c in relay._consumers])
+        assert most <= RAW_MAX_BYTES
+        assert relay.skipped_frames > 200 and relay.dropped_consumers == 0
+        assert relay.health()["skipped_frames"] == relay.skipped_frames
+        # the stalled consumer reads again: what it gets is whole frames, in order
+        stuck.settimeout(5)
+        last = -1
+        for _ in range(RAW_MAX_BYTES // frame):
+            block = recv_exactly(stuck, frame)
+            assert block == bytes([block[0]]) * frame
+            assert block[0] > last
+            last = block[0]
+        producer.close()
+        stuck.close()
+    finally:
+        relay.close()
+
+
+def test_main_stream_consumer_paused_a_few_seconds_is_kept():
+    """6 MB (6 s at 8 Mbit/s) behind is within the byte limit: a recorder held up by a
+    slow disk is not dropped (it was, past 256 chunks) and gets every byte."""
+    relay = StreamRelay("main")
+    assert relay.max_bytes == TS_MAX_BYTES
+    relay.start()
+    try:
+        paused = stuck_consumer(relay.serve_port)
+        wait_until(lambda: relay.consumers == 1)
+        producer = connect(relay.ingest_port)
+        chunk = packets(0, 64)
+        count = 6_000_000 // len(chunk)
+        for _ in range(count):
+            producer.sendall(chunk)
+        paused.settimeout(5)
+        got = recv_exactly(paused, count * len(chunk))
+        assert got == chunk * count
+        assert relay.dropped_consumers == 0
+        producer.close()
+        paused.close()
     finally:
         relay.close()
