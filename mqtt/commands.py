@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import math
 import re
 import threading
@@ -32,6 +33,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mqtt.signing import key_id, load_public_key, signed_bytes
+
+log = logging.getLogger(__name__)
 
 ACTIONS = ("siren", "light", "snapshot", "arm", "ack", "ping")
 MAX_ID_LEN = 128
@@ -65,6 +68,7 @@ class ReplayGuard:
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._persist = persist
         self._lock = threading.Lock()
+        self.persist_errors = 0  # ids kept in memory only (disk full, read-only, damaged)
 
     def load(self, items: list[tuple[str, float]]) -> None:
         """Seed with ids remembered before a restart."""
@@ -82,7 +86,12 @@ class ReplayGuard:
             while len(self._seen) > self.capacity:
                 self._seen.popitem(last=False)
         if self._persist is not None:
-            self._persist(cmd_id, ts)
+            try:
+                self._persist(cmd_id, ts)
+            except Exception as exc:  # a full or read-only disk must not eat a valid command
+                self.persist_errors += 1
+                log.error("command id %r remembered in memory only (a replay after a "
+                          "restart would not be refused): %s", cmd_id, exc)
         return True
 
     def _expire(self, now: float) -> None:

@@ -58,7 +58,10 @@ class MqttBridge(Component):
         self.outbox = Outbox(state_dir / OUTBOX_FILE, max_events=settings.outbox_max_events,
                              max_bytes=settings.outbox_max_bytes)
         keep_s = 2 * settings.command_window_s + 10
-        replay = ReplayGuard(keep_s, persist=self.outbox.remember_command)
+        # Old ids are pruned from the database with every new one (the memory prunes
+        # itself), so the table stays as small as the window while the node runs.
+        replay = ReplayGuard(keep_s, persist=lambda cmd_id, ts: self.outbox.remember_command(
+            cmd_id, ts, expire_before=time.time() - keep_s))
         try:
             replay.load(self.outbox.seen_commands(since=time.time() - keep_s))
         except Exception:  # the outbox logs and degrades; this must not stop the area
@@ -104,7 +107,8 @@ class MqttBridge(Component):
                 "outbox_storage": out["storage"], "outbox_degraded": self.outbox.degraded,
                 "outbox_recoveries": out["recoveries"],
                 "commands_accepted": self.commands_accepted,
-                "commands_refused": self.commands_refused}
+                "commands_refused": self.commands_refused,
+                "command_ids_not_persisted": self.verifier.replay.persist_errors}
 
     def summary(self) -> str:
         state = "mqtt up" if self.link.connected else "mqtt down"
