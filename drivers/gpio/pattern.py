@@ -74,18 +74,26 @@ class PatternOutput:
         self._level = False
         self._closed = False
         self.changes = 0
+        # Reports leave the lock, so two threads can report in the wrong order: each change
+        # gets a number under the lock, and a report older than one already made is dropped.
+        self._seq = 0
+        self._reported = 0
+        self._report_lock = threading.Lock()
+        self._pending: tuple[int, str, str, float | None] | None = None
         self.device.off()
         self._thread = threading.Thread(target=self._run, name=f"out:{name}", daemon=True)
         self._thread.start()
 
     # -- control ---------------------------------------------------------------------
     def play(self, label: str, steps: Sequence[float] = (), *, cause: str,
-             duration_s: float | None = None) -> float | None:
+             duration_s: float | None = None, report: bool = True) -> float | None:
         """Start rhythm `steps` now (pin on before this returns); returns the wall-clock end.
 
         The output stops after `duration_s`, and never later than `max_on_s` after it
         went on: playing again while it is on changes the rhythm, not that limit, so no
         series of requests keeps it on longer than `max_on_s` at a stretch.
+        With `report=False` the change is reported (logged, `on_change`) only by a later
+        `flush()`, so a caller can drive several pins before any of that.
         """
         now = time.monotonic()
         with self._cond:
@@ -103,13 +111,26 @@ class PatternOutput:
             self._active = True
             self._drive(True)
             self._cond.notify()
-        until = None if math.isinf(deadline) else time.time() + (deadline - now)
-        self._report(label, cause, until)
+            self._seq += 1
+            seq = self._seq
+            until = None if math.isinf(deadline) else time.time() + (deadline - now)
+            if not report:
+                self._pending = (seq, label, cause, until)
+                return until
+        self._report(seq, label, cause, until)
         return until
 
-    def on(self, *, cause: str, duration_s: float | None = None) -> float | None:
+    def flush(self) -> None:
+        """Make the report that `play(..., report=False)` held back."""
+        with self._cond:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self._report(*pending)
+
+    def on(self, *, cause: str, duration_s: float | None = None,
+           report: bool = True) -> float | None:
         """Steady on (for `duration_s`, at most `max_on_s`)."""
-        return self.play("on", (), cause=cause, duration_s=duration_s)
+        return self.play("on", (), cause=cause, duration_s=duration_s, report=report)
 
     def off(self, *, cause: str) -> bool:
         """Off now; returns whether it was on."""
@@ -119,8 +140,10 @@ class PatternOutput:
             self._label = "off"
             self._drive(False)
             self._cond.notify()
+            self._seq += 1
+            seq = self._seq
         if was:
-            self._report("off", cause, None)
+            self._report(seq, "off", cause, None)
         return was
 
     def close(self) -> None:
@@ -178,13 +201,18 @@ class PatternOutput:
         except Exception:
             log.exception("%s: cannot switch %s; retrying", self.name, "on" if level else "off")
 
-    def _report(self, state: str, cause: str, until: float | None) -> None:
+    def _report(self, seq: int, state: str, cause: str, until: float | None) -> None:
+        with self._report_lock:  # on_change must be quick and must not block
+            if seq <= self._reported:  # a later change was reported already
+                log.debug("output %s -> %s (%s): stale, not reported", self.name, state, cause)
+                return
+            self._reported = seq
+            if self.on_change is not None:
+                try:
+                    self.on_change(self.name, state, cause, until)
+                except Exception:
+                    log.exception("%s: change callback failed", self.name)
         log.info("output %s -> %s (%s)", self.name, state, cause)
-        if self.on_change is not None:
-            try:
-                self.on_change(self.name, state, cause, until)
-            except Exception:
-                log.exception("%s: change callback failed", self.name)
 
     def _run(self) -> None:
         while not self._closed:
@@ -210,9 +238,11 @@ class PatternOutput:
                 self._label = "off"
                 expired = True
                 self._set(False)
+                self._seq += 1
+                seq = self._seq
             else:
                 level, left = level_at(self._steps, now - self._started)
                 self._set(level)
                 self._cond.wait(min(left, self._until - now, MAX_WAIT_S))
         if expired:
-            self._report("off", "timeout", None)
+            self._report(seq, "off", "timeout", None)

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from drivers.gpio.panel import ButtonInput, Panel
+from drivers.gpio.pattern import PatternOutput
 from firmware.alarm.reports import ActiveAlarm, AlarmReporter, Publish, SnapshotFn
 from firmware.alarm.settings import AlarmSettings
 from firmware.alarm.status import StatusIndicator
@@ -100,12 +101,13 @@ class AlarmController:
     def trigger(self, kind: str, source: str) -> str:
         """Raise an alarm of `kind` (or count a press on the active one); returns its id."""
         now = time.time()
+        sounded: list = []
         with self._lock:
             alarm = self.alarm
             if alarm is None:
                 alarm = ActiveAlarm(new_id(), kind, source, now)
                 self.alarm = alarm
-                self._sound(alarm.kind, source)
+                sounded = self._sound(alarm.kind, source)
                 self.counts["alarms"] += 1
                 copy = dataclasses.replace(alarm)
                 self.reports.submit(functools.partial(self.reports.raised, copy))
@@ -115,10 +117,12 @@ class AlarmController:
                 siren = self.panel.siren if self.panel else None
                 if siren is not None and not siren.active:  # pressed again after the cut-off
                     alarm.silenced = False
-                    self._sound(alarm.kind, source, light=False)
+                    sounded = self._sound(alarm.kind, source, light=False)
                 copy = dataclasses.replace(alarm)
                 self.reports.submit(functools.partial(self._save_if_current, copy))
-            return alarm.alarm_id
+        for out in sounded:  # logs and OutputChanged once every pin is driven, unlocked
+            out.flush()
+        return alarm.alarm_id
 
     def ack(self, source: str, only: str | None = None) -> ActiveAlarm | None:
         """Silence and clear: every alarm output off; returns the alarm that was active.
@@ -143,18 +147,23 @@ class AlarmController:
                 self.reports.submit(functools.partial(self._ended, alarm, source))
         return alarm
 
-    def _sound(self, kind: str, cause: str, light: bool = True) -> None:
+    def _sound(self, kind: str, cause: str, light: bool = True) -> list[PatternOutput]:
+        """Drive siren and light now; returns them for `flush()` (their reports)."""
         panel = self.panel
         if panel is None:
-            return
+            return []
+        driven = []
         if panel.siren is not None:
             name, steps = self.settings.pattern_for(kind)
-            panel.siren.play(name, steps, cause=cause)
+            panel.siren.play(name, steps, cause=cause, report=False)
+            driven.append(panel.siren)
         if light and panel.light is not None:
             if self.settings.light_mode == "strobe":
-                panel.light.play("strobe", self.settings.strobe, cause=cause)
+                panel.light.play("strobe", self.settings.strobe, cause=cause, report=False)
             else:
-                panel.light.on(cause=cause)
+                panel.light.on(cause=cause, report=False)
+            driven.append(panel.light)
+        return driven
 
     def _feedback(self, on: bool) -> None:
         buzzer = self.panel.buzzer if self.panel else None
@@ -185,17 +194,25 @@ class AlarmController:
 
     # -- output changes (any thread) ---------------------------------------------------
     def output_changed(self, name: str, state: str, cause: str, until: float | None) -> None:
-        """Panel callback: publish the change; a siren stopping mid-alarm is `silenced`."""
+        """Panel callback: publish the change; a siren stopping mid-alarm is `silenced`.
+
+        Called by the outputs in order of their changes, under their report lock: it must
+        not block nor take the controller's lock (a press holds that while it drives the
+        outputs), so the `silenced` check runs on the reporter's worker.
+        """
         self.publish(OutputChanged(name=name, state=state, cause=cause, until=until))
-        if name != "siren" or state != "off":
-            return
+        if name == "siren" and state == "off":
+            self.reports.submit(functools.partial(self._siren_stopped, cause))
+
+    def _siren_stopped(self, cause: str) -> None:
         with self._lock:
             alarm = self.alarm
-            if alarm is None or alarm.silenced:
-                return
+            siren = self.panel.siren if self.panel else None
+            if alarm is None or alarm.silenced or (siren is not None and siren.active):
+                return  # cleared, already silenced, or sounding again
             alarm.silenced = True
             snap = dataclasses.replace(alarm)
-        self.reports.submit(functools.partial(self.reports.phase, snap, "silenced", cause))
+        self.reports.phase(snap, "silenced", cause)
 
     def tick(self) -> None:
         """Periodic checks (from the component): clear a finished alarm; guard the siren."""

@@ -296,3 +296,50 @@ def test_timeout_clear_and_a_new_press_do_not_interleave(make_node):
     node.release()
     assert node.pin("siren").state is True, "the press was silenced by the timeout"
     assert c.alarm is not None and c.alarm.alarm_id != first
+
+
+def test_output_reports_keep_the_order_of_the_changes(make_node):
+    # A remote `siren off` is preempted between switching the pin and reporting it; a
+    # press sounds the siren meanwhile. The last OutputChanged (retained on MQTT) must
+    # not say "off" while the siren sounds.
+    node = make_node()
+    siren = node.panel.siren
+    orig = siren.on_change
+
+    def slow(name, state, cause, until):
+        if state == "off" and cause == "cmd:k1":
+            time.sleep(0.3)
+        orig(name, state, cause, until)
+
+    siren.on_change = slow
+    siren.play("titir", [0.15, 0.15], cause="cmd:k0", duration_s=30)
+    off = threading.Thread(target=siren.off, kwargs={"cause": "cmd:k1"})
+    off.start()
+    time.sleep(0.05)
+    node.tap()
+    off.join()
+    node.controller.drain()
+    time.sleep(0.1)
+    last = [m for m in node.of(OutputChanged) if m.name == "siren"][-1]
+    assert siren.active and last.state != "off", (last.state, last.cause)
+    assert not node.of(AlarmEvent, phase="silenced")
+
+
+def test_a_press_drives_every_pin_before_reporting(make_node):
+    # Logging and OutputChanged come after siren *and* light are driven, outside the
+    # controller's lock (a slow log handler must not hold the light back).
+    node = make_node()
+    siren, c = node.panel.siren, node.controller
+    seen = []
+    orig = siren.on_change
+
+    def spy(name, state, cause, until):
+        seen.append((node.pin("light").state, not c._lock._is_owned()))
+        orig(name, state, cause, until)
+
+    siren.on_change = spy
+    node.tap()
+    wait_for(lambda: seen)
+    light_on, lock_free = seen[0]
+    assert light_on, "siren reported before the light was switched on"
+    assert lock_free, "siren reported under the controller's lock"
