@@ -292,8 +292,12 @@ class CameraPipeline:
         """RGB of a square inside the frame, converting only that square from I420."""
         W, H = self.width, self.height
         x0, y0, side = x0 & ~1, y0 & ~1, side & ~3
-        u = yuv[H:H + H // 4].reshape(H // 2, W // 2)
-        v = yuv[H + H // 4:].reshape(H // 2, W // 2)
+        # the chroma planes by byte offset: each is H/2 x W/2 bytes, which fills whole rows
+        # of the (H * 3/2, W) frame only when H is a multiple of 4 (not for 362, 358, 406)
+        flat = yuv.reshape(-1)
+        size = W * H
+        u = flat[size:size + size // 4].reshape(H // 2, W // 2)
+        v = flat[size + size // 4:size * 3 // 2].reshape(H // 2, W // 2)
         half = side // 2
         buf = self._crop_buf.get(side)
         if buf is None:

@@ -70,6 +70,10 @@ class DetectService(Component):
         self._wake = threading.Event()
         self._reported: dict[str, int] = {}
         self._last_frame: dict[str, float] = {}  # monotonic time of each camera's last frame
+        self.frame_errors: dict[str, int] = {}  # frames whose processing raised, per camera
+        self.last_frame_error: dict[str, str] = {}
+        self._error_logged: dict[str, float] = {}  # monotonic time of the last error logged
+        self.error_log_interval_s = 60.0
         self.error_text = ""
 
     # -- component -------------------------------------------------------------------
@@ -111,6 +115,8 @@ class DetectService(Component):
                 self._last_frame[name] = time.monotonic()
                 try:
                     self.pipelines[name].process(frame.yuv, frame.ts)
+                except Exception as exc:  # one bad frame must not crash-loop every camera
+                    self._frame_failed(name, exc)
                 finally:
                     reader.pool.release(frame)
                 worked = True
@@ -142,7 +148,9 @@ class DetectService(Component):
                                    "hwaccel": self.readers[name].decoder}
                        if name in self.readers else {},
                        "tamper": [k for k, v in p.tamper.active.items() if v]
-                       if p.tamper else []}
+                       if p.tamper else [],
+                       "frame_errors": self.frame_errors.get(name, 0),
+                       "last_frame_error": self.last_frame_error.get(name, "")}
                 for name, p in list(self.pipelines.items())}
         inference = sorted(ms for p in self.pipelines.values() for ms in p.stats.inference_ms)
         return {
@@ -154,6 +162,7 @@ class DetectService(Component):
             "skipped_by_motion": sum(c["skipped_by_motion"] for c in cams.values()),
             "tracks_active": sum(c["tracks_active"] for c in cams.values()),
             "tracks_total": sum(c["tracks_total"] for c in cams.values()),
+            "frame_errors": sum(c["frame_errors"] for c in cams.values()),
             "error": self.error_text,
             "cameras": cams,
         }
@@ -167,6 +176,18 @@ class DetectService(Component):
         """JPEG of the camera's latest decoded frame, None when not recent or unknown."""
         pipeline = self.pipelines.get(camera)
         return pipeline.snapshot() if pipeline is not None else None
+
+    def _frame_failed(self, name: str, exc: Exception) -> None:
+        """Count a frame whose processing raised, log it (once a minute per camera, with
+        the traceback), and go on with the next frame."""
+        count = self.frame_errors[name] = self.frame_errors.get(name, 0) + 1
+        self.last_frame_error[name] = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        last = self._error_logged.get(name)
+        if last is None or now - last >= self.error_log_interval_s:
+            self._error_logged[name] = now
+            log.error("detect: camera %s: frame processing failed (%d so far): %s",
+                      name, count, self.last_frame_error[name], exc_info=exc)
 
     def _check_idle(self, name: str) -> None:
         """End the tracks of a camera whose stream has stopped (cut, smashed, decoder down):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -140,3 +141,61 @@ def test_service_ends_the_alert_and_protects_the_clip_of_a_camera_gone_dark() ->
         assert service.health()["tracks_active"] == 0
     finally:
         bus.stop()
+
+
+# -- 2. detect heights that are even but not a multiple of 4; a frame that raises ---------
+@pytest.mark.parametrize("height", [362, 358, 406])
+def test_crops_work_when_chroma_rows_are_not_whole(height: int) -> None:
+    pipe, reports = pipeline(640, height)
+    t = 1000.0
+    for yuv in walking(640, height, 25):
+        pipe.process(yuv, t)
+        t += 0.2
+    assert [r.phase for r in reports] == ["start"] and pipe.stats.detector_runs > 0
+    # the crop's colours are those of the whole frame converted at once
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (height, 640, 3), np.uint8)
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    full = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
+    crop = pipe._crop_rgb(yuv, 100, 50, 224)
+    assert crop.shape == (224, 224, 3)
+    assert np.array_equal(crop, full[50:274, 100:324])
+
+
+class FlakyDetector(StubDetector):
+    """Raises on every other call (a model or conversion bug hit by some frames)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        self.calls += 1
+        if self.calls % 2:
+            raise ValueError("boom")
+        return super().detect(image)
+
+
+@pytest.mark.timeout(60)
+def test_a_frame_that_raises_is_counted_and_logged_and_the_loop_goes_on(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path) -> None:
+    import firmware.wiring.detect as wiring
+    from drivers.cameras.base import StreamInput
+
+    monkeypatch.setattr(wiring, "Detector", FlakyDetector)
+    source = StreamInput("testsrc2=size=640x360:rate=10", {"f": "lavfi", "re": True})
+    s = settings(model=tmp_path / "stub.tflite", fps=10)
+    service = DetectService(EventBus(), s, {"gate": source})
+    service.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and service.health()["frame_errors"] < 5:
+            time.sleep(0.1)
+        health = service.health()
+    finally:
+        service.stop()
+    assert service.error is None  # the component did not crash
+    assert health["frame_errors"] >= 5 and health["frames_in"] > health["frame_errors"]
+    assert health["cameras"]["gate"]["last_frame_error"] == "ValueError: boom"
+    logged = [r for r in caplog.records if "frame processing failed" in r.getMessage()]
+    assert len(logged) == 1  # rate-limited: once a minute per camera
