@@ -43,7 +43,9 @@ def record_args(source: StreamInput, pattern: Path, segment_s: float) -> list[st
 
 class CameraRecorder:
     """Records one camera for as long as it is started; restarted with backoff by
-    ManagedProcess when ffmpeg exits or no segment closes for `stall_after_s`."""
+    ManagedProcess when ffmpeg exits or no segment closes for `stall_after_s`, capped at
+    `backoff_cap_s`. `ready()` (the camera's cheap reachability check) cuts the backoff
+    short when a camera that was down answers again."""
 
     def __init__(
         self,
@@ -57,6 +59,7 @@ class CameraRecorder:
         on_frames: Callable[[str, int], None] | None = None,
         on_error: Callable[[str, BaseException], None],
         backoff_cap_s: float = 30.0,
+        ready: Callable[[], bool | None] | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -77,7 +80,7 @@ class CameraRecorder:
         self.process = ManagedProcess(
             f"rec:{name}", self._make_args, on_state=self._state, on_start=self._started,
             stall_after_s=max(2 * segment_s, 5.0), backoff_cap_s=backoff_cap_s,
-            stdout=subprocess.PIPE, redact=mask_credentials)
+            stdout=subprocess.PIPE, redact=mask_credentials, ready=ready)
 
     def start(self) -> None:
         self.process.start()

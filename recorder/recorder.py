@@ -41,7 +41,9 @@ StorageCallback = Callable[[str, str, dict[str, Any]], None]  # state, reason, d
 
 
 class Recorder:
-    """Records `cameras` ({name: StreamInput}) into the store at `root`."""
+    """Records `cameras` ({name: StreamInput}) into the store at `root`. Per camera,
+    `ready` ({name: reachable()}) restarts its ffmpeg as soon as the camera answers again
+    and `backoff_cap_s` ({name: seconds}) caps its restart backoff (default 30 s)."""
 
     def __init__(
         self,
@@ -58,7 +60,11 @@ class Recorder:
         check_every_s: float = 5.0,
         retry_min_s: float = 1.0,
         retry_cap_s: float = 30.0,
+        ready: dict[str, Callable[[], bool | None]] | None = None,
+        backoff_cap_s: dict[str, float] | None = None,
     ) -> None:
+        ready = ready or {}
+        backoff_cap_s = backoff_cap_s or {}
         self.store = Store(root, limits, require_mount=require_mount)
         self.segment_s = segment_s
         self._on_state = on_state or (lambda camera, state, reason: None)
@@ -70,7 +76,9 @@ class Recorder:
         self.cameras = {
             name: CameraRecorder(name, source, self.store, segment_s,
                                  on_segment=self._segment_closed, on_state=self._camera_state,
-                                 on_frames=on_frames, on_error=self._camera_error)
+                                 on_frames=on_frames, on_error=self._camera_error,
+                                 backoff_cap_s=backoff_cap_s.get(name, 30.0),
+                                 ready=ready.get(name))
             for name, source in cameras.items()
         }
         self.state = "starting"

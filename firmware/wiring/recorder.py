@@ -4,6 +4,8 @@
   or, when the registry is absent, straight from the config (``StreamInput(url)``);
 - what the recorder sees of each main stream goes back to the registry as role ``main``
   (``report_state``, ``report_frames``);
+- each camera's ffmpeg restarts as soon as the registry camera is ``reachable`` again
+  (ManagedProcess ``ready=``), its backoff capped by the camera's ``backoff_cap_s``;
 - storage state changes (degraded: disk full, read-only, missing; ok again) become
   `StorageEvent`s;
 - ``ctx.shared["recorder"]`` offers ``protect(event_id, start, end, cameras)``, and
@@ -16,6 +18,7 @@ the footage it describes: see docs/storage.md.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from drivers.cameras.base import StreamInput
@@ -77,9 +80,12 @@ def build(ctx: Context) -> list[Component]:
         return []
     registry = ctx.shared.get("cameras")
     inputs: dict[str, StreamInput] = {}
+    ready: dict[str, Callable[[], bool | None]] = {}
     for cam in enabled:
         if registry is not None:
-            inputs[cam.name] = registry.get(cam.name).main
+            camera = registry.get(cam.name)
+            inputs[cam.name] = camera.main
+            ready[cam.name] = camera.reachable
         elif cam.url:
             inputs[cam.name] = StreamInput(url=cam.url)
         else:
@@ -100,7 +106,8 @@ def build(ctx: Context) -> list[Component]:
     recorder = Recorder(settings.path, inputs, segment_s=settings.segment_s,
                         limits=limits_from(settings), require_mount=settings.require_mount,
                         on_state=on_state, on_frames=on_frames,
-                        on_storage_state=on_storage_state)
+                        on_storage_state=on_storage_state, ready=ready,
+                        backoff_cap_s={c.name: c.backoff_cap_s for c in enabled})
     service = RecorderService(recorder)
     ctx.shared["recorder"] = service
     ctx.bus.subscribe(ProtectClip, service.on_protect, name="recorder:protect")

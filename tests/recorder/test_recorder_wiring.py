@@ -97,6 +97,28 @@ def test_wiring_records_reports_protects_and_publishes_storage_events(
     assert not service.running
 
 
+class ReachableCamera(Camera):
+    """A registry camera whose reachability check the test can see being used."""
+
+    def reachable(self) -> bool | None:
+        return True
+
+
+def test_wiring_restarts_ffmpeg_when_the_camera_is_reachable_again(tmp_path: Path) -> None:
+    """The recorder's ffmpeg waits on the registry camera's `reachable` (ManagedProcess
+    ready=) and the camera's own backoff cap, as detection's decoder does."""
+    camera = ReachableCamera("gate", StreamInput(url="rtsp://127.0.0.1:9/main"))
+    ctx = make_ctx(tmp_path, CameraRegistry([camera]))
+    ctx.config.cameras[0].backoff_cap_s = 7.0
+    [service] = wiring.build(ctx)
+    process = service.recorder.cameras["gate"].process
+    assert process._ready == camera.reachable
+    assert process.backoff_cap_s == 7.0
+    # Without a registry there is nothing to ask: the plain backoff applies.
+    [plain] = wiring.build(make_ctx(tmp_path / "plain", None))
+    assert plain.recorder.cameras["gate"].process._ready is None
+
+
 def test_wiring_without_registry_falls_back_to_the_config_url(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path, None)
     [service] = wiring.build(ctx)
