@@ -85,6 +85,11 @@ def _no_delay(client: paho.Client) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _alive(client: paho.Client) -> bool:
+    """paho still has a connected socket (it may lose it before telling us)."""
+    return client.is_connected() and client.socket() is not None
+
+
 class Link:
     """Keeps one node connected and publishes its outbox, state and health."""
 
@@ -287,7 +292,8 @@ class Link:
             if rc != 0:
                 self._connect_failed(broker, protocol, rc, result.get("reason", "no CONNACK"))
                 return False
-            self._on_connected(client, broker, protocol)
+            if not self._on_connected(client, broker, protocol):
+                return False
             self._pump(client, stopping, beat)
             return True
         finally:
@@ -302,8 +308,14 @@ class Link:
         elif protocol == "3.1.1" and self.settings.protocol == "5":
             self._protocol[broker.url] = "5"
 
-    def _on_connected(self, client: paho.Client, broker: Broker, protocol: str) -> None:
+    def _on_connected(self, client: paho.Client, broker: Broker, protocol: str) -> bool:
+        """Take the connection into use; False if it was already lost again (between the
+        CONNACK and now: `on_disconnect` ran before us and must not be overwritten)."""
         with self._wake:
+            if not _alive(client):
+                self.last_error = f"{broker.url}: connection lost right after CONNACK"
+                log.warning("mqtt: %s", self.last_error)
+                return False
             self._client = client
             self._connected = True
             self._inflight.clear()
@@ -318,6 +330,7 @@ class Link:
         # order, so whoever reacts to `online` with a command finds us listening.
         client.subscribe([(self.topics.commands, 1)] + [(t, 1) for t in self.listen])
         client.publish(self.topics.status, b"online", qos=1, retain=True)
+        return True
 
     def _ack(self, seq: int, code: int) -> None:
         """Record a PUBACK (call with `_wake` held)."""
@@ -339,6 +352,8 @@ class Link:
         while not stopping.is_set():
             beat()
             with self._wake:
+                if self._connected and not _alive(client):
+                    self._down("connection lost (paho no longer connected)")
                 if not self._connected:
                     break
                 self._kick = False
@@ -364,6 +379,9 @@ class Link:
                         before = self._ack_count
                     info = client.publish(self.topics.events, item.payload, qos=1)
                     if info.rc != paho.MQTT_ERR_SUCCESS:
+                        if info.rc == paho.MQTT_ERR_NO_CONN:  # not "try again": it is gone
+                            with self._wake:
+                                self._down("publish: not connected")
                         more = False
                         break
                     with self._wake:
@@ -378,6 +396,15 @@ class Link:
                 self._early_acks.clear()  # what is left were acks of non-event messages
                 if self._connected and not (self._kick or self._acked or self._dirty or more):
                     self._wake.wait(min(1.0, max(0.01, next_health - time.monotonic())))
+
+    def _down(self, why: str) -> None:
+        """The connection is gone though no `on_disconnect` said so (call with `_wake`
+        held): end the session so that `run` reconnects."""
+        if self._connected:
+            self.last_error = why
+            log.warning("mqtt: %s; reconnecting", why)
+        self._connected = False
+        self._wake.notify_all()
 
     def _publish_health(self, client: paho.Client) -> None:
         try:
