@@ -141,7 +141,8 @@ class Panel:
                  on_ack: EdgeCallback | None = None,
                  on_change: ChangeCallback | None = None,
                  siren_max_s: float | None = None,
-                 light_max_s: float | None = None) -> None:
+                 light_max_s: float | None = None,
+                 on_outputs: Callable[[Panel], None] | None = None) -> None:
         self.factory = factory
         self.siren: PatternOutput | None = None
         self.light: PatternOutput | None = None
@@ -157,6 +158,8 @@ class Panel:
                 if spec is not None:
                     setattr(self, name, _output(name, spec, factory, limits.get(name),
                                                 on_change))
+            if on_outputs is not None:  # e.g. attach the controller before any press
+                on_outputs(self)
             for i, spec in enumerate(settings.panic):
                 name = f"panic:{spec.name or i}"
                 self.buttons.append(ButtonInput(name, spec, factory, on_press=on_press,
@@ -180,14 +183,15 @@ class Panel:
             except Exception:
                 log.exception("cannot switch %s off", out.name)
 
-    def close(self) -> None:
-        """Outputs off and every pin released."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Outputs off and every pin released, waiting at most about `timeout` in all."""
+        deadline = time.monotonic() + timeout
         for button in [*self.buttons, *([self.ack] if self.ack else [])]:
             try:
                 button.close()
             except Exception:
                 log.debug("closing %s failed", button.name, exc_info=True)
         for out in self.outputs().values():
-            out.close()
+            out.close(timeout=deadline - time.monotonic())
         self.buttons, self.ack = [], None
         self.siren = self.light = self.status_led = self.buzzer = None

@@ -146,14 +146,25 @@ class PatternOutput:
             self._report(seq, "off", cause, None)
         return was
 
-    def close(self) -> None:
-        """Off, stop the worker, release the pin."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Off, stop the worker (waiting at most `timeout`), release the pin.
+
+        The worker no longer insists once closed, so a failed final off() is retried
+        here once, and reported loudly if the pin may still be on.
+        """
         with self._cond:
             self._closed = True
             self._active = False
             self._drive(False)
+            if self._level:
+                try:
+                    self._set(False)
+                except Exception:
+                    log.critical("%s: cannot switch the output off at close: it may stay "
+                                 "on (ExecStopPost 'ronda outputs-off' is the last resort)",
+                                 self.name, exc_info=True)
             self._cond.notify()
-        self._thread.join(2.0)
+        self._thread.join(max(0.0, timeout))
         try:
             self.device.close()
         except Exception:  # closing twice or a pin already gone

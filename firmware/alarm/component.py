@@ -119,12 +119,18 @@ class AlarmComponent(Component):
             log.debug("node health unavailable: %s", exc)
 
     def stop(self, timeout: float = 3.0) -> None:
-        super().stop(timeout)
+        """Outputs off first, then everything else within `timeout` in all (the
+        supervisor's stop budget is shared by every component)."""
+        deadline = time.monotonic() + timeout
+        left = lambda: max(0.0, deadline - time.monotonic())  # noqa: E731
         if self.panel is not None:
             self.panel.all_off("stop")
-            self.panel.close()
+        super().stop(max(0.1, left() * 0.3))
+        if self.panel is not None:
+            self.panel.all_off("stop")  # again: the loop may have been mid-tick
+            self.panel.close(timeout=left() * 0.5)
             self.panel = None
-        self.controller.close()
+        self.controller.close(timeout=left())
 
     def health(self) -> dict[str, Any]:
         outputs = {}

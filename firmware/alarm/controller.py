@@ -267,13 +267,13 @@ class AlarmController:
         """Wait until the reports queued so far are done (tests, orderly stop)."""
         return self.reports.drain(timeout)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 2.0) -> None:
         """Stop the reporter's worker (after its queue) and any pending hold timer."""
         with self._lock:
             for timer in self._hold_timers.values():
                 timer.cancel()
             self._hold_timers.clear()
-        self.reports.close()
+        self.reports.close(timeout)
 
     def health(self) -> dict[str, Any]:
         alarm = self.alarm

@@ -164,7 +164,7 @@ class AlarmReporter:
         self._jobs.put(done.set)
         return done.wait(timeout)
 
-    def close(self) -> None:
-        """Stop the worker after its queue."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the worker after its queue (waiting at most `timeout`)."""
         self._jobs.put(None)
-        self._worker.join(2.0)
+        self._worker.join(max(0.0, timeout))

@@ -98,7 +98,8 @@ def build(ctx: Context) -> list[Component]:
             panel = Panel(gpio, factory, on_press=controller.on_press,
                           on_release=controller.on_release, on_ack=controller.on_ack_key,
                           on_change=controller.output_changed,
-                          siren_max_s=settings.siren_max_s, light_max_s=settings.light_max_s)
+                          siren_max_s=settings.siren_max_s, light_max_s=settings.light_max_s,
+                          on_outputs=controller.attach)  # before the buttons exist
         except Exception as exc:  # PinFactoryError, a pin in use...: run on without GPIO
             gpio_error = str(exc)
             log.error("GPIO unavailable, the panel is disabled: %s", exc)

@@ -343,3 +343,39 @@ def test_a_press_drives_every_pin_before_reporting(make_node):
     light_on, lock_free = seen[0]
     assert light_on, "siren reported before the light was switched on"
     assert lock_free, "siren reported under the controller's lock"
+
+
+def test_stop_keeps_within_its_budget_and_switches_off_first(make_node):
+    node = make_node()
+    comp = node.components[0]
+    node.tap()
+    wait_for(lambda: node.pin("siren").state)
+    node.controller.reports.submit(lambda: time.sleep(3))  # a worker stuck on a slow disk
+    t0 = time.monotonic()
+    comp.stop(timeout=1.0)
+    took = time.monotonic() - t0
+    assert node.pin("siren").state is False and node.pin("light").state is False
+    assert took < 1.5, f"stop took {took:.1f} s of a 1 s budget"
+
+
+def test_a_press_while_the_panel_is_built_sounds_the_siren(tmp_path, monkeypatch):
+    # The buttons' callbacks are live from the moment each button exists: the controller
+    # must already know the outputs then, or a press raises an alarm with no siren.
+    from conftest import PINS, Node
+
+    from drivers.gpio import panel as panel_mod
+
+    class PressedAtOnce(panel_mod.ButtonInput):
+        def __init__(self, name, spec, factory, **kw):
+            super().__init__(name, spec, factory, **kw)
+            if spec.pin == PINS["panic"]:
+                factory.pin(spec.pin).drive_low()
+
+    monkeypatch.setattr(panel_mod, "ButtonInput", PressedAtOnce)
+    node = Node(tmp_path / "s")
+    try:
+        assert node.controller.alarm is not None
+        assert node.pin("siren").state is True, "alarm raised with no siren"
+    finally:
+        node.panel.close()
+        node.controller.close()

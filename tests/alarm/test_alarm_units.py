@@ -200,3 +200,21 @@ def test_status_led_follows_the_network_and_alarm(make_node):
     health = node.components[0].health()
     assert health["state"] == "alarm" and health["outputs"]["siren"]["state"] == "panic"
     assert health["buttons"]["panic:pos"]["presses"] == 1
+
+
+def test_close_retries_a_failed_final_off():
+    out, pin, _ = make_output()
+    out.on(cause="test")
+    assert pin.state is True
+    real_off = out.device.off
+    fails = [1]
+
+    def flaky_off():
+        if fails:
+            fails.pop()
+            raise OSError("i2c expander busy")
+        real_off()
+
+    out.device.off = flaky_off
+    out.close()
+    assert pin.state is False, "the output stayed on after close()"
