@@ -48,7 +48,7 @@ class ExitWatch:
 
     `Popen.wait(timeout)` polls about 28 times a second; with a recorder and a decoder per
     camera that polling alone cost more CPU than the ffmpegs' own stream copy. A pidfd
-    (Linux 5.3+) becomes readable when the child exits, so `select` can sleep until then.
+    (Linux 5.3+) becomes readable when the child exits, so `poll` can sleep until then.
     Elsewhere it falls back to `Popen.wait`.
     """
 
@@ -67,7 +67,11 @@ class ExitWatch:
                 return self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 return None
-        readable, _, _ = select.select([self.fd], [], [], timeout)
+        # poll, not select: select() refuses an fd >= 1024 (ValueError), and a busy daemon
+        # (many cameras, sockets, segment files) gets there
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        readable = poller.poll(max(0, int(timeout * 1000)))
         return self.proc.poll() if readable else None
 
     def close(self) -> None:
@@ -173,7 +177,16 @@ class ManagedProcess:
     def _loop(self, stop: threading.Event) -> None:
         delay = self.backoff_min_s
         while not stop.is_set():
-            reason = self._run_once(stop)
+            try:
+                reason = self._run_once(stop)
+            except Exception as exc:  # a bug here must not leave a child unsupervised
+                log.exception("%s: supervising the child failed", self.name)
+                proc = self.proc
+                if proc is not None:
+                    with contextlib.suppress(Exception):
+                        terminate(proc)
+                    self.proc = None
+                reason = f"supervisor error: {exc}"
             if stop.is_set():
                 break
             if self._online:  # it worked for a while: start the backoff afresh
@@ -218,13 +231,25 @@ class ManagedProcess:
             if stop.is_set():  # stopped while make_args ran (it may be slow): no child
                 return ""
             proc = spawn(args, stdout=self._stdout, stderr=subprocess.PIPE, env=self.env)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # a bad make_args must not end supervision either
+            if not isinstance(exc, (OSError, ValueError)):
+                log.exception("%s: cannot start", self.name)
             return f"cannot start: {exc}"
         self.proc = proc
         reader = threading.Thread(target=self._read_stderr, args=(proc,), daemon=True)
-        reader.start()
-        if self._on_start is not None:
-            self._on_start(proc)
+        try:
+            reader.start()
+            if self._on_start is not None:
+                self._on_start(proc)
+        except Exception as exc:  # no thread left (EMFILE, thread limit), a failing callback
+            # the child would run unsupervised: stop it, and count this as a failed start
+            log.exception("%s: setting up the child failed; stopping it", self.name)
+            terminate(proc)
+            if reader.is_alive():
+                reader.join(2)
+            if self.proc is proc:
+                self.proc = None
+            return f"cannot start: {exc}"
         self._last_beat = time.monotonic()
         reason = ""
         exited = ExitWatch(proc)

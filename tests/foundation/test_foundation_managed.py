@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import subprocess
 import threading
 import time
+
+import pytest
 
 from drivers.managed import ExitWatch, ManagedProcess
 from drivers.process import spawn, terminate
@@ -75,3 +79,53 @@ def test_a_loop_that_outlived_stop_does_not_come_back_on_the_next_start() -> Non
         for child in children:
             terminate(child)
     assert all(child.poll() is not None for child in children)
+
+
+def test_exit_watch_works_with_a_pidfd_above_1023() -> None:
+    """select() raises ValueError for fd >= 1024; a busy daemon gets there."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1100:
+        pytest.skip("RLIMIT_NOFILE hard limit below 1100")
+    if soft != resource.RLIM_INFINITY and soft < 1100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1100, hard))
+    proc = spawn(["sh", "-c", "sleep 0.3; exit 4"])
+    watch = ExitWatch(proc)
+    try:
+        assert watch.fd is not None
+        high = os.dup2(watch.fd, 1050)
+        os.close(watch.fd)
+        watch.fd = high
+        assert watch.wait(0.05) is None
+        assert watch.wait(5.0) == 4
+    finally:
+        watch.close()
+        terminate(proc)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_failing_on_start_stops_the_child_and_supervision_goes_on() -> None:
+    """on_start raising (no thread left to start, EMFILE) once killed the supervisor thread
+    and left its child running unsupervised."""
+    children: list[subprocess.Popen] = []
+    states: list[tuple[str, str]] = []
+
+    def on_start(proc: subprocess.Popen) -> None:
+        children.append(proc)
+        raise RuntimeError("can't start new thread")
+
+    managed = ManagedProcess("failing-on-start", lambda: ["sleep", "300"], on_start=on_start,
+                             on_state=lambda s, r: states.append((s, r)),
+                             backoff_min_s=0.1, backoff_cap_s=0.2)
+    managed.start()
+    try:
+        deadline = time.monotonic() + 10
+        while managed.restarts < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert managed.restarts >= 3  # with backoff, still supervising
+        assert managed._thread is not None and managed._thread.is_alive()
+        assert ("offline", "cannot start: can't start new thread") in states
+        assert all(child.poll() is not None for child in children[:-1])
+    finally:
+        managed.stop()
+        for child in children:
+            terminate(child)
