@@ -106,6 +106,7 @@ class Recorder:
         except (StorageFault, OSError, sqlite3.Error) as exc:
             self._degrade(classify(exc), getattr(exc, "detail", str(exc)))
             return
+        self._apply_unapplied()
         self._set_state("ok", "")
         self._start_cameras()
 
@@ -115,6 +116,8 @@ class Recorder:
         with self._lock:
             pending, self._pending = self._pending, None
         if self.state == "ok":
+            if pending is None and self._unapplied:  # asked for while the store reopened
+                self._apply_unapplied()
             if pending is None and self._probe_requested:
                 self._probe_requested = False
                 try:
@@ -162,7 +165,8 @@ class Recorder:
     def protect(self, event_id: str, start: float, end: float,
                 cameras: Iterable[str] = ()) -> None:
         """Keep footage of `cameras` (all when empty) from `start` to `end` (epoch s).
-        While the store is degraded the request is kept and applied when it is back."""
+        While the store is closed (degraded, not yet started) the request is kept and
+        applied as soon as the store is open."""
         request = (event_id, start, end, tuple(cameras))
         try:
             self.store.protect(*request)
@@ -234,12 +238,18 @@ class Recorder:
         log.info("recordings store usable again after %s", self.reason)
         with self._lock:
             self._pending = None
-            unapplied, self._unapplied = self._unapplied, []
-        for request in unapplied:
-            self.protect(*request)
+        self._apply_unapplied()
         self._set_state("ok", "", {"recovered_from": self.reason, **self._recovery})
         self._next_check = time.monotonic() + self.check_every_s
         self._start_cameras()
+
+    def _apply_unapplied(self) -> None:
+        """Protect the clips asked for while the store was closed (degraded, or not yet
+        open: a request that arrives before or while the recorder starts)."""
+        with self._lock:
+            unapplied, self._unapplied = self._unapplied, []
+        for request in unapplied:
+            self.protect(*request)  # queued again if the store went away meanwhile
 
     def _fault(self, reason: str, detail: str) -> None:
         with self._lock:

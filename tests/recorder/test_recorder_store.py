@@ -249,3 +249,21 @@ def test_full_disk_reopens_by_giving_up_the_reserve(tmpfs: Path) -> None:
     with pytest.raises(StorageFault) as fault:
         Store(root, Limits(quota=2**30)).open()
     assert fault.value.reason == "disk-full", fault.value
+
+
+def test_clip_asked_for_while_the_store_is_closed_is_applied_at_start(tmp_path: Path) -> None:
+    """A ProtectClip that arrives before the recorder (re)starts is protected once it has
+    opened the store, not only after a degraded spell."""
+    from recorder.recorder import Recorder
+
+    rec = Recorder(tmp_path / "rec", {}, limits=Limits(quota=2**30))
+    rec.start()
+    rec.stop()  # e.g. the component crashed; the supervisor restarts it later
+    rec.protect("panic-7", T0, T0 + 60)
+    assert rec._unapplied, "the store is closed: the request waits"
+    rec.start()
+    try:
+        assert rec.store.index is not None and rec.store.index.clip("panic-7") is not None
+        assert rec._unapplied == []
+    finally:
+        rec.stop()
