@@ -101,6 +101,7 @@ class Frame:
     yuv: np.ndarray  # (height * 3 // 2, width) uint8, I420 layout
     width: int
     height: int
+    mono: float | None = None  # monotonic clock when read (durations); stream time for files
 
     @property
     def grey(self) -> np.ndarray:
@@ -269,8 +270,11 @@ class FrameReader:
                     self.pool.give_back(buf)
                     break
                 self.frames += 1
-                ts = self._t0 + self.frames / self.fps if self.stream_clock else time.time()
-                self.pool.put(Frame(self.frames, ts, buf, self.width, self.height))
+                if self.stream_clock:
+                    ts = mono = self._t0 + self.frames / self.fps
+                else:
+                    ts, mono = time.time(), time.monotonic()
+                self.pool.put(Frame(self.frames, ts, buf, self.width, self.height, mono))
                 self.process.beat()
                 self._on_frame()
         self.streams_ended += 1

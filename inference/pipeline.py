@@ -12,6 +12,12 @@ Per frame (I420 at the detect size):
    was seen twice, and alerts are armed. Alerting tracks are reported: start (with a
    snapshot), updates (rate-limited), end (with the best snapshot).
 
+Two clocks: `now` (wall time) stamps reports (track start/end, tamper) and asks whether
+alerts are armed; `mono` (monotonic) measures every duration (lost_after_s, recheck_s,
+update_interval_s, tamper persistence). A Pi without an RTC boots with a stale wall clock
+and NTP steps it, often backwards, once the network is up: on the wall clock tracks would
+not end and re-checks and tamper checks would stop for as long as the step.
+
 No frame: no work. No motion and no track due: the detector is not run. A stream that
 stops (camera cut, smashed, decoder down) must still end its tracks: the caller says how
 long it has had no frame with `idle(seconds)`, and tracks unseen for `lost_after_s` end.
@@ -19,7 +25,7 @@ long it has had no frame with `idle(seconds)`, and tracks unseen for `lost_after
 Example::
 
     pipe = CameraPipeline("cam1", settings, detector, 640, 360, on_track=print)
-    pipe.process(frame.yuv, time.time())
+    pipe.process(frame.yuv, time.time(), time.monotonic())
 """
 
 from __future__ import annotations
@@ -155,20 +161,28 @@ class CameraPipeline:
         self._rgb = np.empty((height, width, 3), np.uint8)
         self._crop_buf: dict[int, np.ndarray] = {}
         self._latest = np.empty((height * 3 // 2, width), np.uint8)
-        self._latest_ts = 0.0
+        self._latest_at = -1e18  # time.monotonic() when the latest frame came
         self._latest_lock = threading.Lock()
-        self._last_now: float | None = None  # the clock of the last frame processed
+        self._last_now: float | None = None  # the clocks of the last frame processed
+        self._last_mono = 0.0
         self.last_regions: list[Box] = []
 
     # -- per frame -------------------------------------------------------------------
-    def process(self, yuv: np.ndarray, now: float | None = None) -> None:
-        """Run one I420 frame through motion, tamper, detection and tracking."""
+    def process(self, yuv: np.ndarray, now: float | None = None,
+                mono: float | None = None) -> None:
+        """Run one I420 frame through motion, tamper, detection and tracking.
+
+        `now` is wall time (default `time.time()`), `mono` the duration clock (default
+        `time.monotonic()` when `now` is not given either, else `now`: a caller that gives
+        stream time, as tests and file replays do, has one clock for both)."""
+        if mono is None:
+            mono = time.monotonic() if now is None else now
         now = time.time() if now is None else now
         started = time.perf_counter()
-        self._last_now = now
+        self._last_now, self._last_mono = now, mono
         with self._latest_lock:
             np.copyto(self._latest, yuv)
-            self._latest_ts = now
+            self._latest_at = time.monotonic()
         grey = yuv[: self.height]
         regions = self.motion.update(grey)
         self.last_regions = regions
@@ -176,9 +190,9 @@ class CameraPipeline:
         if regions:
             self.stats.motion_frames += 1
         if self.tamper is not None:
-            for kind, phase in self.tamper.update(grey, now):
+            for kind, phase in self.tamper.update(grey, mono):
                 self._report_tamper(yuv, kind, phase, now)
-        crops = self._plan_crops(regions, now)
+        crops = self._plan_crops(regions, mono)
         detections: list[Detection] = []
         if crops:
             for crop in crops:
@@ -186,16 +200,16 @@ class CameraPipeline:
             detections = self._filter(detections)
             for track in self.tracker.tracks:  # everything re-checked counts as checked
                 if any(_inside(track.box, self._norm(c)) for c in crops):
-                    track.last_checked = now
+                    track.last_checked = mono
         else:
             self.stats.skipped_by_motion += 1
         # tracks keep a copy of the I420 frame they scored best in (half the bytes of RGB;
         # converted only when a snapshot is encoded)
-        new, seen, ended = self.tracker.update(detections, now, yuv if crops else None)
+        new, seen, ended = self.tracker.update(detections, now, yuv if crops else None, mono)
         self.stats.tracks_total = self.tracker.total
         for track in new + seen:
             self._note_zones(track)
-            self._consider(track, now)
+            self._consider(track, now, mono)
         for track in ended:
             self._end(track, now)
         self.stats.frame_ms.append((time.perf_counter() - started) * 1000)
@@ -208,7 +222,7 @@ class CameraPipeline:
         if not self.tracker.tracks or self._last_now is None:
             return
         now = self._last_now + idle_s
-        _, _, ended = self.tracker.update([], now)
+        _, _, ended = self.tracker.update([], now, None, self._last_mono + idle_s)
         for track in ended:
             self._end(track, now)
 
@@ -221,7 +235,7 @@ class CameraPipeline:
     def snapshot(self, max_age_s: float = 5.0) -> bytes | None:
         """JPEG of the latest frame, None when there is none recent."""
         with self._latest_lock:
-            if time.time() - self._latest_ts > max_age_s:
+            if time.monotonic() - self._latest_at > max_age_s:
                 return None
             rgb = cv2.cvtColor(self._latest, cv2.COLOR_YUV2RGB_I420)
         return encode_jpeg(rgb)
@@ -243,14 +257,14 @@ class CameraPipeline:
         return (x0 / self.width, y0 / self.height,
                 (x0 + side) / self.width, (y0 + side) / self.height)
 
-    def _plan_crops(self, regions: list[Box], now: float) -> list[tuple[int, int, int]]:
+    def _plan_crops(self, regions: list[Box], mono: float) -> list[tuple[int, int, int]]:
         # Motion often covers only part of a person (edges, the limbs that move) or leaves
         # a ghost beside them; a crop that cuts through a track is grown to hold the whole
         # of the track's predicted box, so the model never sees half a person.
-        expected = [_pad(t.predicted(now), 0.1) for t in self.tracker.tracks]
+        expected = [_pad(t.predicted(mono), 0.1) for t in self.tracker.tracks]
         regions = list(regions)
         for track in self.tracker.tracks:
-            due = now - track.last_checked >= self.settings.recheck_s
+            due = mono - track.last_checked >= self.settings.recheck_s
             if due and not any(_inside(track.box, r) for r in regions):
                 regions.append(_pad(track.box, 0.2))
         crops = [self._square(r) for r in merge_boxes(regions)]
@@ -369,17 +383,17 @@ class CameraPipeline:
             return False
         return bool(self.armed(now))
 
-    def _consider(self, track: Track, now: float) -> None:
+    def _consider(self, track: Track, now: float, mono: float) -> None:
         state = (tuple(track.zones), round(track.best_score, 2))
         if not track.alerting:
             if self._qualifies(track, now):
                 track.alerting = True
-                track.last_event, track.sent_state = now, state
+                track.last_event, track.sent_state = mono, state
                 self.stats.alerts += 1
                 self.on_track(self._report(track, "start", now, snapshot=True))
-        elif state != track.sent_state and now - track.last_event >= \
+        elif state != track.sent_state and mono - track.last_event >= \
                 self.settings.update_interval_s:
-            track.last_event, track.sent_state = now, state
+            track.last_event, track.sent_state = mono, state
             self.on_track(self._report(track, "update", now))
 
     def _end(self, track: Track, now: float) -> None:

@@ -18,7 +18,7 @@ conditions are checked in that order and exclusive: a covered camera is not also
 Example::
 
     tamper = TamperDetector()
-    for kind, phase in tamper.update(frame.grey, now):
+    for kind, phase in tamper.update(frame.grey, time.monotonic()):
         print(kind, phase)     # "covered" "start"
 """
 
@@ -63,7 +63,10 @@ class TamperDetector:
         return contrast, sharpness, norm
 
     def update(self, grey: np.ndarray, now: float) -> list[tuple[str, str]]:
-        """Feed a frame; returns the tamper starts and ends that happen now."""
+        """Feed a frame; returns the tamper starts and ends that happen now.
+
+        `now` only measures durations (check interval, learning, persistence): give it a
+        monotonic clock, not wall time, which NTP may step backwards."""
         if now - self._last_check < self.check_interval:
             return []
         self._last_check = now

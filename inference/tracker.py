@@ -5,10 +5,16 @@ for small fast objects whose boxes stop overlapping at 5 fps. A track that has n
 seen for `lost_after_s` ends. Each track keeps its best score and a copy of the frame in
 which it scored best, for the event snapshot.
 
+Two clocks: `now` (wall time) stamps the track (`first_seen`, `last_seen`: what events
+carry), `mono` (a monotonic clock, `time.monotonic()` on a live camera) measures every
+duration: how long unseen, velocity. A Pi without an RTC steps its wall clock (often
+backwards) when NTP syncs after boot; durations on the wall clock would then not end a
+track for as long as the step. Without `mono`, `now` serves as both (files, tests).
+
 Example::
 
     tracker = Tracker(lost_after_s=3.0)
-    started, seen, ended = tracker.update(detections, now, frame)
+    started, seen, ended = tracker.update(detections, time.time(), frame, time.monotonic())
 """
 
 from __future__ import annotations
@@ -39,13 +45,17 @@ def area(box: Box) -> float:
 
 @dataclass(eq=False)  # identity: comparing fields would compare whole frames
 class Track:
-    """One object over time. `id` is the track's event id (stable start to end)."""
+    """One object over time. `id` is the track's event id (stable start to end).
+
+    `first_seen`/`last_seen` are wall time (for events); `seen_mono`, `last_checked` and
+    `last_event` are on the monotonic clock (for durations)."""
 
     label: str
     box: Box
     score: float
     first_seen: float
     last_seen: float
+    seen_mono: float = 0.0
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     number: int = 0
     best_score: float = 0.0
@@ -60,14 +70,18 @@ class Track:
     sent_state: tuple = ()
     velocity: tuple[float, float] = (0.0, 0.0)  # box centre, fraction of picture per second
 
-    def observe(self, det: Detection, now: float, frame: np.ndarray | None) -> None:
-        """A detection of this track at `now`; `frame` is kept (copied) if it is the best."""
-        dt = now - self.last_seen
+    def observe(self, det: Detection, now: float, frame: np.ndarray | None,
+                mono: float | None = None) -> None:
+        """A detection of this track at `now` (wall) / `mono` (monotonic, default `now`);
+        `frame` is kept (copied) if it is the best."""
+        mono = now if mono is None else mono
+        dt = mono - self.seen_mono
         if self.hits and dt > 0:
             vx = ((det.box[0] + det.box[2]) - (self.box[0] + self.box[2])) / 2 / dt
             vy = ((det.box[1] + det.box[3]) - (self.box[1] + self.box[3])) / 2 / dt
             self.velocity = (0.5 * self.velocity[0] + 0.5 * vx, 0.5 * self.velocity[1] + 0.5 * vy)
-        self.box, self.score, self.last_seen, self.last_checked = det.box, det.score, now, now
+        self.box, self.score, self.last_seen = det.box, det.score, now
+        self.seen_mono, self.last_checked = mono, mono
         self.hits += 1
         self.max_area = max(self.max_area, area(det.box))
         if det.score > self.best_score:
@@ -76,9 +90,10 @@ class Track:
                 self.best_frame = frame.copy()
 
 
-    def predicted(self, now: float) -> Box:
-        """Where the box should be at `now`, moving at its recent speed (capped at 1 s)."""
-        dt = min(max(now - self.last_seen, 0.0), 1.0)
+    def predicted(self, mono: float) -> Box:
+        """Where the box should be at `mono` (monotonic clock), moving at its recent speed
+        (capped at 1 s)."""
+        dt = min(max(mono - self.seen_mono, 0.0), 1.0)
         dx, dy = self.velocity[0] * dt, self.velocity[1] * dt
         return (self.box[0] + dx, self.box[1] + dy, self.box[2] + dx, self.box[3] + dy)
 
@@ -94,8 +109,13 @@ class Tracker:
         self.total = 0
 
     def update(self, detections: list[Detection], now: float,
-               frame: np.ndarray | None = None) -> tuple[list[Track], list[Track], list[Track]]:
-        """Match `detections` (frame coordinates) to tracks: (started, seen, ended)."""
+               frame: np.ndarray | None = None, mono: float | None = None,
+               ) -> tuple[list[Track], list[Track], list[Track]]:
+        """Match `detections` (frame coordinates) to tracks: (started, seen, ended).
+
+        `now` is wall time, `mono` the monotonic clock for durations (default `now`).
+        `update([], now, mono=...)` with no frame ends the tracks unseen too long."""
+        mono = now if mono is None else mono
         pairs = []
         for ti, track in enumerate(self.tracks):
             for di, det in enumerate(detections):
@@ -115,18 +135,19 @@ class Tracker:
                 continue
             used_t.add(ti)
             used_d.add(di)
-            self.tracks[ti].observe(detections[di], now, frame)
+            self.tracks[ti].observe(detections[di], now, frame, mono)
             seen.append(self.tracks[ti])
         started = []
         for di, det in enumerate(detections):
             if di in used_d:
                 continue
-            track = Track(det.label, det.box, det.score, now, now, number=next(self._numbers))
-            track.observe(det, now, frame)
+            track = Track(det.label, det.box, det.score, now, now, mono,
+                          number=next(self._numbers))
+            track.observe(det, now, frame, mono)
             self.tracks.append(track)
             started.append(track)
             self.total += 1
-        ended = [t for t in self.tracks if now - t.last_seen > self.lost_after_s]
+        ended = [t for t in self.tracks if mono - t.seen_mono > self.lost_after_s]
         self.tracks = [t for t in self.tracks if t not in ended]
         return started, seen, ended
 

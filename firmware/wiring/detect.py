@@ -114,7 +114,7 @@ class DetectService(Component):
                     continue
                 self._last_frame[name] = time.monotonic()
                 try:
-                    self.pipelines[name].process(frame.yuv, frame.ts)
+                    self.pipelines[name].process(frame.yuv, frame.ts, frame.mono)
                 except Exception as exc:  # one bad frame must not crash-loop every camera
                     self._frame_failed(name, exc)
                 finally:

@@ -199,3 +199,80 @@ def test_a_frame_that_raises_is_counted_and_logged_and_the_loop_goes_on(
     assert health["cameras"]["gate"]["last_frame_error"] == "ValueError: boom"
     logged = [r for r in caplog.records if "frame processing failed" in r.getMessage()]
     assert len(logged) == 1  # rate-limited: once a minute per camera
+
+
+# -- 3. the wall clock steps backwards (NTP sync on a Pi without RTC) --------------------
+STEP = -3600.0  # the wall clock jumps back an hour
+
+
+def test_tracks_end_and_are_rechecked_across_a_backward_wall_clock_step() -> None:
+    pipe, reports = pipeline()
+    wall, mono = 1_800_000_000.0, 500.0
+    frames = walking(640, 360, 25)
+    standing = frames[-1]
+    empty = walking(640, 360, 1)[0]
+    for yuv in frames:
+        pipe.process(yuv, wall, mono)
+        wall, mono = wall + 0.2, mono + 0.2
+    last_seen = wall - 0.2
+    wall += STEP
+    runs = pipe.stats.detector_runs
+    for _ in range(50):  # 10 s standing still: no motion, re-checks keep the track
+        pipe.process(standing, wall, mono)
+        wall, mono = wall + 0.2, mono + 0.2
+    assert 6 <= pipe.stats.detector_runs - runs <= 14
+    assert pipe.tracker.total == 1 and len(pipe.tracker.tracks) == 1
+    last_seen = pipe.tracker.tracks[0].last_seen
+    assert last_seen < 1_800_000_000.0  # wall time after the step, as events carry it
+    for _ in range(20):  # gone: the track ends lost_after_s (3 s) later, not an hour later
+        pipe.process(empty, wall, mono)
+        wall, mono = wall + 0.2, mono + 0.2
+    assert [r.phase for r in reports] == ["start", "end"]
+    assert reports[-1].ended == pytest.approx(last_seen)
+    assert not pipe.tracker.tracks
+
+
+def test_tamper_is_checked_across_a_backward_wall_clock_step() -> None:
+    got: list = []
+    s = DetectSettings(enabled=True, tamper={"persist_s": 3, "learn_s": 2})
+    pipe = CameraPipeline("gate", s, StubDetector(), 640, 360, on_tamper=got.append)
+    rng = np.random.default_rng(3)
+    view = np.full((540, 640), 128, np.uint8)
+    view[:360] = cv2.GaussianBlur(rng.integers(0, 256, (360, 640), np.uint8), (0, 0), 2)
+    covered = np.full((540, 640), 128, np.uint8)
+    wall, mono = 1_800_000_000.0, 500.0
+    for i in range(60):  # 6 s of the normal view, then the wall clock steps; covered 6 s
+        if i == 30:
+            wall += STEP
+        pipe.process(view if i < 30 else covered, wall, mono)
+        wall, mono = wall + 0.2, mono + 0.2
+    assert [(r.kind, r.phase) for r in got] == [("covered", "start")]
+    assert got[0].ts < 1_800_000_000.0  # stamped with the (stepped) wall clock
+
+
+def test_tracker_durations_follow_the_monotonic_clock() -> None:
+    from inference.tracker import Tracker
+
+    tracker = Tracker(lost_after_s=3.0)
+    det = Detection("person", 0.9, (0.1, 0.1, 0.3, 0.6))
+    [track], _, _ = tracker.update([det], 1000.0, None, 10.0)
+    _, _, ended = tracker.update([], 1000.0 + STEP, None, 12.0)
+    assert ended == []  # 2 s on the monotonic clock, whatever the wall clock did
+    _, _, ended = tracker.update([], 1000.0 + STEP + 2, None, 13.5)
+    assert ended == [track] and track.last_seen == 1000.0
+
+
+def test_live_frames_carry_the_monotonic_clock() -> None:
+    from drivers.cameras.base import StreamInput
+    from inference.frames import FrameReader
+
+    reader = FrameReader("gate", StreamInput("testsrc2=size=320x180:rate=10",
+                                             {"f": "lavfi", "re": True}), 320, 180, fps=10)
+    reader.start()
+    try:
+        frame = reader.pool.get(timeout=20)
+        assert frame is not None
+        assert abs(frame.mono - time.monotonic()) < 5 and abs(frame.ts - time.time()) < 5
+        reader.pool.release(frame)
+    finally:
+        reader.stop()
