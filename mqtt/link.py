@@ -49,6 +49,13 @@ PAHO_LOG.setLevel(logging.CRITICAL)
 
 CONNACK_WAIT_S = 10.0
 PROTOCOL_REFUSALS = {1, 132}  # 3.1.1 "unacceptable protocol version", 5 "unsupported"
+# MQTT 5 PUBACK refusals that may pass (quota, an ACL being fixed, the broker's own
+# trouble): the event stays in the outbox and is sent again later, with backoff. Other
+# refusals (topic or payload invalid: sending it again would not help) delete it.
+RETRY_REFUSALS = {
+    0x80: "unspecified error", 0x83: "implementation specific error",
+    0x87: "not authorized", 0x91: "packet identifier in use", 0x97: "quota exceeded"}
+NOT_AUTHORIZED = 0x87
 
 
 @dataclass(frozen=True)
@@ -120,13 +127,17 @@ class Link:
         self._ack_count = 0
         self._kick = False
         self._generation = 0
+        self._refused: dict[int, int] = {}  # seq -> reason code, kept to send again later
+        self._retry_at = 0.0  # monotonic time of the next resend of refused events
+        self._retry_delay = settings.reconnect_min_s
         # figures
         self.broker = ""
         self.protocol = ""
         self.connects = 0
         self.disconnects = 0
         self.published = 0
-        self.rejected = 0
+        self.rejected = 0  # refused for good by the broker (deleted)
+        self.refusals = 0  # refused for now (kept, sent again later)
         self.last_error = ""
         self.connected_since: float | None = None
 
@@ -167,6 +178,7 @@ class Link:
             "connected": self._connected, "broker": self.broker, "protocol": self.protocol,
             "connects": self.connects, "disconnects": self.disconnects,
             "published": self.published, "rejected": self.rejected,
+            "refusals": self.refusals, "refused_waiting": len(self._refused),
             "inflight": len(self._inflight), "last_error": self.last_error,
         }
 
@@ -321,6 +333,7 @@ class Link:
             self._inflight.clear()
             self._early_acks.clear()
             self._acked.clear()
+            self._refused.clear()  # still stored: sent again with the whole outbox
             self._dirty = set(self._retained)
         self.connects += 1
         self.broker, self.protocol = broker.url, protocol
@@ -334,9 +347,27 @@ class Link:
 
     def _ack(self, seq: int, code: int) -> None:
         """Record a PUBACK (call with `_wake` held)."""
+        if code in RETRY_REFUSALS:  # MQTT 5: refused for now; kept, sent again later
+            self.refusals += 1
+            if not self._refused:
+                self._retry_at = time.monotonic() + self._retry_delay
+            self._refused[seq] = code
+            self.last_error = (f"broker refused event seq {seq}: {RETRY_REFUSALS[code]} "
+                               f"(0x{code:02x}); kept, sent again later")
+            if code == NOT_AUTHORIZED:  # a broker ACL problem: nothing gets through
+                log.error("mqtt: %s -- check the broker's ACL for %s",
+                          self.last_error, self.topics.events)
+            else:
+                log.warning("mqtt: %s", self.last_error)
+            self._wake.notify_all()
+            return
         if code >= 0x80:  # MQTT 5: the broker refused it; retrying would not help
             self.rejected += 1
-            log.warning("mqtt: broker refused event seq %d (reason %d)", seq, code)
+            log.warning("mqtt: broker refused event seq %d for good (reason 0x%02x)", seq, code)
+        elif not self._refused:  # accepted again: forget the refusal
+            self._retry_delay = self.settings.reconnect_min_s
+            if self.last_error.startswith("broker refused event"):
+                self.last_error = ""
         self._acked.append(seq)
         self._wake.notify_all()
 
@@ -369,10 +400,12 @@ class Link:
                 self._publish_health(client)
                 next_health = time.monotonic() + self.settings.health_interval_s
             more = False
-            if room > 0:
-                items = self.outbox.pending(after=sent_upto, limit=room)
-                more = len(items) == room
-                for item in items:
+            again = self._due_refusals(room)
+            room -= len(again)
+            if room > 0 or again:
+                items = self.outbox.pending(after=sent_upto, limit=room) if room > 0 else []
+                more = room > 0 and len(items) == room
+                for item in again + items:
                     if item.snapshot:
                         client.publish(self.topics.event_snapshot(item.id), item.snapshot, qos=1)
                     with self._wake:
@@ -390,12 +423,31 @@ class Link:
                             self._ack(item.seq, early[1])
                         else:
                             self._inflight[info.mid] = item.seq
-                    sent_upto = item.seq
+                    sent_upto = max(sent_upto, item.seq)
                     self.published += 1
             with self._wake:
                 self._early_acks.clear()  # what is left were acks of non-event messages
                 if self._connected and not (self._kick or self._acked or self._dirty or more):
-                    self._wake.wait(min(1.0, max(0.01, next_health - time.monotonic())))
+                    wake_at = min(next_health, self._retry_at if self._refused else next_health)
+                    self._wake.wait(min(1.0, max(0.01, wake_at - time.monotonic())))
+
+    def _due_refusals(self, room: int) -> list[Any]:
+        """Refused events whose time to be sent again has come (oldest first, at most
+        `room`), still in the outbox; the delay doubles up to `reconnect_max_s`."""
+        with self._wake:
+            if not self._refused or time.monotonic() < self._retry_at or room <= 0:
+                return []
+            seqs = sorted(self._refused)[:room]
+            for seq in seqs:
+                del self._refused[seq]
+            self._retry_delay = min(self._retry_delay * 2, self.settings.reconnect_max_s)
+            self._retry_at = time.monotonic() + self._retry_delay
+        items = []
+        for seq in seqs:
+            found = self.outbox.pending(after=seq - 1, limit=1)
+            if found and found[0].seq == seq:
+                items.append(found[0])
+        return items
 
     def _down(self, why: str) -> None:
         """The connection is gone though no `on_disconnect` said so (call with `_wake`

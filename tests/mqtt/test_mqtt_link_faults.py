@@ -57,3 +57,48 @@ def test_connection_lost_between_connack_and_use_reconnects(broker: LocalBroker,
         stop.set()
         thread.join(10)
         box.close()
+
+
+def test_refused_event_kept_and_sent_again(tmp_path: Path) -> None:
+    """PUBACK 0x87 (the broker's ACL refuses `events`): the panic is kept, health says
+    why, and it goes out once the ACL is fixed (Mosquitto reloads it on SIGHUP)."""
+    import signal
+
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite ronda/v1/rw05/status\ntopic readwrite ronda/v1/rw05/health\n"
+                   "topic read ronda/v1/rw05/cmd/#\ntopic read ronda/v1/rw05/events\n")
+    with LocalBroker(extra_config=f"acl_file {acl}") as broker:
+        got: list[bytes] = []
+        sub = paho.Client(CallbackAPIVersion.VERSION2, client_id="cc")
+        sub.on_message = lambda c, u, m: got.append(m.payload)
+        sub.connect("127.0.0.1", broker.port)
+        sub.subscribe("ronda/v1/rw05/events", 1)
+        sub.loop_start()
+        box = Outbox(tmp_path / "o.sqlite3")
+        link = Link(MqttSettings(brokers=[broker.url], reconnect_min_s=0.2, reconnect_max_s=0.4),
+                    Topics("ronda/v1", "rw05"), box, health=lambda: {},
+                    on_command=lambda a, p: None)
+        box.put("panic-1", 2, {"type": "panic"})
+        stop = threading.Event()
+        thread = threading.Thread(target=link.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while (link.published < 2 or box.depth() == 0) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stats = link.stats()
+            assert box.depth() == 1, "a refused panic must stay in the outbox"
+            assert stats["refusals"] >= 2, "and be tried again"
+            assert "not authorized" in stats["last_error"] and not got
+            acl.write_text(acl.read_text() + "topic write ronda/v1/rw05/#\n")
+            broker.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while (box.depth() or not got) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert box.depth() == 0 and len(got) == 1 and b'"seq":1' in got[0]
+            assert link.stats()["refused_waiting"] == 0 and not link.last_error
+        finally:
+            stop.set()
+            thread.join(10)
+            sub.loop_stop()
+            box.close()
