@@ -13,15 +13,36 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once here, in the parent.
+
+    Not in the child: between fork and exec in a threaded process, dlopen/dlsym could wait
+    forever on the loader lock that another thread held at the fork.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.restype = ctypes.c_int
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                      ctypes.c_ulong]
+    return prctl
+
+
+_prctl = _load_prctl()
+_SIGKILL = int(signal.SIGKILL)
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec: no loading here
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
     os.setpgid(0, 0)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -129,3 +131,20 @@ def test_a_failing_on_start_stops_the_child_and_supervision_goes_on() -> None:
         managed.stop()
         for child in children:
             terminate(child)
+
+
+def test_spawn_loads_nothing_between_fork_and_exec(monkeypatch) -> None:
+    """prctl is looked up at import; the child only calls it (dlopen after fork in a threaded
+    process risks a loader-lock deadlock). PDEATHSIG and the own process group still hold."""
+    import ctypes
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("ctypes.CDLL called in spawn's child")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_loading)
+    check = ("import ctypes, os; libc = ctypes.CDLL(None); sig = ctypes.c_int(); "
+             "libc.prctl(2, ctypes.byref(sig), 0, 0, 0); "
+             "print(sig.value, os.getpgid(0) == os.getpid())")
+    proc = spawn([sys.executable, "-c", check], stdout=subprocess.PIPE)
+    out, _ = proc.communicate(timeout=20)
+    assert out.decode().split() == [str(int(signal.SIGKILL)), "True"]
