@@ -40,6 +40,9 @@ MARKER = ".ronda-store"
 #: something else) can still be reopened: SQLite needs room for its -wal and -shm files
 #: before a single segment can be deleted. Deleted on such a reopen, re-created after.
 RESERVE = ".reserve"
+#: Prefix of the remuxed copy `_playable` writes next to a damaged file, before it
+#: replaces the file: a leftover after a crash is a duplicate, never a segment.
+SALVAGE = ".salvage-"
 SUFFIX = ".mp4"
 _STAMP = re.compile(r"-(\d{8}T\d{6})\.(\d{3})Z(?:-\d+)?\.mp4$")
 
@@ -447,8 +450,13 @@ class Store:
             counts["recovered"] += swept["recovered"]
             counts["removed"] += swept["removed"]
         known = index.paths()
-        on_disk = {str(path.relative_to(self.root))
-                   for camera_dir in camera_dirs for path in camera_dir.glob(f"*/*/*{SUFFIX}")}
+        on_disk = set()
+        for camera_dir in camera_dirs:
+            for path in camera_dir.glob(f"*/*/*{SUFFIX}"):
+                if path.name.startswith(SALVAGE):  # a crash mid-salvage: a copy, not footage
+                    path.unlink(missing_ok=True)
+                elif not path.name.startswith("."):
+                    on_disk.add(str(path.relative_to(self.root)))
         for rel in sorted(on_disk - known):
             path = self.root / rel
             camera = rel.split("/", 1)[0]
@@ -475,6 +483,11 @@ class Store:
         for path in sorted(incoming.iterdir()):
             if keep and path.name.startswith(keep):
                 continue
+            if path.name.startswith(SALVAGE):
+                # A crash mid-salvage left the remuxed copy: the original is still there
+                # (the copy replaces it atomically) and is salvaged again.
+                path.unlink(missing_ok=True)
+                continue
             length = self._playable(path) if path.suffix == SUFFIX else None
             if length is None or length <= 0:
                 path.unlink(missing_ok=True)
@@ -497,7 +510,7 @@ class Store:
             return None
         if probe.decodes(path):
             return length
-        fixed = path.with_name(f".salvage-{path.name}")
+        fixed = path.with_name(f"{SALVAGE}{path.name}")
         try:
             if not probe.salvage(path, fixed):
                 return None

@@ -267,3 +267,26 @@ def test_clip_asked_for_while_the_store_is_closed_is_applied_at_start(tmp_path: 
         assert rec._unapplied == []
     finally:
         rec.stop()
+
+
+def test_salvage_leftovers_are_not_indexed(tmp_path: Path, segment_files: list[Path]) -> None:
+    """A crash inside a salvage (the remuxed copy written, not yet renamed over the
+    original) leaves `.salvage-*` next to the original: never a second segment."""
+    import shutil
+
+    root = tmp_path / "rec"
+    store = open_store(root)
+    incoming = store.incoming("gate")
+    incoming.mkdir(parents=True)
+    shutil.copyfile(segment_files[3], incoming / "run-000001.mp4")
+    shutil.copyfile(segment_files[3], incoming / ".salvage-run-000001.mp4")
+    hour = root / segment_name("gate", T0)
+    hour.parent.mkdir(parents=True)
+    shutil.copyfile(segment_files[4], hour)  # crash between rename and insert...
+    shutil.copyfile(segment_files[4], hour.with_name(f".salvage-{hour.name}"))  # ...salvaged
+    store.close()
+    store = open_store(root)
+    store.close()
+    found = assert_index_matches_disk(root)
+    assert len(found) == 2, found
+    assert not list(root.rglob(".salvage-*"))
