@@ -136,6 +136,52 @@ class Outbox:
         self.recoveries += 1
         return db
 
+    def fall_back(self, exc: Exception) -> bool:
+        """After a write failed with `exc` while running: True if the outbox could move
+        somewhere a retry may succeed. A damaged file is moved aside for a fresh one (as at
+        open); a full, read-only or failing disk makes the outbox continue in memory, with
+        what it held copied over (events then survive no restart; `degraded` says so in
+        health; the next start tries the disk again). False when there is nothing to do
+        (already in memory, or not a disk problem)."""
+        if self.degraded or not isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) \
+                or isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
+            return False
+        with self._lock:
+            old = self._db
+            if is_corruption(exc):
+                with contextlib.suppress(sqlite3.Error):
+                    old.close()
+                fresh = self._recover(exc)
+                if fresh is not None:
+                    self._db = fresh
+                    return True
+                mem = self._open(":memory:")
+            else:
+                mem = sqlite3.connect(":memory:", check_same_thread=False,
+                                      isolation_level=None)
+                try:
+                    if old.in_transaction:
+                        old.execute("ROLLBACK")
+                    old.backup(mem)  # reading still works on a full or read-only disk
+                except sqlite3.Error as copy_exc:
+                    log.error("outbox: stored events could not be copied to memory: %s",
+                              copy_exc)
+                    mem.close()
+                    seq = 0
+                    with contextlib.suppress(sqlite3.Error):
+                        seq = self._meta("seq")
+                    mem = self._open(":memory:")
+                    mem.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (seq,))
+                with contextlib.suppress(sqlite3.Error):
+                    old.close()
+            self._db = mem
+            self.degraded = (f"outbox write failed ({exc}); events kept in memory only "
+                             "until the next start")
+            log.error("outbox %s: %s", self.path, self.degraded)
+            with contextlib.suppress(sqlite3.Error):
+                self._reload_totals()
+            return True
+
     def _open(self, where: Path | str) -> sqlite3.Connection:
         db = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
         try:
@@ -224,7 +270,15 @@ class Outbox:
         return len(victims)
 
     def remove(self, seqs: list[int]) -> None:
-        """Forget acknowledged events."""
+        """Forget acknowledged events (once more after `fall_back` if the disk refuses)."""
+        try:
+            self._remove(seqs)
+        except sqlite3.Error as exc:
+            if not self.fall_back(exc):
+                raise
+            self._remove(seqs)
+
+    def _remove(self, seqs: list[int]) -> None:
         if not seqs:
             return
         with self._lock:
@@ -473,8 +527,13 @@ class OutboxWriter:
             if not batch:
                 return False
             try:
-                self.outbox.put_many(batch)
-            except sqlite3.Error as exc:  # disk full, read-only, corrupt: reported, dropped
+                try:
+                    self.outbox.put_many(batch)
+                except sqlite3.Error as exc:  # disk full, read-only, damaged: move, retry
+                    if not self.outbox.fall_back(exc):
+                        raise
+                    self.outbox.put_many(batch)
+            except sqlite3.Error as exc:  # still failing: reported, dropped
                 self.on_error(exc, len(batch))
                 return True
             self.batches += 1

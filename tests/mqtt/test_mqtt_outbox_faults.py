@@ -105,19 +105,16 @@ def test_unwritable_state_dir_degrades_to_memory(tmp_path: Path) -> None:
 def test_full_disk_keeps_totals_and_reports_the_real_error(tmp_path: Path) -> None:
     """SQLITE_FULL rolls the transaction back by itself: no second ROLLBACK error masks
     it, the totals are recounted, and no event is dropped for room that is not taken."""
-    from mqtt.outbox import OutboxWriter
-
     box = Outbox(tmp_path / "o.sqlite3", max_events=50)
     box.put_many([(f"e{i}", 1, {"p": "x" * 500}, None) for i in range(10)])
     pages = box._db.execute("PRAGMA page_count").fetchone()[0]
     box._db.execute(f"PRAGMA max_page_count={pages + 3}")  # the SD card is full
     errors: list[str] = []
-    writer = OutboxWriter(box, on_error=lambda exc, n: errors.append(str(exc)))
-    writer._thread = object()  # type: ignore[assignment]  # flush() writes
     for round_ in range(10):
-        for i in range(20):
-            writer.submit(f"r{round_}-{i}", 1, {"p": "x" * 3000}, None)
-        writer.flush()
+        try:
+            box.put_many([(f"r{round_}-{i}", 1, {"p": "x" * 3000}, None) for i in range(20)])
+        except sqlite3.Error as exc:
+            errors.append(str(exc))
     rows = box._db.execute("SELECT COUNT(*), SUM(size) FROM outbox").fetchone()
     assert errors and all("full" in e for e in errors), errors[:2]
     assert (box.depth(), box.size_bytes()) == rows, "in-memory totals drifted from the rows"
@@ -127,6 +124,40 @@ def test_full_disk_keeps_totals_and_reports_the_real_error(tmp_path: Path) -> No
         box.put(f"panic{i}", 2, {"type": "panic"})
     assert box.drops() == drops, "panics stored after the disk freed up must drop nothing"
     assert box.depth() == rows[0] + 3
+
+
+def test_writer_keeps_events_in_memory_when_the_disk_refuses(tmp_path: Path) -> None:
+    """A full (or read-only) disk while running: the writer's batch is not dropped, the
+    outbox continues in memory with what it held, `seq` goes on, health says so."""
+    from mqtt.outbox import OutboxWriter
+
+    box = Outbox(tmp_path / "o.sqlite3")
+    box.put_many([(f"e{i}", 1, {"p": "x" * 500}, None) for i in range(10)])
+    box.remove([1])
+    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+    box._db.execute(f"PRAGMA max_page_count={pages}")
+    errors: list[Exception] = []
+    writer = OutboxWriter(box, on_error=lambda exc, n: errors.append(exc))
+    writer._thread = object()  # type: ignore[assignment]  # flush() writes
+    for i in range(40):
+        writer.submit(f"panic{i}", 2, {"type": "panic", "pad": "x" * 3000}, None)
+    writer.flush()
+    assert not errors and box.degraded and box.stats()["storage"] == "memory"
+    items = box.pending(limit=100)
+    assert [i.seq for i in items] == list(range(2, 51))
+    assert [i.id for i in items][-40:] == [f"panic{i}" for i in range(40)]
+    assert box.depth() == 49 and box.drops() == 0
+    box.remove([2, 3])
+    assert box.depth() == 47
+
+
+def test_read_only_database_while_running_keeps_acks_and_events(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    box.put_many([(f"e{i}", 1, {}, None) for i in range(3)])
+    box._db.execute("PRAGMA query_only=1")  # every write: SQLITE_READONLY
+    box.remove([1])  # used to raise into the link's pump
+    assert box.degraded and [i.seq for i in box.pending()] == [2, 3]
+    assert box.put("panic", 2, {"type": "panic"}) == 4
 
 
 def test_no_deletion_when_the_new_event_is_dropped_anyway(tmp_path: Path) -> None:
