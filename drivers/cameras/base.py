@@ -34,13 +34,21 @@ class StreamInput:
 
     `options` are ffmpeg-python input keyword arguments, e.g.
     ``{"rtsp_transport": "tcp", "timeout": 10_000_000}``.
+
+    `str()` and `repr()` mask credentials (repr too: it is what a log line, a traceback or
+    the repr of a list or an object holding a stream shows).
     """
 
-    url: str
-    options: dict[str, Any] = field(default_factory=dict)
+    url: str = field(repr=False)
+    options: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __str__(self) -> str:
         return mask_credentials(self.url)
+
+    def __repr__(self) -> str:
+        options = {k: mask_credentials(v) if isinstance(v, str) else v
+                   for k, v in self.options.items()}
+        return f"StreamInput(url={mask_credentials(self.url)!r}, options={options!r})"
 
     def ffmpeg_args(self) -> list[str]:
         """The input as ffmpeg command-line arguments, ending with ``-i URL``.

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.cameras.base import Camera
+from drivers.cameras.base import Camera, mask_credentials
 from drivers.cameras.errors import explain
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,9 @@ class CameraRegistry:
         """A consumer (`role` main/detect) or producer (source) went online or offline."""
         if state not in ("online", "offline", "degraded"):
             raise ValueError(f"state must be online, offline or degraded, not {state!r}")
+        # a consumer's reason may be a raw ffmpeg line naming the URL with its password:
+        # masked here, so neither health nor a CameraStateEvent can carry it
+        reason = mask_credentials(reason or "")
         with self._lock:
             status = self._status(name)
             entry = status.roles.setdefault(role, _Role())
@@ -181,6 +184,7 @@ class CameraRegistry:
 
     def report_info(self, name: str, **info: Any) -> None:
         """Driver facts for health (codec, resolution, fps as probed)."""
+        info = {k: mask_credentials(v) if isinstance(v, str) else v for k, v in info.items()}
         with self._lock:
             self._status(name).info.update(info)
 

@@ -194,3 +194,41 @@ def test_a_rate_hovering_at_the_threshold_does_not_flap(clock):
     reg.report_state("gate", "main", "offline", "exited with code 1")
     reg.report_state("gate", "main", "online", "")
     assert changes[-1] == ("gate", "online", "")
+
+
+def test_credentials_never_in_repr_health_or_state_event_reasons():
+    import json
+    from dataclasses import dataclass
+
+    from firmware.events import CameraStateEvent
+
+    reg, changes = make()
+    cam = reg.get("gate")
+    secrets = ("p@ss:word", "p%40ss%3Aword", "admin:")
+
+    def clean(text: str) -> bool:
+        return not any(s in text for s in secrets)
+
+    @dataclass
+    class Holder:  # a consumer's dataclass holding a stream: its repr uses repr(stream)
+        stream: StreamInput
+
+    for text in (repr(cam.main), repr(cam.detect), repr([cam.main]), repr({"s": cam.main}),
+                 repr(Holder(cam.main)), repr(cam), f"{cam.main!r}"):
+        assert clean(text), text
+    assert repr(cam.main) == ("StreamInput(url='rtsp://***:***@10.0.0.1/main', "
+                              "options={'rtsp_transport': 'tcp', 'timeout': 10000000})")
+    assert cam.main.url.startswith("rtsp://admin:")  # ffmpeg still gets the real URL
+    # a consumer supervised without redact= reports ffmpeg's raw last line
+    raw = f"{cam.main.url}: Connection refused"
+    reg.report_state("gate", "main", "offline", raw)
+    reg.report_state("gate", "detect", "online", f"{cam.detect.url}: slow")
+    reg.report_state("lane", "main", "offline", raw)
+    reg.report_info("gate", source=cam.main.url)
+    health = json.dumps(reg.health())
+    assert clean(health), health
+    assert "rtsp://***:***@10.0.0.1/main" in health
+    assert changes and all(clean(reason) for _, _, reason in changes)
+    for camera, state, reason in changes:
+        event = CameraStateEvent(camera=camera, state=state, reason=reason)
+        assert clean(repr(event)) and clean(json.dumps(event.payload(), default=str))
