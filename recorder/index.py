@@ -205,18 +205,21 @@ class Index:
         """Bytes per camera."""
         return dict(self.db.execute("SELECT camera, SUM(bytes) FROM segment GROUP BY camera"))
 
-    def protected_bytes(self) -> int:
-        """Bytes of the segments some clip protects (each segment counted once).
+    def protected_bytes(self, camera: str | None = None) -> int:
+        """Bytes of the segments (of `camera`) some clip protects (each counted once).
 
         Walks the clips and, for each, the segments that start in its range (less the
         longest a segment can last), through the start index: cheap however large the
         store, where a scan of every segment would not be."""
-        row = self.db.execute(
-            "SELECT SUM(bytes) FROM segment WHERE id IN ("
-            " SELECT s.id FROM clip c JOIN segment s"
-            " ON s.start < c.end AND s.start > c.start - ? AND s.end > c.start"
-            " AND (c.cameras = '' OR instr(c.cameras, ',' || s.camera || ',') > 0))",
-            (MAX_SEGMENT_S,)).fetchone()
+        sql = ("SELECT SUM(bytes) FROM segment WHERE id IN ("
+               " SELECT s.id FROM clip c JOIN segment s"
+               " ON s.start < c.end AND s.start > c.start - ? AND s.end > c.start"
+               " AND (c.cameras = '' OR instr(c.cameras, ',' || s.camera || ',') > 0)")
+        args: list[object] = [MAX_SEGMENT_S]
+        if camera is not None:
+            sql += " AND s.camera = ?"
+            args.append(camera)
+        row = self.db.execute(sql + ")", args).fetchone()
         return int(row[0] or 0)
 
     def oldest_start(self) -> float | None:

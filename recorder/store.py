@@ -383,8 +383,13 @@ class Store:
             while clips and index.protected_bytes() > share:
                 index.release(clips.pop(0).event_id)
             for camera, quota in lim.camera_quota.items():
-                freed += self._shrink(lambda c=camera, q=quota: self.used.get(c, 0)
-                                      + headroom.get(c, 0) - q, camera)
+                # A camera's quota bounds its ring buffer; its protected footage counts
+                # against the event share (of the total quota) instead, so the camera
+                # quota never deletes a protected segment (see docs/storage.md).
+                kept = index.protected_bytes(camera)
+                freed += self._shrink(lambda c=camera, q=quota, p=kept: self.used.get(c, 0)
+                                      - p + headroom.get(c, 0) - q, camera,
+                                      kinds=(False,))
             freed += self._shrink(lambda: self.total_used() + reserve - lim.quota)
             if lim.min_free:
                 freed += self._shrink(lambda: lim.min_free + reserve - self.free_bytes())
@@ -395,14 +400,16 @@ class Store:
             self._forget_old_clips(index)
         return freed
 
-    def _shrink(self, excess, camera: str | None = None) -> int:
-        """Delete oldest footage (unprotected first) while `excess()` is positive."""
+    def _shrink(self, excess, camera: str | None = None,
+                kinds: tuple[bool, ...] = (False, True)) -> int:
+        """Delete oldest footage while `excess()` is positive: unprotected first, then
+        protected (unless `kinds` is (False,))."""
         freed = 0
         index = self._index()
         while excess() > 0:
             need = excess()
             victims: list[Segment] = []
-            for protected in (False, True):
+            for protected in kinds:
                 for s in index.oldest(camera=camera, protected=protected, limit=256):
                     victims.append(s)
                     need -= s.bytes

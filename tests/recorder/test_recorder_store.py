@@ -290,3 +290,24 @@ def test_salvage_leftovers_are_not_indexed(tmp_path: Path, segment_files: list[P
     found = assert_index_matches_disk(root)
     assert len(found) == 2, found
     assert not list(root.rglob(".salvage-*"))
+
+
+def test_camera_quota_never_deletes_protected_footage(tmp_path: Path) -> None:
+    """Protected footage counts against the event share of the total quota, not against
+    the camera's quota: a camera quota full of a clip keeps the clip and the camera still
+    keeps a ring buffer of its own."""
+    root = tmp_path / "rec"
+    store = open_store(root, quota=100_000, camera_quota={"gate": 10_000}, event_share=0.3)
+    clip = commit_blobs(store, "gate", [T0 + 10 * i for i in range(10)], 1000)
+    store.protect("person-1", T0, T0 + 100, ["gate"])  # 10 kB: 10 % of the quota
+    commit_blobs(store, "lane", [T0 + 10 * i for i in range(10)], 1000)
+    after = commit_blobs(store, "gate", [T0 + 100 + 10 * i for i in range(12)], 1000)
+    store.make_space({"gate": 1250}, now=T0 + 300)
+    assert store.index is not None and store.index.protected_bytes() == 10_000
+    kept = {r[2] for r in rows(root) if r[1] == "gate"}
+    assert {s.path for s in clip} <= kept, "protected footage deleted"
+    unprotected = [s for s in after if s.path in kept]
+    assert unprotected == after[-len(unprotected):], "oldest unprotected first"
+    assert 1000 * len(unprotected) + 1250 <= 10_000 < 1000 * (len(unprotected) + 1) + 1250
+    store.close()
+    assert_index_matches_disk(root)
