@@ -76,6 +76,7 @@ class Outbox:
         self.recoveries = 0  # damaged databases moved aside by this process
         self.degraded = ""  # why events are kept in memory only ("" when on disk)
         self._count = self._bytes = 0
+        self._last_seq = 0  # the highest seq this process assigned
         self._db = self._open_robustly(open_retries)
 
     def _open_robustly(self, retries: int) -> sqlite3.Connection:
@@ -115,6 +116,7 @@ class Outbox:
     def _recover(self, exc: Exception) -> sqlite3.Connection | None:
         """Move a damaged database aside and open a fresh one (None if that fails too)."""
         seq, drops = _salvage_meta(self.path)
+        seq = max(seq, self._last_seq)  # never below what this process handed out
         target = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
         log.error("outbox %s damaged (%s); moved to %s, starting empty at seq %d",
                   self.path, exc, target, seq + 1)
@@ -231,6 +233,7 @@ class Outbox:
                 if drops:
                     self._set_meta("drops", self._meta("drops") + drops)
                 db.execute("COMMIT")
+                self._last_seq = seq
             except BaseException:
                 self._abort()  # the original error goes on, not one from the rollback
                 raise

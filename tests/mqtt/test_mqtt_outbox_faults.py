@@ -173,3 +173,24 @@ def test_no_deletion_when_the_new_event_is_dropped_anyway(tmp_path: Path) -> Non
     box.put("normal", 1, {"x": "a" * 1500})
     assert [i.id for i in box.pending()] == ["low2", "hi", "normal"]
     assert box.drops() == 2
+
+
+def test_damage_found_while_running_keeps_seq_going(tmp_path: Path) -> None:
+    """The file is damaged beyond reading its meta while the node runs: the writer moves
+    it aside and `seq` continues after the last one handed out (the link only publishes
+    seqs above what it sent)."""
+    from mqtt.outbox import OutboxWriter
+
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path)
+    box.put_many([(f"e{i}", 1, {}, None) for i in range(5)])
+    box._db.close()
+    path.write_bytes(b"garbage, not a database" * 400)
+    box._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    errors: list[Exception] = []
+    writer = OutboxWriter(box, on_error=lambda exc, n: errors.append(exc))
+    writer._thread = object()  # type: ignore[assignment]
+    writer.submit("panic", 2, {"type": "panic"}, None)
+    writer.flush()
+    assert not errors and box.recoveries == 1 and not box.degraded
+    assert [(i.id, i.seq) for i in box.pending()] == [("panic", 6)]
