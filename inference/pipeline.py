@@ -26,6 +26,7 @@ Example::
 
     pipe = CameraPipeline("cam1", settings, detector, 640, 360, on_track=print)
     pipe.process(frame.yuv, time.time(), time.monotonic())
+    frame.yuv = pipe.adopt(frame.yuv)   # latest frame for snapshots: a swap, no copy
 """
 
 from __future__ import annotations
@@ -159,9 +160,9 @@ class CameraPipeline:
         detector.min_score = min(detector.min_score, self.floor)
         self.stats = PipelineStats()
         self._rgb = np.empty((height, width, 3), np.uint8)
-        self._crop_buf: dict[int, np.ndarray] = {}
-        self._latest = np.empty((height * 3 // 2, width), np.uint8)
-        self._latest_at = -1e18  # time.monotonic() when the latest frame came
+        self._scratch: dict[str, np.ndarray] = {}  # flat buffers grown to the largest use
+        self._latest = np.empty((height * 3 // 2, width), np.uint8)  # swapped by adopt()
+        self._latest_at = -1e18  # time.monotonic() when the latest frame was adopted
         self._latest_lock = threading.Lock()
         self._last_now: float | None = None  # the clocks of the last frame processed
         self._last_mono = 0.0
@@ -180,9 +181,6 @@ class CameraPipeline:
         now = time.time() if now is None else now
         started = time.perf_counter()
         self._last_now, self._last_mono = now, mono
-        with self._latest_lock:
-            np.copyto(self._latest, yuv)
-            self._latest_at = time.monotonic()
         grey = yuv[: self.height]
         regions = self.motion.update(grey)
         self.last_regions = regions
@@ -214,6 +212,19 @@ class CameraPipeline:
             self._end(track, now)
         self.stats.frame_ms.append((time.perf_counter() - started) * 1000)
 
+    def adopt(self, yuv: np.ndarray) -> np.ndarray:
+        """Keep `yuv` (a frame just processed) as the latest frame for `snapshot`, without
+        copying it, and give back the buffer kept until now: the caller uses that one in
+        place of `yuv` (the service hands it to the frame pool). A swap instead of a
+        345 KB copy per frame; snapshots (rare) convert under the lock, so the buffer
+        given back is never being read. A caller that does not own `yuv` passes a copy."""
+        if yuv.shape != self._latest.shape or yuv.dtype != np.uint8:
+            raise ValueError(f"frame of shape {yuv.shape}, expected {self._latest.shape}")
+        with self._latest_lock:
+            old, self._latest = self._latest, yuv
+            self._latest_at = time.monotonic()
+        return old
+
     def idle(self, idle_s: float) -> None:
         """The stream has given no frame for `idle_s` seconds since the last one: tracks
         unseen for `lost_after_s` by then end (and alerting ones report `end`), as they
@@ -233,7 +244,7 @@ class CameraPipeline:
             self._end(track, now)
 
     def snapshot(self, max_age_s: float = 5.0) -> bytes | None:
-        """JPEG of the latest frame, None when there is none recent."""
+        """JPEG of the latest adopted frame, None when there is none recent."""
         with self._latest_lock:
             if time.monotonic() - self._latest_at > max_age_s:
                 return None
@@ -313,9 +324,7 @@ class CameraPipeline:
         u = flat[size:size + size // 4].reshape(H // 2, W // 2)
         v = flat[size + size // 4:size * 3 // 2].reshape(H // 2, W // 2)
         half = side // 2
-        buf = self._crop_buf.get(side)
-        if buf is None:
-            buf = self._crop_buf[side] = np.empty((side * 3 // 2, side), np.uint8)
+        buf = self._buffer("crop_i420", (side * 3 // 2, side))
         buf[:side] = yuv[y0:y0 + side, x0:x0 + side]
         quarter = side // 4 if side % 4 == 0 else None
         if quarter is not None:  # chroma planes as the I420 layout wants them
@@ -323,9 +332,20 @@ class CameraPipeline:
                 .reshape(quarter, side)
             buf[side + quarter:] = v[y0 // 2:y0 // 2 + half, x0 // 2:x0 // 2 + half] \
                 .reshape(quarter, side)
-            return cv2.cvtColor(buf, cv2.COLOR_YUV2RGB_I420)
+            return cv2.cvtColor(buf, cv2.COLOR_YUV2RGB_I420,
+                                dst=self._buffer("crop_rgb", (side, side, 3)))
         rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420, dst=self._rgb)
         return rgb[y0:y0 + side, x0:x0 + side]
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A contiguous uint8 array of `shape`, a view of one flat buffer per `name` that
+        grows to the largest size asked: crop sides vary frame to frame, and a buffer per
+        side would grow without bound while a new array per call costs page faults."""
+        n = int(np.prod(shape))
+        flat = self._scratch.get(name)
+        if flat is None or flat.size < n:
+            flat = self._scratch[name] = np.empty(n, np.uint8)
+        return flat[:n].reshape(shape)
 
     def _detect_in(self, yuv: np.ndarray, crop: tuple[int, int, int]) -> list[Detection]:
         x0, y0, side = crop
@@ -335,10 +355,15 @@ class CameraPipeline:
             x0, y0 = x0 & ~1, y0 & ~1
         else:  # wider than the frame is high: letterbox
             rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420, dst=self._rgb)
-            image = np.zeros((side, side, 3), np.uint8)
+            image = self._buffer("letterbox", (side, side, 3))
             sx0, sy0 = max(x0, 0), max(y0, 0)
             sx1, sy1 = min(x0 + side, self.width), min(y0 + side, self.height)
-            image[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+            top, bottom, left, right = sy0 - y0, sy1 - y0, sx0 - x0, sx1 - x0
+            image[:top] = 0  # the reused buffer: black bars written, not a new zeroed array
+            image[bottom:] = 0
+            image[top:bottom, :left] = 0
+            image[top:bottom, right:] = 0
+            image[top:bottom, left:right] = rgb[sy0:sy1, sx0:sx1]
         t0 = time.perf_counter()
         found = self.detector.detect(image)
         self.stats.inference_ms.append((time.perf_counter() - t0) * 1000)

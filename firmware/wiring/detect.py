@@ -118,6 +118,9 @@ class DetectService(Component):
                 except Exception as exc:  # one bad frame must not crash-loop every camera
                     self._frame_failed(name, exc)
                 finally:
+                    # the frame stays with the pipeline for snapshots; the pool gets the
+                    # pipeline's previous buffer back (a swap, no copy)
+                    frame.yuv = self.pipelines[name].adopt(frame.yuv)
                     reader.pool.release(frame)
                 worked = True
             self.beat()

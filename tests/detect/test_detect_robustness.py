@@ -276,3 +276,43 @@ def test_live_frames_carry_the_monotonic_clock() -> None:
         reader.pool.release(frame)
     finally:
         reader.stop()
+
+
+# -- 4. no per-frame copies on the hot path ----------------------------------------------
+def test_latest_frame_is_swapped_not_copied() -> None:
+    pipe, _ = pipeline()
+    assert pipe.snapshot() is None  # nothing adopted yet
+    a, b = walking(640, 360, 30)[0], walking(640, 360, 30)[-1]
+    pipe.process(a, 1000.0)
+    spare = pipe.adopt(a)
+    assert spare is not a and spare.shape == a.shape
+    assert pipe._latest is a  # kept by reference: no 345 KB copy per frame
+    spare[:] = 255  # the pool refills the buffer given back: the snapshot is unaffected
+    grey = cv2.imdecode(np.frombuffer(pipe.snapshot(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert grey.max() < 100  # frame a (dark street), not the 255 written into spare
+    pipe.process(b, 1000.2)
+    assert pipe.adopt(b) is a  # swapped back and forth: no buffer is created per frame
+    grey = cv2.imdecode(np.frombuffer(pipe.snapshot(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert grey.max() > 200  # the blob of frame b
+    with pytest.raises(ValueError):
+        pipe.adopt(np.zeros((10, 10), np.uint8))
+
+
+def test_letterbox_and_crop_buffers_are_reused_and_bounded() -> None:
+    pipe, _ = pipeline()
+    rgb_bright = np.full((360, 640, 3), 200, np.uint8)
+    yuv = cv2.cvtColor(rgb_bright, cv2.COLOR_RGB2YUV_I420)
+    images = []
+    pipe.detector.detect = lambda image: images.append(image) or []
+    pipe._detect_in(yuv, (0, -140, 640))  # 640 square around a 360 high frame: bars
+    first = images[-1].copy()
+    pipe._detect_in(yuv, (0, -100, 640))  # other bars: no leftovers from the first
+    assert np.shares_memory(images[0], images[1])  # one buffer, not a new array per call
+    second = images[-1]
+    assert not first[:140].any() and not first[500:].any() and first[140:500].min() > 150
+    assert not second[:100].any() and not second[460:].any() and second[100:460].min() > 150
+    for side in range(224, 361, 4):  # crop sides vary frame to frame
+        pipe._crop_rgb(yuv, 0, 0, side)
+    sizes = {name: buf.size for name, buf in pipe._scratch.items()}
+    assert sizes["crop_i420"] == 360 * 360 * 3 // 2 and sizes["crop_rgb"] == 360 * 360 * 3
+    assert sizes["letterbox"] == 640 * 640 * 3
