@@ -185,19 +185,30 @@ class Index:
         return {r[0] for r in self.db.execute("SELECT path FROM segment")}
 
     def oldest(self, *, camera: str | None = None, protected: bool | None = False,
-               before: float | None = None, limit: int = 32) -> list[Segment]:
-        """The oldest segments; `protected` False/True/None = unprotected/protected/any."""
+               before: float | None = None, since: float | None = None,
+               limit: int = 32) -> list[Segment]:
+        """The oldest segments; `protected` False/True/None = unprotected/protected/any.
+
+        Without `before`, "oldest" is the order of recording (row ids), not the stamped
+        start: a Pi without a clock stamps what it records before NTP sync with 1970
+        times, and that footage is not older than what the last boot recorded. With
+        `before` (max age: a question about time) it is the segments ending before it,
+        and starting at or after `since`, by start time."""
         sql = "SELECT id, camera, path, start, end, bytes FROM segment s WHERE 1"
         args: list[object] = []
         if camera is not None:
-            sql += " AND camera = ?"
+            # `+camera`: walk the rows in id order rather than sort the camera's rows.
+            sql += " AND camera = ?" if before is not None else " AND +camera = ?"
             args.append(camera)
         if before is not None:
             sql += " AND end < ?"
             args.append(before)
+        if since is not None:
+            sql += " AND start >= ?"
+            args.append(since)
         if protected is not None:
             sql += f" AND {'' if protected else 'NOT'} {_PROTECTED}"
-        sql += " ORDER BY start, id LIMIT ?"
+        sql += " ORDER BY start, id LIMIT ?" if before is not None else " ORDER BY id LIMIT ?"
         args.append(limit)
         return [_segment(r) for r in self.db.execute(sql, args)]
 

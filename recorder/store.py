@@ -40,6 +40,9 @@ MARKER = ".ronda-store"
 #: something else) can still be reopened: SQLite needs room for its -wal and -shm files
 #: before a single segment can be deleted. Deleted on such a reopen, re-created after.
 RESERVE = ".reserve"
+#: 2024-01-01 UTC. A wall clock before this is not set (a Pi has no RTC; until NTP
+#: syncs it counts from 1970): segments stamped earlier have no known age.
+SANE_TIME = 1_704_067_200.0
 #: Prefix of the remuxed copy `_playable` writes next to a damaged file, before it
 #: replaces the file: a leftover after a crash is a duplicate, never a segment.
 SALVAGE = ".salvage-"
@@ -375,8 +378,12 @@ class Store:
         freed = 0
         with self.lock:
             index = self._index()
-            if lim.max_age_s:
-                while victims := index.oldest(protected=None, before=now - lim.max_age_s):
+            if lim.max_age_s and now > SANE_TIME:
+                # Footage stamped before SANE_TIME was recorded before the clock was set
+                # (no RTC, no NTP yet): its age is unknown, so max age leaves it alone and
+                # the quotas (recording order) take it in turn.
+                while victims := index.oldest(protected=None, before=now - lim.max_age_s,
+                                              since=SANE_TIME):
                     freed += self.delete(victims)
             share = lim.event_share * lim.quota
             clips = index.clips()

@@ -311,3 +311,36 @@ def test_camera_quota_never_deletes_protected_footage(tmp_path: Path) -> None:
     assert 1000 * len(unprotected) + 1250 <= 10_000 < 1000 * (len(unprotected) + 1) + 1250
     store.close()
     assert_index_matches_disk(root)
+
+
+def test_footage_recorded_before_the_clock_was_set(tmp_path: Path) -> None:
+    """A Pi without RTC records with a 1970 clock until NTP syncs. That footage is not
+    the oldest (quotas delete in recording order) and has no known age (max age leaves
+    it, and the clip protecting it, alone)."""
+    root = tmp_path / "rec"
+    store = open_store(root, quota=20_000, max_age_s=7 * 86400)
+    week_ago = commit_blobs(store, "gate", [T0 + 10 * i for i in range(10)], 1000)
+    # Reboot without network: the clock starts at 1970 + 100 s.
+    unset = commit_blobs(store, "gate", [100 + 10 * i for i in range(10)], 1000)
+    store.protect("panic-1", 150, 250, ["gate"])
+    store.make_space({}, now=400)  # before NTP: max age cannot tell anything
+    # NTP steps the clock to 8 days after the first boot's footage.
+    store.make_space({}, now=T0 + 8 * 86400)
+    kept = [r[2] for r in rows(root)]
+    assert all(s.path not in kept for s in week_ago), "max age still applies to the rest"
+    assert sorted(kept) == sorted(s.path for s in unset)
+    assert store.index is not None and store.index.clip("panic-1") is not None
+    store.close()
+    assert_index_matches_disk(root)
+
+    # The quota: what the first boot recorded goes before what the second recorded.
+    root = tmp_path / "rec2"
+    store = open_store(root, quota=20_000)
+    first = commit_blobs(store, "gate", [T0 + 10 * i for i in range(10)], 1000)
+    unset = commit_blobs(store, "gate", [100 + 10 * i for i in range(10)], 1000)
+    later = commit_blobs(store, "gate", [T0 + 86400 + 10 * i for i in range(4)], 1000)
+    store.make_space({})
+    kept = {r[2] for r in rows(root)}
+    assert kept == {s.path for s in first[4:] + unset + later}
+    store.close()
+    assert_index_matches_disk(root)
