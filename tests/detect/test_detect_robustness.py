@@ -316,3 +316,32 @@ def test_letterbox_and_crop_buffers_are_reused_and_bounded() -> None:
     sizes = {name: buf.size for name, buf in pipe._scratch.items()}
     assert sizes["crop_i420"] == 360 * 360 * 3 // 2 and sizes["crop_rgb"] == 360 * 360 * 3
     assert sizes["letterbox"] == 640 * 640 * 3
+
+
+@pytest.mark.timeout(60)
+def test_service_loop_ends_the_alert_when_the_decoder_dies(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Real ffmpeg, a stream that ends after 3 s and a decoder that does not come back:
+    the end event and the widened ProtectClip come lost_after_s later, from the loop."""
+    import firmware.wiring.detect as wiring
+    from drivers.cameras.base import StreamInput
+
+    monkeypatch.setattr(wiring, "Detector", lambda *a, **k: StubDetector())
+    source = StreamInput("testsrc2=size=640x360:rate=10:duration=3", {"f": "lavfi", "re": True})
+    s = settings(model=tmp_path / "stub.tflite", fps=5, lost_after_s=1.0)
+    bus = EventBus()
+    got: list = []
+    for kind in (ObjectEvent, ProtectClip):
+        bus.subscribe(kind, got.append)
+    bus.start()
+    service = DetectService(bus, s, {"gate": source}, restart_delay_s=600)
+    service.start()
+    try:
+        wait_for(lambda: any(getattr(m, "phase", "") == "end" for m in got), 30)
+        assert service.readers["gate"].streams_ended  # no frames since: the decoder is down
+        wait_for(lambda: sum(isinstance(m, ProtectClip) for m in got) >= 2)
+    finally:
+        service.stop()
+        bus.stop()
+    phases = [m.phase for m in got if isinstance(m, ObjectEvent)]
+    assert phases[0] == "start" and phases[-1] == "end" and service.error is None
