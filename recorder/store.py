@@ -159,8 +159,11 @@ class Store:
         self.last_recovery: dict[str, int] = {}
 
     # -- opening, checking ------------------------------------------------------------
-    def check(self) -> None:
-        """Raise StorageFault unless the store's filesystem is there and writable."""
+    def check(self, *, same_disk: bool = True) -> None:
+        """Raise StorageFault unless the store's filesystem is there and writable, and
+        (`same_disk`) still the store that was opened: a marker with another identity
+        means another disk was mounted over (or swapped under) the open store, whose
+        index is then hidden; the fault makes the recorder let go and reopen."""
         if not self.root.is_dir():
             raise StorageFault("missing", f"{self.root} is not there")
         if self.require_mount and os.stat(self.root).st_dev == os.stat("/").st_dev:
@@ -172,9 +175,9 @@ class Store:
                 found = marker.read_text().strip()
             except OSError as exc:
                 raise StorageFault("missing", f"{marker}: {exc.strerror}") from None
-            if found != self.identity:
-                log.warning("recordings disk changed (%s -> %s)", self.identity, found)
-                self.identity = found
+            if found != self.identity and same_disk:
+                raise StorageFault("missing", f"recordings disk changed under the open "
+                                              f"store ({self.identity} -> {found})")
         st = os.statvfs(self.root)
         if st.f_flag & os.ST_RDONLY:
             raise StorageFault("read-only", f"{self.root} is mounted read-only")
@@ -206,7 +209,7 @@ class Store:
             self.close()
             if self.identity is None:
                 self.root.mkdir(parents=True, exist_ok=True)
-            self.check()
+            self.check(same_disk=False)  # (re)opening takes whichever store is there
             marker = self.root / MARKER
             try:
                 if not marker.exists():
@@ -215,7 +218,11 @@ class Store:
                     fsync_path(tmp)
                     os.replace(tmp, marker)
                     fsync_path(self.root, directory=True)
-                self.identity = marker.read_text().strip()
+                found = marker.read_text().strip()
+                if self.identity is not None and found != self.identity:
+                    log.warning("recordings disk changed (%s -> %s): opening the new one",
+                                self.identity, found)
+                self.identity = found
                 self.index = self._open_index()
                 if not (self.root / RESERVE).exists():
                     # The reserve went (or never was): room for it and the floor first,

@@ -344,3 +344,28 @@ def test_footage_recorded_before_the_clock_was_set(tmp_path: Path) -> None:
     assert kept == {s.path for s in first[4:] + unset + later}
     store.close()
     assert_index_matches_disk(root)
+
+
+def test_disk_mounted_over_the_open_store_is_a_fault_then_reopened(tmp_path: Path) -> None:
+    """The SSD comes late and is mounted over the path of a store already open (on the
+    SD card): the open store must not write rows into its now hidden index while the
+    files land on the new disk. check() faults; the reopen takes the new disk's store."""
+    if os.geteuid() != 0:
+        pytest.skip("mounts need root")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    early = open_store(mnt / "rec")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
+    try:
+        open_store(mnt / "rec").close()  # the SSD holds a store of its own
+        with pytest.raises(StorageFault) as fault:
+            early.check()
+        assert fault.value.reason == "missing" and "changed" in fault.value.detail
+        early.open()  # what the recorder does after the fault
+        [seg] = commit_blobs(early, "gate", [T0], 1000)
+        early.close()
+        assert [r[2] for r in rows(mnt / "rec")] == [seg.path]
+        assert_index_matches_disk(mnt / "rec")
+    finally:
+        early.close()
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
