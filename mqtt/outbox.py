@@ -313,11 +313,18 @@ class Outbox:
 
     # -- reading ------------------------------------------------------------------------
     def pending(self, after: int = 0, limit: int = 100) -> list[Item]:
-        """Stored events with seq > `after`, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, id, priority, created, payload, snapshot FROM outbox "
-                "WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+        """Stored events with seq > `after`, oldest first. Damage found here moves the
+        file aside (`fall_back`) rather than failing every read of the link for ever."""
+        query = ("SELECT seq, id, priority, created, payload, snapshot FROM outbox "
+                 "WHERE seq > ? ORDER BY seq LIMIT ?")
+        try:
+            with self._lock:
+                rows = self._db.execute(query, (after, limit)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            if not (is_corruption(exc) and self.fall_back(exc)):
+                raise
+            with self._lock:
+                rows = self._db.execute(query, (after, limit)).fetchall()
         return [Item(r[0], r[1], r[2], r[3], bytes(r[4]) if not isinstance(r[4], bytes)
                      else r[4], r[5]) for r in rows]
 

@@ -18,6 +18,10 @@ def _damage_table_not_index(path: Path) -> None:
     box = Outbox(path)
     box.put_many([(f"e{i}", 2, {"type": "panic", "pad": "x" * 2000}, None) for i in range(200)])
     box.close()
+    _damage_in_place(path)
+
+
+def _damage_in_place(path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
@@ -194,3 +198,14 @@ def test_damage_found_while_running_keeps_seq_going(tmp_path: Path) -> None:
     writer.flush()
     assert not errors and box.recoveries == 1 and not box.degraded
     assert [(i.id, i.seq) for i in box.pending()] == [("panic", 6)]
+
+
+def test_damage_found_by_a_read_while_running_is_recovered(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path)
+    box.put_many([(f"e{i}", 2, {"type": "panic", "pad": "x" * 2000}, None) for i in range(200)])
+    box._db.close()
+    _damage_in_place(path)
+    box._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    assert box.pending(limit=300) == [], "moved aside instead of failing every read"
+    assert box.recoveries == 1 and box.put("panic", 2, {"type": "panic"}) == 201
