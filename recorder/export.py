@@ -119,17 +119,21 @@ def export(root: Path, export_plan: ExportPlan, out: Path,
                 "-progress", "pipe:1", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
                 "-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4",
                 str(part)]
-        proc = spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            assert proc.stdout is not None
-            for raw in iter(proc.stdout.readline, b""):
-                key, _, value = raw.decode(errors="replace").strip().partition("=")
-                if key == "out_time_us" and on_progress is not None and value.isdigit():
-                    on_progress(int(value) / 1e6)
-            code = proc.wait()
-            errors = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        finally:
-            terminate(proc)
+        # stderr goes to a file: a pipe read only after exit would stall a chatty ffmpeg
+        # (thousands of warnings over a long export) once 64 KiB are waiting in it.
+        with (Path(tmp) / "stderr.log").open("w+b") as stderr:
+            proc = spawn(args, stdout=subprocess.PIPE, stderr=stderr)
+            try:
+                assert proc.stdout is not None
+                for raw in iter(proc.stdout.readline, b""):
+                    key, _, value = raw.decode(errors="replace").strip().partition("=")
+                    if key == "out_time_us" and on_progress is not None and value.isdigit():
+                        on_progress(int(value) / 1e6)
+                code = proc.wait()
+            finally:
+                terminate(proc)
+            stderr.seek(max(stderr.seek(0, os.SEEK_END) - 4096, 0))
+            errors = stderr.read().decode(errors="replace")
     if code != 0:
         part.unlink(missing_ok=True)
         raise ExportError(f"ffmpeg failed ({code}): {errors.strip()[-300:]}")

@@ -156,3 +156,42 @@ def test_pinned_segments_outlive_retention(store: Path) -> None:
     index = Index(store / Index.FILENAME, readonly=True)
     assert len(index.segments("lane")) == 2
     index.close()
+
+
+def test_chatty_ffmpeg_does_not_stall_the_export(store: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """ffmpeg's stderr is not a pipe read after exit: 200 KB of warnings (a damaged
+    segment in a long export) would fill it and stall ffmpeg and the export forever."""
+    import threading
+
+    from recorder.export import ExportError, export, plan
+    from recorder.index import Index
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "ffmpeg"
+    fake.write_text("#!/bin/sh\n"
+                    "head -c 200000 /dev/zero | tr '\\0' 'w' >&2\n"
+                    "echo >&2; echo 'the real error' >&2\n"
+                    "echo out_time_us=1000000\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    index = Index(store / Index.FILENAME, readonly=True)
+    the_plan = plan(index, "gate", T0, T0 + 3)
+    index.close()
+    result: list[BaseException] = []
+
+    def run_export() -> None:
+        try:
+            export(store, the_plan, tmp_path / "out.mp4")
+        except BaseException as exc:
+            result.append(exc)
+
+    worker = threading.Thread(target=run_export, daemon=True)
+    worker.start()
+    worker.join(15)
+    assert not worker.is_alive(), "export stalled on ffmpeg's stderr"
+    [error] = result
+    assert isinstance(error, ExportError) and "the real error" in str(error)
+    assert not (tmp_path / "out.mp4").exists()
