@@ -96,6 +96,7 @@ class Recorder:
         self._figures: dict[str, Any] = {}
         self._recovery: dict[str, int] = {}
         self._recording = False
+        self._beat: Callable[[], None] = lambda: None
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -138,7 +139,18 @@ class Recorder:
 
     def run(self, stop: threading.Event, interval_s: float = 1.0,
             beat: Callable[[], None] | None = None) -> None:
-        """start(), then poll() until `stop` is set, then stop()."""
+        """start(), then poll() until `stop` is set, then stop(). `beat` is called each
+        turn and also during long work (recovery of many leftovers, stopping cameras),
+        from this thread only: a beat from a camera thread would hide a stall here."""
+        if beat is not None:
+            runner = threading.current_thread()
+
+            def progress() -> None:
+                if threading.current_thread() is runner:
+                    beat()
+
+            self._beat = progress
+            self.store.on_progress = progress
         self.start()
         try:
             while not stop.is_set():
@@ -187,6 +199,7 @@ class Recorder:
         if self._recording:
             self._recording = False
             for cam in self.cameras.values():
+                self._beat()  # each may take seconds (ffmpeg's exit, its last segment)
                 cam.stop()
 
     def _close_store(self) -> None:

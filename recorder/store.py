@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -157,6 +157,9 @@ class Store:
         self.identity: str | None = None
         self.used: dict[str, int] = {}
         self.last_recovery: dict[str, int] = {}
+        #: Called as long recovery work goes on (each file, and about every second while
+        #: one is checked): the recorder beats its supervisor's stall detector with it.
+        self.on_progress: Callable[[], None] | None = None
 
     # -- opening, checking ------------------------------------------------------------
     def check(self, *, same_disk: bool = True) -> None:
@@ -467,6 +470,7 @@ class Store:
                              and not p.name.startswith(".")
                              and (cameras is None or p.name in cameras))
         for camera_dir in camera_dirs:
+            self._progress()
             swept = self.sweep_incoming(camera_dir.name)
             counts["recovered"] += swept["recovered"]
             counts["removed"] += swept["removed"]
@@ -479,6 +483,7 @@ class Store:
                 elif not path.name.startswith("."):
                     on_disk.add(str(path.relative_to(self.root)))
         for rel in sorted(on_disk - known):
+            self._progress()
             path = self.root / rel
             camera = rel.split("/", 1)[0]
             start = parse_stamp(path.name)
@@ -509,6 +514,7 @@ class Store:
                 # (the copy replaces it atomically) and is salvaged again.
                 path.unlink(missing_ok=True)
                 continue
+            self._progress()
             length = self._playable(path) if path.suffix == SUFFIX else None
             if length is None or length <= 0:
                 path.unlink(missing_ok=True)
@@ -521,26 +527,42 @@ class Store:
             fsync_path(incoming, directory=True)
         return counts
 
-    @staticmethod
-    def _playable(path: Path) -> float | None:
+    def _playable(self, path: Path) -> float | None:
         """Seconds of cleanly decodable video in an orphan file, or None. A file cut in
         the middle of a frame (disk full, power cut) is salvaged in place: its last,
-        incomplete frame is dropped by a stream-copy remux."""
-        length = probe.duration(path)
+        incomplete frame is dropped by a stream-copy remux.
+
+        Only the end of the file is decoded (`probe.tail_decodes`): that is where a cut
+        damages a fragmented MP4, and a full decode of a long or H.265 segment takes a
+        Pi longer than any timeout. A check that still times out keeps the file: its
+        packets were all there (`duration`), and deleting good footage is worse."""
+        progress = self._progress
+        length = probe.duration(path, progress=progress)
         if length is None or length <= 0:
             return None
-        if probe.decodes(path):
+        tail = probe.tail_decodes(path, length, progress=progress)
+        if tail is None:
+            log.warning("%s: end not checked in time; kept as it is", path.name)
+            return length
+        if tail:
             return length
         fixed = path.with_name(f"{SALVAGE}{path.name}")
         try:
-            if not probe.salvage(path, fixed):
+            if not probe.salvage(path, fixed, progress=progress):
                 return None
             fsync_path(fixed)
             os.replace(fixed, path)
             log.warning("%s: damaged tail dropped", path.name)
-            return probe.duration(path)
+            return probe.duration(path, progress=progress)
         finally:
             fixed.unlink(missing_ok=True)
+
+    def _progress(self) -> None:
+        if self.on_progress is not None:
+            try:
+                self.on_progress()
+            except Exception:
+                log.exception("progress callback failed")
 
     # -- figures ----------------------------------------------------------------------
     def figures(self) -> dict[str, object]:

@@ -369,3 +369,45 @@ def test_disk_mounted_over_the_open_store_is_a_fault_then_reopened(tmp_path: Pat
     finally:
         early.close()
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.timeout(40)
+def test_recovery_checks_the_end_of_long_leftovers_and_beats(
+        tmp_path: Path, scene: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leftovers are checked by decoding their end only (where a cut damages them); a
+    check slower than its budget (a long H.265 segment on a Pi) keeps the file rather
+    than deleting good footage; the recorder beats its supervisor all along."""
+    import threading
+
+    from recorder.recorder import Recorder
+
+    root = tmp_path / "rec"
+    open_store(root).close()
+    incoming = root / "gate" / INCOMING
+    incoming.mkdir(parents=True)
+    long = tmp_path / "long.mp4"  # a 10 s segment as the recorder's ffmpeg writes them
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(scene), "-c", "copy",
+                    "-movflags", "+frag_keyframe+empty_moov+default_base_moof", str(long)],
+                   check=True, timeout=30)
+    data = long.read_bytes()
+    (incoming / "run-000001.mp4").write_bytes(data[: len(data) * 7 // 10])  # cut mid-frame
+    stop = threading.Event()
+    stop.set()  # start (recover), then stop at once
+    Recorder(root, {}, limits=Limits(quota=2**30)).run(stop)
+    [cut] = assert_index_matches_disk(root)
+    assert 5.0 < cut[4] - cut[3] < 8.0  # salvaged: the frames that arrived
+    assert probe.decodes(root / cut[2])
+
+    # An ffmpeg that cannot finish in time (emulates a Pi decoding a long H.265 file).
+    (incoming / "run-000002.mp4").write_bytes(data)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ffmpeg").write_text("#!/bin/sh\nexec sleep 60\n")
+    (bin_dir / "ffmpeg").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(probe, "CHECK_TIMEOUT_S", 2.0)
+    beats: list[float] = []
+    Recorder(root, {}, limits=Limits(quota=2**30)).run(stop, beat=lambda: beats.append(1))
+    found = assert_index_matches_disk(root)
+    assert len(found) == 2 and any(r[4] - r[3] == pytest.approx(10.0, abs=0.2) for r in found)
+    assert len(beats) >= 3, "no beat while the check ran"
