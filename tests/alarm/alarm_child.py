@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from conftest import PINS, Node
+from alarm_kit import PINS, Node
 
 OUTPUTS = ("siren", "light", "status_led", "buzzer")
 _print_lock = threading.Lock()

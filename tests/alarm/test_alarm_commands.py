@@ -8,7 +8,7 @@ import time
 import zoneinfo
 
 import pytest
-from conftest import wait_for
+from alarm_kit import wait_for
 
 from firmware.events import AlarmEvent, ArmStateChanged, Command, OutputChanged, PanicEvent
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from conftest import wait_for
+from alarm_kit import wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.process import spawn, terminate

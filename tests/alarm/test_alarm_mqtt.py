@@ -11,7 +11,7 @@ import time
 import jsonschema
 import paho.mqtt.client as paho
 import pytest
-from conftest import wait_for
+from alarm_kit import wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware.devtools.broker import LocalBroker

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from conftest import wait_for
+from alarm_kit import wait_for
 
 from firmware.events import AlarmEvent, OutputChanged, PanicEvent, ProtectClip, Snapshot
 
@@ -361,7 +361,7 @@ def test_stop_keeps_within_its_budget_and_switches_off_first(make_node):
 def test_a_press_while_the_panel_is_built_sounds_the_siren(tmp_path, monkeypatch):
     # The buttons' callbacks are live from the moment each button exists: the controller
     # must already know the outputs then, or a press raises an alarm with no siren.
-    from conftest import PINS, Node
+    from alarm_kit import PINS, Node
 
     from drivers.gpio import panel as panel_mod
 

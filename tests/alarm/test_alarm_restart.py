@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from alarm_kit import wait_for
 
 from drivers.process import spawn, terminate
 from firmware.events import AlarmEvent, OutputChanged, PanicEvent, ProtectClip

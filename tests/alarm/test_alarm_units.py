@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from conftest import wait_for
+from alarm_kit import wait_for
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
 from hypothesis import given, settings

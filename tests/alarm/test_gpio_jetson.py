@@ -7,7 +7,7 @@ import logging
 import threading
 
 import pytest
-from conftest import wait_for
+from alarm_kit import wait_for
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 from gpiozero.exc import PinInvalidPin
 
