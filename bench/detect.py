@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 
 from drivers.cameras.base import StreamInput  # noqa: E402
 from inference.detector import Detector  # noqa: E402
-from inference.frames import FrameReader  # noqa: E402
+from inference.frames import decode_file  # noqa: E402
 from inference.motion import MotionDetector  # noqa: E402
 from inference.pipeline import CameraPipeline, single_threaded_opencv  # noqa: E402
 from inference.settings import DetectSettings  # noqa: E402
@@ -68,18 +68,7 @@ def timed(fn, n: int) -> tuple[float, float]:
 
 
 def decode(path: Path, fps: float = 5.0) -> list[tuple[float, np.ndarray]]:
-    reader = FrameReader("bench", StreamInput(str(path)), 640, 360, fps=fps,
-                         drop_when_full=False, stream_clock=True, restart_delay_s=600)
-    reader.start()
-    frames = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (reader.streams_ended and not reader.pool.pending()):
-        frame = reader.pool.get(timeout=0.2)
-        if frame is not None:
-            frames.append((frame.ts, frame.yuv.copy()))
-            reader.pool.release(frame)
-    reader.stop()
-    return frames
+    return decode_file(path, 640, 360, fps)
 
 
 # -- motion ----------------------------------------------------------------------------

@@ -278,3 +278,24 @@ class FrameReader:
                 self.process.beat()
                 self._on_frame()
         self.streams_ended += 1
+
+
+def decode_file(path: Path, width: int, height: int, fps: float, *,
+                timeout: float = 60.0) -> list[tuple[float, np.ndarray]]:
+    """Every frame of a video file through a real `FrameReader`, as (stream time, I420
+    copy) pairs: for `ronda detect` on a clip, tests and benches, not for live cameras."""
+    reader = FrameReader(path.stem, StreamInput(str(path)), width, height, fps=fps,
+                         drop_when_full=False, stream_clock=True, restart_delay_s=600)
+    reader.start()
+    frames = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not (reader.streams_ended
+                                                   and not reader.pool.pending()):
+            frame = reader.pool.get(timeout=0.2)
+            if frame is not None:
+                frames.append((frame.ts, frame.yuv.copy()))
+                reader.pool.release(frame)
+    finally:
+        reader.stop()
+    return frames

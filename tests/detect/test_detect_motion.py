@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from drivers.cameras.base import StreamInput
 from inference.detector import Detector
-from inference.frames import FrameReader
+from inference.frames import decode_file
 from inference.motion import MotionDetector, merge_boxes
 from inference.pipeline import CameraPipeline
 from inference.settings import DetectSettings
@@ -26,17 +24,7 @@ def overlaps(a, b) -> bool:
 def decoded(frames: list[np.ndarray], path: Path) -> list[np.ndarray]:
     """Encode with libx264, decode back with the real FrameReader: grey planes."""
     encode(frames, path, fps=5)
-    reader = FrameReader("synthetic", StreamInput(str(path)), 640, 360, fps=5,
-                         drop_when_full=False, restart_delay_s=600)
-    reader.start()
-    out = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (reader.streams_ended and not reader.pool.pending()):
-        frame = reader.pool.get(timeout=0.2)
-        if frame is not None:
-            out.append(frame.grey.copy())
-            reader.pool.release(frame)
-    reader.stop()
+    out = [yuv[:360] for _, yuv in decode_file(path, 640, 360, 5, timeout=30)]
     assert len(out) == len(frames)
     return out
 

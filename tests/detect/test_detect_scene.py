@@ -18,7 +18,7 @@ from firmware.devtools.scene import render_scene
 from firmware.events import ObjectEvent, ProtectClip, TamperEvent
 from firmware.wiring.detect import DetectService
 from inference.detector import Detector
-from inference.frames import FrameReader
+from inference.frames import decode_file
 from inference.pipeline import CameraPipeline
 from inference.settings import DetectSettings
 
@@ -125,18 +125,7 @@ def test_walking_person_gives_one_track_start_and_end(scene: Path, models_dir: P
 
 def decode_all(scene: Path, fps: float = 5.0) -> list[tuple[float, np.ndarray]]:
     """Every frame of the clip through the real FrameReader, with stream timestamps."""
-    reader = FrameReader("clip", StreamInput(str(scene)), 640, 360, fps=fps,
-                         drop_when_full=False, stream_clock=True, restart_delay_s=600)
-    reader.start()
-    frames = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (reader.streams_ended and not reader.pool.pending()):
-        frame = reader.pool.get(timeout=0.2)
-        if frame is not None:
-            frames.append((frame.ts, frame.yuv.copy()))
-            reader.pool.release(frame)
-    reader.stop()
-    return frames
+    return decode_file(scene, 640, 360, fps, timeout=30)
 
 
 @pytest.fixture(scope="module")
