@@ -55,6 +55,10 @@ class StreamInfo:
         return f"{self.codec} {self.width}x{self.height}{fps}"
 
 
+STANDARD_RATES = (1.0, 2.0, 5.0, 6.0, 7.5, 8.0, 10.0, 12.0, 12.5, 15.0, 20.0, 24.0, 25.0,
+                  29.97, 30.0, 50.0, 59.94, 60.0)
+
+
 def _rate(text: str | None) -> float | None:
     try:
         value = float(Fraction(text or "0/0"))
@@ -62,10 +66,11 @@ def _rate(text: str | None) -> float | None:
         return None
     if not 0 < value < 1000:
         return None
-    # A rate guessed from a few timestamps of a live stream jitters (14.83 for 15): cameras
-    # run at whole rates, so snap to one when within 2 %.
-    whole = round(value)
-    return float(whole) if whole and abs(value - whole) <= 0.02 * whole else round(value, 2)
+    # A rate guessed from a few timestamps of a live stream jitters (14.67 for 15 on a busy
+    # machine); cameras run at a handful of standard rates, so report the nearest one
+    # within 5 %.
+    nominal = min(STANDARD_RATES, key=lambda rate: abs(rate - value))
+    return nominal if abs(value - nominal) <= 0.05 * nominal else round(value, 2)
 
 
 def probe(stream: StreamInput, timeout: float = 10.0) -> StreamInfo:

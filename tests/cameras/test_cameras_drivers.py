@@ -65,3 +65,13 @@ def test_usb_copies_camera_h264_and_encodes_otherwise():
     finally:
         cam.main_relay.close()
         cam.detect_relay.close()
+
+
+def test_probed_rate_reports_the_nominal_camera_rate() -> None:
+    from drivers.cameras.probe import _rate
+
+    assert _rate("1467/100") == 15.0  # a live stream's guessed rate on a busy machine
+    assert _rate("30000/1001") == 29.97
+    assert _rate("25/2") == 12.5
+    assert _rate("17/1") == 17.0  # unusual rates are kept as they are
+    assert _rate("0/0") is None and _rate(None) is None
