@@ -35,9 +35,15 @@ def test_demo_runs_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
         text = "".join(lines)
         assert proc.poll() is None, text
         assert "status" in text and "online" in text, text
-        family = psutil.Process(proc.pid).children(recursive=True)
-        names = {p.name() for p in family}
+        while time.monotonic() < deadline:  # the recorder starts once the camera is probed
+            family = psutil.Process(proc.pid).children(recursive=True)
+            names = {p.name() for p in family}
+            if {"mosquitto", "ffmpeg"} <= names:
+                break
+            time.sleep(0.2)
         assert {"mosquitto", "ffmpeg"} <= names, names  # broker, recorder's ffmpeg
+        time.sleep(1.0)  # let the detection decoder start too, so it is checked below
+        family = psutil.Process(proc.pid).children(recursive=True)
 
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert proc.wait(timeout=20) == 0
