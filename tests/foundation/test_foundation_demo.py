@@ -35,6 +35,8 @@ def test_demo_runs_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
         text = "".join(lines)
         assert proc.poll() is None, text
         assert "status" in text and "online" in text, text
+        names: set[str] = set()
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # the recorder starts once the camera is probed
             family = psutil.Process(proc.pid).children(recursive=True)
             names = {p.name() for p in family}
