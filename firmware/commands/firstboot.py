@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from firmware.commands import formatter
-
-EX_CONFIG = 78
+from firmware.config import EX_CONFIG
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from firmware.commands import formatter
+from firmware.config import EX_CONFIG
 
 EX_ROLLED_BACK = 1
 EX_DOWN = 2
-EX_CONFIG = 78
 
 
 def register(sub: argparse._SubParsersAction) -> None:

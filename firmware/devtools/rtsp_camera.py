@@ -59,13 +59,6 @@ def scene_h264(*, seconds: float = 12.0, size: tuple[int, int] = (640, 360), fps
     return out
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def rtsp_answers(port: int, timeout: float = 0.5) -> bool:
     """Whether an RTSP server on 127.0.0.1:`port` answers OPTIONS."""
     try:
@@ -84,7 +77,11 @@ class RtspTestCamera:
                  size: tuple[int, int] = (640, 360), fps: int = 15) -> None:
         if codec not in ("h264", "mjpeg"):
             raise ValueError(f"codec must be h264 or mjpeg, not {codec!r}")
-        self.port = port or free_port()
+        if port is None:
+            from firmware.devtools.broker import free_port  # venv side only
+
+            port = free_port()
+        self.port = port
         self.path = path.strip("/")
         self.user, self.password = user, password
         self.codec, self.seconds, self.size, self.fps = codec, seconds, size, fps

@@ -17,7 +17,8 @@ from drivers.cameras.progress import PROGRESS_ARGS, FfmpegProgress
 from drivers.managed import ManagedProcess
 from firmware import config
 from firmware.bus import EventBus
-from firmware.devtools.rtsp_camera import RtspTestCamera, free_port
+from firmware.devtools.broker import free_port
+from firmware.devtools.rtsp_camera import RtspTestCamera
 from firmware.wiring import Context
 from firmware.wiring import cameras as wiring
 
