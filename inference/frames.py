@@ -127,7 +127,6 @@ class FramePool:
         self._cond = threading.Condition()
         self.drop_when_full = drop_when_full
         self.dropped = 0
-        self.latest: Frame | None = None  # most recent frame handed out (for snapshots)
 
     def acquire(self, timeout: float) -> np.ndarray | None:
         """A buffer to fill (reader side); None when none frees up within `timeout`."""

@@ -52,11 +52,12 @@ class MotionDetector:
         self._sample = np.zeros_like(self._keep)
         self._sample[::2, ::2] = self._keep[::2, ::2]  # 1 pixel in 4 is enough for quantiles
         self._sample_u8 = self._sample.astype(np.uint8)
+        self._sample_any = bool(self._sample.any())
+        self._keep_count = max(int(self._keep.sum()), 1)
         self._background: np.ndarray | None = None
         self._previous: np.ndarray | None = None
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.frames = 0
-        self.recalibrations = 0
         self.changed_fraction = 0.0
 
     def _small(self, grey: np.ndarray) -> np.ndarray:
@@ -72,7 +73,7 @@ class MotionDetector:
     def update(self, grey: np.ndarray) -> list[Box]:
         """Feed one grey frame (full detect size); returns the motion regions in it."""
         self.frames += 1
-        if not self._sample.any():  # everything masked
+        if not self._sample_any:  # everything masked
             return []
         small = self._small(grey)
         if self._background is None:
@@ -91,11 +92,10 @@ class MotionDetector:
         matched = lut[small]
         diff = cv2.absdiff(matched, bg)
         moving = ((diff > self.threshold) & keep).astype(np.uint8)
-        self.changed_fraction = float(moving.sum()) / max(int(keep.sum()), 1)
+        self.changed_fraction = float(moving.sum()) / self._keep_count
         if self.changed_fraction > self.global_change:
             self._background = small.astype(np.float32)
             self._previous = None
-            self.recalibrations += 1
             return []
         # learn the background everywhere at `alpha`: what stops moving (a parked motorbike)
         # and ghosts (where something was, learnt in) fade in about 1/alpha frames. The

@@ -166,7 +166,6 @@ class CameraPipeline:
         self._latest_lock = threading.Lock()
         self._last_now: float | None = None  # the clocks of the last frame processed
         self._last_mono = 0.0
-        self.last_regions: list[Box] = []
 
     # -- per frame -------------------------------------------------------------------
     def process(self, yuv: np.ndarray, now: float | None = None,
@@ -183,7 +182,6 @@ class CameraPipeline:
         self._last_now, self._last_mono = now, mono
         grey = yuv[: self.height]
         regions = self.motion.update(grey)
-        self.last_regions = regions
         self.stats.frames += 1
         if regions:
             self.stats.motion_frames += 1
@@ -303,8 +301,7 @@ class CameraPipeline:
             for i in range(len(crops)):
                 for j in range(i + 1, len(crops)):
                     a, b = self._norm(crops[i]), self._norm(crops[j])
-                    union = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-                    merged = self._square(union, margin=1.0)
+                    merged = self._square(_union(a, b), margin=1.0)
                     if merged[2] <= 1.5 * max(crops[i][2], crops[j][2]):
                         crops = [c for k, c in enumerate(crops) if k not in (i, j)] + [merged]
                         changed = True

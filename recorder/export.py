@@ -39,14 +39,6 @@ class ExportPlan:
         """Seconds of video the clip will hold."""
         return sum(s.duration for s in self.segments)
 
-    @property
-    def missing_s(self) -> float:
-        return sum(b - a for a, b in self.gaps)
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.segments) and not self.gaps
-
 
 def plan(index: Index, camera: str, start: float, end: float,
          tolerance_s: float = 1.0) -> ExportPlan:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -316,7 +316,3 @@ class _Transaction:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
 
-
-def iter_rows(index: Index) -> Iterator[Segment]:
-    """Every segment row, oldest first (for checks and exports)."""
-    yield from index.segments()

@@ -24,7 +24,6 @@ class FfmpegProgress:
         self.on_frames = on_frames
         self.frames = 0  # of the current child
         self.total = 0  # over all children
-        self.blocks = 0
 
     def attach(self, proc: subprocess.Popen) -> None:
         """Start reading `proc.stdout` (a pipe) on a thread of its own."""
@@ -46,5 +45,3 @@ class FfmpegProgress:
                 if delta > 0:
                     self.total += delta
                     self.on_frames(delta)
-            elif key == "progress":
-                self.blocks += 1
