@@ -12,7 +12,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["firmware*", "drivers*", "recorder*", "inference*", "mqtt*"]),
+    packages=find_packages(
+        include=["firmware*", "drivers*", "recorder*", "inference*", "mqtt*", "support*"]
+    ),
     package_data={"mqtt": ["schemas/*.json"], "firmware": ["data/*"]},
     install_requires=[
         "pydantic>=2.5,<3",

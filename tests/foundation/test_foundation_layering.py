@@ -15,11 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # package -> project packages it may import
 ALLOWED = {
-    "drivers": {"drivers"},
-    "recorder": {"recorder", "drivers"},
-    "inference": {"inference", "drivers"},
-    "mqtt": {"mqtt"},
-    "firmware": {"firmware", "drivers", "recorder", "inference", "mqtt"},
+    "support": {"support"},
+    "drivers": {"drivers", "support"},
+    "recorder": {"recorder", "drivers", "support"},
+    "inference": {"inference", "drivers", "support"},
+    "mqtt": {"mqtt", "support"},
+    "firmware": {"firmware", "drivers", "recorder", "inference", "mqtt", "support"},
 }
 
 
