@@ -11,6 +11,7 @@ from firmware import __version__
 from firmware.bus import EventBus
 from firmware.component import Component
 from firmware.config import Config
+from firmware.fallback import Rejection, save_last_good
 from firmware.notify import notify
 from firmware.supervisor import Supervisor
 from firmware.wiring import Context, build_all
@@ -19,15 +20,25 @@ log = logging.getLogger(__name__)
 
 
 class Daemon:
-    """One node. `run()` blocks until `request_stop()` (the CLI wires it to SIGTERM)."""
+    """One node. `run()` blocks until `request_stop()` (the CLI wires it to SIGTERM).
 
-    def __init__(self, config: Config, extra: Iterable[Component] = ()) -> None:
+    `rejected`: the config file could not be used and `config` is the safe-mode config of
+    `firmware.fallback` (the alarm, MQTT if usable); health and the status LED say why.
+    """
+
+    def __init__(self, config: Config, extra: Iterable[Component] = (),
+                 rejected: Rejection | None = None) -> None:
         self.config = config
+        self.rejected = rejected
         self.started = time.time()
         self.bus = EventBus()
         self.state_dir = config.node.data_dir
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if rejected is None:
+            save_last_good(config)
         self.context = Context(config, self.bus, self.health, self.state_dir)
+        if rejected is not None:
+            self.context.shared["config_rejected"] = rejected.reason
         self.components = build_all(self.context) + list(extra)
         self.supervisor = Supervisor(self.components)
 
@@ -40,8 +51,9 @@ class Daemon:
             "uptime_s": round(time.time() - self.started, 1),
             "components": self.supervisor.health(),
             "faults": dict(self.context.faults),
-            "last_error": self.supervisor.last_error or next(iter(self.context.faults.values()),
-                                                              None),
+            "config_rejected": self.rejected.as_dict() if self.rejected else None,
+            "last_error": (self.rejected.reason if self.rejected else None)
+            or self.supervisor.last_error or next(iter(self.context.faults.values()), None),
         }
 
     def request_stop(self) -> None:
@@ -49,6 +61,11 @@ class Daemon:
 
     def run(self) -> int:
         log.info("ronda %s starting as node %s", __version__, self.config.node.id)
+        if self.rejected is not None:
+            log.error("%s in %s: SAFE MODE, only the alarm runs (gpio from %s, alarm from "
+                      "%s, mqtt: %s)", self.rejected.reason, self.rejected.source,
+                      self.rejected.sources["gpio"], self.rejected.sources["alarm"],
+                      self.rejected.sources["mqtt"])
         self.bus.start()
         try:
             self.supervisor.start()

@@ -21,6 +21,8 @@ from firmware.alarm.status import (
     choose_mode,
     faulty_components,
     mqtt_connected,
+    offline_cameras,
+    storage_problem,
 )
 from firmware.component import Component
 from firmware.events import ArmStateChanged, Message, OutputChanged
@@ -52,6 +54,9 @@ class AlarmComponent(Component):
         self.boot_grace_s = boot_grace_s
         self.gpio_error = gpio_error
         self.faults: list[str] = []
+        self.offline: list[str] = []  # cameras without a picture
+        self.storage = ""  # why the recordings disk fails
+        self.config_rejected = str(shared.get("config_rejected") or "")
         self._announced = False
         self._ready = False
         self._started = time.monotonic()
@@ -92,7 +97,9 @@ class AlarmComponent(Component):
         mode = choose_mode(holding=bool(self.controller.holding),
                            alarm=self.controller.alarm is not None,
                            fault=bool(self.faults or self.gpio_error),
-                           connected=connected, booting=not self._ready)
+                           connected=connected, booting=not self._ready,
+                           config_rejected=bool(self.config_rejected),
+                           storage=bool(self.storage), camera_offline=bool(self.offline))
         self.status.show(mode)
 
     def _check_faults(self, now: float) -> None:
@@ -114,7 +121,10 @@ class AlarmComponent(Component):
 
     def _read_faults(self) -> None:
         try:
-            self.faults = faulty_components(self.node_health())
+            health = self.node_health()
+            self.faults = faulty_components(health)
+            self.offline = offline_cameras(health)
+            self.storage = storage_problem(health)
         except Exception as exc:
             log.debug("node health unavailable: %s", exc)
 
@@ -142,7 +152,8 @@ class AlarmComponent(Component):
                                    "bounces": b.bounces}
         return {**self.controller.health(), "outputs": outputs, "buttons": buttons,
                 "status_led": self.status.mode, "arm": self.arm.describe(),
-                "gpio_error": self.gpio_error or None, "faults": self.faults}
+                "gpio_error": self.gpio_error or None, "faults": self.faults,
+                "config_rejected": self.config_rejected or None}
 
     def summary(self) -> str:
         alarm = self.controller.alarm

@@ -60,8 +60,16 @@ def outputs_off(args: argparse.Namespace) -> int:
     from gpiozero.exc import GPIOZeroError
 
     from drivers.gpio.factory import PinFactoryError, make_pin_factory
+    from firmware import config
 
-    cfg = load_config_or_exit(args.config)
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:  # the pins safe mode drove: see firmware/fallback.py
+        from firmware.fallback import safe_config
+
+        cfg, why = safe_config(args.config, exc)
+        print(f"{why.reason}: using the safe-mode pins ({why.sources['gpio']})",
+              file=sys.stderr)
     gpio = cfg.gpio
     try:
         factory = make_pin_factory(gpio.pin_factory, gpio.jetson_numbering)

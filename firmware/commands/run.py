@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 
 from firmware.commands import formatter, load_config_or_exit
 
@@ -17,18 +18,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the node: cameras, recorder, detection, alarm and MQTT, as\n"
                     "configured. Under systemd it reports READY/WATCHDOG/STOPPING.\n"
                     "SIGTERM or Ctrl-C stops it within 5 s, outputs off.\n\n"
+                    "A config that is missing or invalid is reported field by field and the\n"
+                    "node runs in SAFE MODE: the panic button, siren, light and status LED work\n"
+                    "(with the file's own [gpio]/[alarm] if valid, else the last good ones, else\n"
+                    "the standard panel pins); cameras, recorder and detection stay off; health\n"
+                    "and `ronda doctor` say \"config rejected: <field>: <reason>\".\n\n"
                     "example:\n  ronda run --config /etc/ronda/ronda.toml",
     )
     p.add_argument("--config", "-c", default="/etc/ronda/ronda.toml",
                    help="config file (default: /etc/ronda/ronda.toml)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 78 on a bad config instead of running in safe mode")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config_or_exit(args.config)
+    from firmware import config
+
+    rejected = None
+    if args.strict:
+        cfg = load_config_or_exit(args.config)
+    else:
+        try:
+            cfg = config.load(args.config)
+        except config.ConfigError as exc:
+            from firmware.fallback import safe_config
+
+            for problem in exc.problems:
+                print(f"{exc.source}: {problem}", file=sys.stderr)
+            cfg, rejected = safe_config(args.config, exc)
     from firmware.daemon import Daemon
 
-    daemon = Daemon(cfg)
+    daemon = Daemon(cfg, rejected=rejected)
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("got %s", signal.Signals(signum).name)

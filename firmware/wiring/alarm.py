@@ -103,8 +103,8 @@ def build(ctx: Context) -> list[Component]:
         except Exception as exc:  # PinFactoryError, a pin in use...: run on without GPIO
             gpio_error = str(exc)
             log.error("GPIO unavailable, the panel is disabled: %s", exc)
-    if panel is not None and gpio.pin_factory == "mock":
-        _signal_buttons(panel)
+    if panel is not None and type(panel.factory).__name__ == "MockFactory":
+        _signal_buttons(panel)  # also "auto" resolved to mock by GPIOZERO_PIN_FACTORY
     status = StatusIndicator(panel.status_led if panel else None)
     status.show("booting")
     controller.attach(panel, status)

@@ -117,8 +117,10 @@ def test_schema_is_json_schema_and_accepts_the_example() -> None:
     assert "node" in schema["required"]
 
 
-def test_run_refuses_a_bad_config(tmp_path: Path) -> None:
-    result = ronda("run", "--config", str(write(tmp_path, {"node": {"id": "x y"}})))
+def test_run_strict_refuses_a_bad_config(tmp_path: Path) -> None:
+    # without --strict a bad config runs the alarm in safe mode (tests/alarm/*safe_mode*)
+    result = ronda("run", "--strict", "--config",
+                   str(write(tmp_path, {"node": {"id": "x y"}})))
     assert result.returncode == config.EX_CONFIG
     assert "node.id" in result.stderr
 

@@ -1,0 +1,141 @@
+"""Safe mode: the panic button works whatever is wrong with the config file.
+
+When `ronda run` cannot use its config (missing, not TOML, a typo in any field), the
+daemon does not exit: it runs the alarm alone (panic buttons, siren, light, status LED)
+and reports "config rejected: <field>: <reason>" in health, on the status LED and in
+`ronda doctor`. Cameras, recorder and detection stay off until the file is fixed.
+
+Each of `[gpio]` and `[alarm]` is taken from the first of these that is valid on its own:
+
+1. the rejected file itself: its `[gpio]` is the latest word on how the post is wired
+   (a typo in a camera's URL must not move the panic button back to other pins);
+2. the last good settings, saved by every daemon that started with a valid config
+   (`<data_dir>/last-good.json`);
+3. the image's safe defaults (`firmware/data/safe-defaults.toml`): the documented
+   standard panel wiring, siren capped at `siren_max_s`.
+
+MQTT runs too when `[node]` and `[mqtt]` are each valid, so the Command Center learns
+that the post is in safe mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from drivers.gpio.settings import GpioSettings
+from firmware import config as config_mod
+from firmware.alarm.settings import AlarmSettings
+from firmware.config import Config, ConfigError, NodeSettings
+from mqtt.settings import MqttSettings
+from support.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = Path(__file__).parent / "data" / "safe-defaults.toml"
+LAST_GOOD = "last-good.json"
+DEFAULT_DATA_DIR = Path("/var/lib/ronda")
+
+
+@dataclass
+class Rejection:
+    """Why the config was not used, and where the safe settings came from."""
+
+    source: str
+    problems: list[str]
+    sources: dict[str, str] = field(default_factory=dict)  # section -> where it came from
+
+    @property
+    def reason(self) -> str:
+        """'config rejected: <field>: <reason>' (the first problem; the count of others)."""
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        return f"config rejected: {self.problems[0]}{more}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.source, "reason": self.reason, "problems": self.problems,
+                "sources": self.sources}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    with contextlib.suppress(OSError, config_mod.tomllib.TOMLDecodeError), \
+            open(path, "rb") as fh:
+        return config_mod.tomllib.load(fh)
+    return {}
+
+
+def _valid(model: type[BaseModel], data: Any) -> BaseModel | None:
+    if not isinstance(data, dict):
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def _fallback_node(raw: dict[str, Any]) -> NodeSettings:
+    node = _valid(NodeSettings, raw.get("node"))
+    if isinstance(node, NodeSettings):
+        return node
+    name = re.sub(r"[^a-z0-9-]", "-", socket.gethostname().lower()).strip("-")[:64]
+    return NodeSettings(id=name or "unconfigured")
+
+
+def last_good_path(data_dir: Path) -> Path:
+    return Path(data_dir) / LAST_GOOD
+
+
+def save_last_good(cfg: Config) -> None:
+    """Remember `[gpio]` and `[alarm]` of a config that was accepted (for safe mode)."""
+    data = {"gpio": cfg.gpio.model_dump(mode="json", exclude_defaults=True),
+            "alarm": cfg.alarm.model_dump(mode="json", exclude_defaults=True)}
+    try:
+        atomic_write(last_good_path(cfg.node.data_dir), json.dumps(data, indent=1) + "\n",
+                     mode=0o640)
+    except OSError as exc:
+        log.warning("cannot save the last good alarm settings: %s", exc)
+
+
+def _last_good(data_dir: Path) -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(last_good_path(data_dir).read_text())
+        return data if isinstance(data, dict) else {}
+    return {}
+
+
+def safe_config(path: str | Path, error: ConfigError) -> tuple[Config, Rejection]:
+    """The config safe mode runs with: the alarm (and MQTT when usable), nothing else."""
+    raw = _read_toml(Path(path))
+    node = _fallback_node(raw)
+    rejection = Rejection(str(path), [str(p) for p in error.problems])
+    candidates = {"the rejected file": raw, "the last good config": _last_good(node.data_dir),
+                  "the image's safe defaults": _read_toml(DEFAULTS)}
+    chosen: dict[str, BaseModel] = {}
+    for section, model in (("gpio", GpioSettings), ("alarm", AlarmSettings)):
+        for where, data in candidates.items():
+            value = _valid(model, data.get(section))  # a missing section is no answer
+            if value is not None:
+                chosen[section], rejection.sources[section] = value, where
+                break
+        else:  # cannot happen with the shipped defaults; still never leave without an alarm
+            chosen[section], rejection.sources[section] = model(), "built-in defaults"
+    mqtt = MqttSettings(enabled=False)
+    rejection.sources["mqtt"] = "off"
+    if "node" in raw and isinstance(raw.get("mqtt"), dict):
+        candidate = _valid(MqttSettings, raw["mqtt"])
+        if isinstance(candidate, MqttSettings) and candidate.enabled:
+            probe = Config(node=node, mqtt=candidate, cameras=[])
+            problems, _ = config_mod.check_secrets(probe)
+            if not problems:
+                mqtt, rejection.sources["mqtt"] = candidate, "the rejected file"
+    cfg = Config(node=node, mqtt=mqtt, cameras=[], gpio=chosen["gpio"],
+                 alarm=chosen["alarm"], recorder={"enabled": False},
+                 detect={"enabled": False})
+    return cfg, rejection

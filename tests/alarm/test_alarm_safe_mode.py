@@ -1,0 +1,131 @@
+"""Safe mode: whatever is wrong with ronda.toml, the real `ronda run` (mock pins) keeps a
+panic button that drives the siren, and says "config rejected: <field>: <reason>"."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from alarm_kit import wait_for
+from test_alarm_daemon import CommandCenter
+
+from drivers.process import spawn, terminate
+from firmware import config
+from firmware.fallback import safe_config, save_last_good
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE = "daemon-rw07"  # CommandCenter listens under this node id
+
+
+def start(config_path: Path, **env: str) -> subprocess.Popen:
+    with open(config_path.with_suffix(".log"), "wb") as log:
+        return spawn([sys.executable, "-m", "firmware", "run", "--config", str(config_path)],
+                     cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                     stdout=subprocess.DEVNULL, stderr=log)
+
+
+def test_a_typo_in_a_camera_still_gives_a_panic_button_and_says_why(tmp_path, broker):
+    bad = tmp_path / "ronda.toml"
+    bad.write_text(f"""
+[node]
+id = "{NODE}"
+data_dir = "{tmp_path / 'state'}"
+[mqtt]
+brokers = ["{broker.url}"]
+[[cameras]]
+name = "gang-utara"
+urll = "rtsp://10.0.0.11/stream1"
+[gpio]
+pin_factory = "mock"
+panic = [{{ pin = 5 }}]
+siren = {{ pin = 6 }}
+""")
+    cc = CommandCenter(broker.port)
+    node = start(bad)
+    try:
+        health = wait_for(lambda: [d for d in cc.docs("health") if d.get("last_error")], 30,
+                          "a health report")[-1]
+        assert health["last_error"].startswith("config rejected: cameras[0]")
+        node.send_signal(signal.SIGUSR1)  # press the mock panic button on pin 5
+        wait_for(lambda: [d for d in cc.docs("outputs/siren") if d["state"] == "panic"], 15,
+                 "the siren sounding")
+        wait_for(lambda: [d for d in cc.docs("events") if d["type"] == "panic"], 10,
+                 "the panic event")
+        assert node.poll() is None
+    finally:
+        terminate(node, timeout=8)
+        cc.stop()
+    assert node.returncode == 0
+    log = bad.with_suffix(".log").read_text()
+    assert "cameras[0].urll: unknown key" in log and "SAFE MODE" in log
+
+
+def test_unusable_gpio_section_falls_back_to_the_standard_pins(tmp_path):
+    """[gpio] itself is wrong and nothing was ever good: the image's defaults (panic on
+    GPIO17, siren GPIO27) run; GPIOZERO_PIN_FACTORY=mock stands in for the board."""
+    bad = tmp_path / "ronda.toml"
+    bad.write_text(f'[node]\nid = "rw05"\ndata_dir = "{tmp_path / "state"}"\n'
+                   '[gpio]\npanic = [{ pin = 17, pul_up = true }]\n')
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    node = start(bad, GPIOZERO_PIN_FACTORY="mock", RUNTIME_DIRECTORY=str(run_dir))
+    health_file = run_dir / "health.json"
+
+    def alarm() -> dict:
+        try:
+            return json.loads(health_file.read_text())["components"]["alarm"]
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    try:
+        first = wait_for(lambda: alarm().get("outputs"), 30, "the alarm's health")
+        assert set(first) >= {"siren", "light", "status_led"}
+        node.send_signal(signal.SIGUSR1)
+        wait_for(lambda: alarm().get("outputs", {}).get("siren", {}).get("state") == "panic", 30,
+                 "the siren on in health.json")
+        report = json.loads(health_file.read_text())
+        assert report["config_rejected"]["sources"]["gpio"] == "the image's safe defaults"
+        assert report["last_error"].startswith("config rejected: gpio.panic[0].pul_up")
+        assert alarm()["status_led"] in ("alarm", "config_rejected")
+    finally:
+        terminate(node, timeout=8)
+    assert node.returncode == 0
+
+
+def test_safe_config_prefers_the_files_gpio_then_the_last_good_one(tmp_path):
+    state = tmp_path / "state"
+    good = config.parse({"node": {"id": "rw05", "data_dir": str(state)},
+                         "gpio": {"panic": [{"pin": 5}], "siren": {"pin": 6}},
+                         "alarm": {"siren_max_s": 60}})
+    state.mkdir()
+    save_last_good(good)
+    bad = tmp_path / "ronda.toml"
+    bad.write_text(f'[node]\nid = "rw05"\ndata_dir = "{state}"\n'
+                   '[gpio]\nsiren = { pin = "x", active = true }\n'
+                   '[alarm]\nsiren_max_s = 30\n[recorder]\nquota = "lots"\n')
+    with_error = config.ConfigError(str(bad), [config.Problem("recorder.quota", "bad")])
+    cfg, why = safe_config(bad, with_error)
+    assert [p.pin for p in cfg.gpio.panic] == [5] and cfg.gpio.siren.pin == 6
+    assert cfg.alarm.siren_max_s == 30  # the file's own [alarm] is valid: it wins
+    assert why.sources == {"gpio": "the last good config", "alarm": "the rejected file",
+                           "mqtt": "off"}
+    assert not cfg.recorder.enabled and not cfg.detect.enabled and cfg.cameras == []
+    assert why.reason == "config rejected: recorder.quota: bad"
+
+
+def test_a_missing_file_runs_on_the_documented_default_pins(tmp_path):
+    missing = tmp_path / "absent.toml"
+    try:
+        config.load(missing)
+    except config.ConfigError as exc:
+        cfg, why = safe_config(missing, exc)
+    assert [p.pin for p in cfg.gpio.panic] == [17]
+    assert (cfg.gpio.siren.pin, cfg.gpio.light.pin, cfg.gpio.status_led.pin) == (27, 22, 23)
+    assert cfg.alarm.siren_max_s == 180
+    assert why.reason.startswith("config rejected: (file): No such file")
+    example = config.tomllib.loads((ROOT / "image/boot/ronda.toml.example").read_text())
+    assert example["gpio"]["panic"][0]["pin"] == 17 and example["gpio"]["siren"]["pin"] == 27
