@@ -110,11 +110,30 @@ def _last_good(data_dir: Path) -> dict[str, Any]:
     return {}
 
 
-def safe_config(path: str | Path, error: ConfigError) -> tuple[Config, Rejection]:
-    """The config safe mode runs with: the alarm (and MQTT when usable), nothing else."""
+def boot_rejection(data_dir: Path = DEFAULT_DATA_DIR) -> Rejection | None:
+    """The boot-partition ronda.toml that `ronda firstboot` refused last (it records it in
+    `<data_dir>/firstboot.json`), or None when the last one was applied."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        state = json.loads((Path(data_dir) / "firstboot.json").read_text())
+        rejected = state.get("rejected")
+        if rejected and rejected["problems"]:
+            return Rejection(str(rejected["file"]), [str(p) for p in rejected["problems"]],
+                             {"gpio": "the previous config", "alarm": "the previous config",
+                              "mqtt": "the previous config"})
+    return None
+
+
+def safe_config(path: str | Path, error: ConfigError,
+                boot: Rejection | None = None) -> tuple[Config, Rejection]:
+    """The config safe mode runs with: the alarm (and MQTT when usable), nothing else.
+    `boot`: a refused boot-partition file; when the installed config is missing it is
+    the one reported, and its own sections are tried first."""
     raw = _read_toml(Path(path))
+    problems = [str(p) for p in error.problems]
+    if boot is not None and not raw:
+        path, raw, problems = boot.source, _read_toml(Path(boot.source)), boot.problems
     node = _fallback_node(raw)
-    rejection = Rejection(str(path), [str(p) for p in error.problems])
+    rejection = Rejection(str(path), problems)
     candidates = {"the rejected file": raw, "the last good config": _last_good(node.data_dir),
                   "the image's safe defaults": _read_toml(DEFAULTS)}
     chosen: dict[str, BaseModel] = {}

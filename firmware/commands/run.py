@@ -34,19 +34,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from firmware import config
+    from firmware.fallback import DEFAULT_DATA_DIR, boot_rejection, safe_config
 
-    rejected = None
     if args.strict:
         cfg = load_config_or_exit(args.config)
+        rejected = boot_rejection(cfg.node.data_dir)
     else:
         try:
             cfg = config.load(args.config)
+            rejected = boot_rejection(cfg.node.data_dir)  # running the previous settings
         except config.ConfigError as exc:
-            from firmware.fallback import safe_config
-
             for problem in exc.problems:
                 print(f"{exc.source}: {problem}", file=sys.stderr)
-            cfg, rejected = safe_config(args.config, exc)
+            cfg, rejected = safe_config(args.config, exc, boot_rejection(DEFAULT_DATA_DIR))
     from firmware.daemon import Daemon
 
     daemon = Daemon(cfg, rejected=rejected)

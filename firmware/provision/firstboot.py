@@ -48,6 +48,7 @@ from firmware.provision.system import (
     under,
     write_private,
 )
+from support.files import atomic_write
 
 __all__ = ["ProvisionError", "Result", "booted_here", "check", "firstboot", "secret_file",
            "strip_secrets"]
@@ -221,13 +222,14 @@ def firstboot(boot: Path, root: Path = Path("/"), *, status: StatusHook | None =
         changes = _apply(plan, root, boot, run)
     except ProvisionError as exc:
         _write_error(boot, exc.problems)
+        _record_rejection(state_path, src, exc.problems)
         status("error")
         raise
     stripped = strip_boot_copy(src, text)
     with contextlib.suppress(FileNotFoundError):
         (boot / ERROR_NAME).unlink()
     state_path.parent.mkdir(parents=True, exist_ok=True)
-    state_path.write_text(json.dumps({
+    atomic_write(state_path, json.dumps({
         "sha256": hashlib.sha256(stripped.encode()).hexdigest(),
         "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "node": plan.node_id, "changes": changes}, indent=1) + "\n")
@@ -266,6 +268,21 @@ def _apply(plan: _Plan, root: Path, boot: Path, run: Callable[..., Any]) -> list
     return changes
 
 
+def _record_rejection(state_path: Path, src: Path, problems: list[str]) -> None:
+    """Note the refusal in firstboot.json: the daemon (safe mode, status LED, health) and
+    `ronda doctor` report it; the last applied file's figures are kept."""
+    from drivers.cameras.base import mask_credentials
+
+    state: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        state = json.loads(state_path.read_text())
+    state["rejected"] = {"file": str(src), "problems": [mask_credentials(p) for p in problems],
+                         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with contextlib.suppress(OSError):
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(state_path, json.dumps(state, indent=1) + "\n")
+
+
 def _write_error(boot: Path, problems: list[str]) -> None:
     from drivers.cameras.base import mask_credentials  # the FAT file is world-readable
 
@@ -273,4 +290,4 @@ def _write_error(boot: Path, problems: list[str]) -> None:
             "applied; the node keeps its previous settings.\nFix these lines and reboot:\n\n"
             + "".join(f"  {mask_credentials(p)}\n" for p in problems))
     with contextlib.suppress(OSError):
-        (boot / ERROR_NAME).write_text(text, encoding="utf-8")
+        atomic_write(boot / ERROR_NAME, text)

@@ -129,3 +129,29 @@ def test_a_missing_file_runs_on_the_documented_default_pins(tmp_path):
     assert why.reason.startswith("config rejected: (file): No such file")
     example = config.tomllib.loads((ROOT / "image/boot/ronda.toml.example").read_text())
     assert example["gpio"]["panic"][0]["pin"] == 17 and example["gpio"]["siren"]["pin"] == 27
+
+
+def test_a_refused_boot_file_is_what_a_node_without_config_reports(tmp_path):
+    """Fresh image, one typo: firstboot refuses the boot file and records it; the daemon's
+    safe mode names the boot file and the field, and takes the file's own [gpio]."""
+    from firmware.fallback import boot_rejection
+    from firmware.provision.firstboot import ProvisionError, firstboot
+
+    boot, root = tmp_path / "boot", tmp_path / "root"
+    boot.mkdir()
+    (boot / "ronda.toml").write_text('[node]\nid = "rw05"\n[gpio]\npanic = [{ pin = 5 }]\n'
+                                     'siren = { pin = 6 }\n[recorder]\nquota = "banyak"\n')
+    try:
+        firstboot(boot, root)
+    except ProvisionError:
+        pass
+    why = boot_rejection(root / "var/lib/ronda")
+    assert why is not None and why.problems[0].startswith("recorder.quota")
+    missing = root / "etc/ronda/ronda.toml"
+    try:
+        config.load(missing)
+    except config.ConfigError as exc:
+        cfg, rejected = safe_config(missing, exc, why)
+    assert rejected.source == str(boot / "ronda.toml")
+    assert rejected.reason.startswith("config rejected: recorder.quota")
+    assert [p.pin for p in cfg.gpio.panic] == [5] and cfg.gpio.siren.pin == 6

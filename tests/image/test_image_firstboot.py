@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -133,7 +134,11 @@ def test_bad_file_changes_nothing_and_explains(dirs, edit, needle):
     assert any(needle in p for p in info.value.problems), info.value.problems
     assert states == ["applying", "error"]
     assert needle in (boot / "ronda-error.txt").read_text()
-    after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    state = root / "var/lib/ronda/firstboot.json"  # the refusal is recorded for the daemon
+    recorded = json.loads(state.read_text())
+    assert any(needle in p for p in recorded.pop("rejected")["problems"])
+    assert recorded == json.loads(before.pop(state))
+    after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and p != state}
     assert after == before
     assert (boot / "ronda.toml").read_text() == bad  # the technician's file is left alone
 
