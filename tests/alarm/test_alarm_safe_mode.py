@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alarm_kit import wait_for
 from test_alarm_daemon import CommandCenter
 
@@ -141,10 +142,8 @@ def test_a_refused_boot_file_is_what_a_node_without_config_reports(tmp_path):
     boot.mkdir()
     (boot / "ronda.toml").write_text('[node]\nid = "rw05"\n[gpio]\npanic = [{ pin = 5 }]\n'
                                      'siren = { pin = 6 }\n[recorder]\nquota = "banyak"\n')
-    try:
+    with pytest.raises(ProvisionError):
         firstboot(boot, root)
-    except ProvisionError:
-        pass
     why = boot_rejection(root / "var/lib/ronda")
     assert why is not None and why.problems[0].startswith("recorder.quota")
     missing = root / "etc/ronda/ronda.toml"
