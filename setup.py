@@ -28,6 +28,7 @@ setup(
         "psutil>=5.9",
         "rich>=13",
         "tomli-w>=1.0",
+        "tomlkit>=0.12",  # firstboot edits ronda.toml keeping the technician's comments
     ],
     extras_require={
         # On a Raspberry Pi. picamera2 needs python3-libcamera from Raspberry Pi OS

@@ -35,7 +35,7 @@ else:  # JetPack 6 ships Python 3.10
 log = logging.getLogger(__name__)
 
 EX_CONFIG = 78  # sysexits.h: configuration error
-NODE_ID = r"^[a-z0-9-]+$"
+NODE_ID = r"^[a-z0-9][a-z0-9-]*$"  # never a leading '-': it reaches `hostname` and topics
 
 
 class NodeSettings(BaseModel):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -37,17 +39,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only validate BOOT/ronda.toml (with its [provision] and [secrets]); "
                         "change nothing")
     p.add_argument("--led-command", default="",
-                   help="run this with {state} = applying|ok|error, e.g. to blink the status LED")
+                   help="run this program with {state} = applying|ok|error in its arguments "
+                        "(split like a shell would, but no shell runs it)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from firmware.provision.firstboot import ProvisionError, check, firstboot
 
+    words = shlex.split(args.led_command)
+
     def status(state: str) -> None:
-        if args.led_command:
-            subprocess.run(args.led_command.format(state=state), shell=True, check=False,
-                           timeout=10)
+        if words:  # no shell: the words are a program and its arguments
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run([w.replace("{state}", state) for w in words], check=False,
+                               timeout=10)
 
     try:
         if args.check:

@@ -31,12 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomlkit
 from pydantic import ValidationError
 
 from firmware import config
-from firmware.provision import tomlwrite
 from firmware.provision.bootfile import strip_boot_copy, strip_secrets
-from firmware.provision.settings import ProvisionError, ProvisionSettings, check_secret_keys
+from firmware.provision.settings import (
+    ProvisionError,
+    ProvisionSettings,
+    check_secret_keys,
+    check_streams,
+)
 from firmware.provision.system import (
     apply_hostname,
     apply_storage,
@@ -75,7 +80,7 @@ class Result:
 
 @dataclass
 class _Plan:
-    data: dict[str, Any]
+    data: Any  # the tomlkit document: installed with the technician's comments
     provision: ProvisionSettings
     secrets: dict[str, str]  # key -> new value ("" = keep the stored one)
     node_id: str
@@ -91,18 +96,22 @@ def secret_file(key: str) -> Path:
 
 def _plan(text: str, source: str, root: Path) -> _Plan:
     try:
-        data = config.tomllib.loads(text)
-    except config.tomllib.TOMLDecodeError as exc:
+        config.tomllib.loads(text)  # its messages name the line and column
+        data = tomlkit.parse(text)
+    except (config.tomllib.TOMLDecodeError, tomlkit.exceptions.TOMLKitError) as exc:
         raise ProvisionError([f"(syntax): not valid TOML: {exc}"]) from None
     problems: list[str] = []
     secrets = data.pop("secrets", {})
     if not isinstance(secrets, dict):
         raise ProvisionError(["secrets: must be a table: [secrets]"])
+    secrets = {k: v.unwrap() if hasattr(v, "unwrap") else v for k, v in secrets.items()}
     problems += check_secret_keys(secrets)
+    problems += check_streams(data.unwrap())
     keeps_provision = "provision" in config.Config.model_fields
     raw = data.get("provision", {}) if keeps_provision else data.pop("provision", {})
     try:
-        provision = ProvisionSettings.model_validate(raw)
+        provision = ProvisionSettings.model_validate(
+            raw.unwrap() if hasattr(raw, "unwrap") else raw)
     except ValidationError as exc:
         provision = ProvisionSettings()
         for err in exc.errors(include_url=False):
@@ -151,7 +160,9 @@ def _point_field_at(data: dict[str, Any], key: str, path: str,
         problems.append(f"secrets.{key}: no [[cameras]] with name = {name!r}")
         return None
     section, fld = parts
-    table = data.setdefault(section, {})
+    if section not in data:
+        data[section] = tomlkit.table()
+    table = data[section]
     if not isinstance(table, dict):
         problems.append(f"secrets.{key}: [{section}] is not a table")
         return None
@@ -162,7 +173,7 @@ def _point_field_at(data: dict[str, Any], key: str, path: str,
 def _validate(data: dict[str, Any], source: str, root: Path,
               secrets: dict[str, str]) -> config.Config:
     """Validate as the node will see it: secret files mapped into `root` or a scratch dir."""
-    probe = copy.deepcopy(data)
+    probe = copy.deepcopy(data.unwrap() if hasattr(data, "unwrap") else data)
     with tempfile.TemporaryDirectory(prefix="ronda-firstboot-") as scratch:
         staged = {}
         for key, value in secrets.items():
@@ -195,8 +206,13 @@ def _validate(data: dict[str, Any], source: str, root: Path,
 def check(path: Path, root: Path = Path("/")) -> str:
     """Validate a boot-partition ronda.toml without applying anything; returns the node id.
     Raises ProvisionError. Secrets left empty count as stored only if they are in `root`."""
-    return _plan(Path(path).read_text(encoding="utf-8", errors="replace"), str(path),
-                 Path(root)).node_id
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        misses = near_misses(Path(path).parent)
+        hint = f" (found {', '.join(m.name for m in misses)}: rename it)" if misses else ""
+        raise ProvisionError([f"{path}: {exc.strerror}{hint}"]) from None
+    return _plan(text, str(path), Path(root)).node_id
 
 
 def firstboot(boot: Path, root: Path = Path("/"), *, status: StatusHook | None = None,
@@ -206,8 +222,21 @@ def firstboot(boot: Path, root: Path = Path("/"), *, status: StatusHook | None =
     status = status or (lambda state: None)
     boot, root = Path(boot), Path(root)
     src = boot / CONFIG_NAME
+    renamed: list[str] = []
     if not src.is_file():
-        return Result(False, f"no {src}")
+        found = near_misses(boot)
+        if found and found[0].name == CONFIG_NAME + ".txt":  # Notepad's hidden extension
+            os.replace(found[0], src)
+            renamed.append(f"renamed {found[0].name} to {CONFIG_NAME}")
+        elif found:
+            problem = (f"{', '.join(f.name for f in found)}: found, but the settings file "
+                       f"must be called exactly {CONFIG_NAME}: rename it")
+            _write_error(boot, [problem])
+            _record_rejection(under(root, STATE_FILE), found[0], [problem])
+            status("error")
+            raise ProvisionError([problem])
+        else:
+            return Result(False, f"no {src}")
     text = src.read_text(encoding="utf-8", errors="replace")
     digest = hashlib.sha256(text.encode()).hexdigest()
     state_path = under(root, STATE_FILE)
@@ -234,7 +263,20 @@ def firstboot(boot: Path, root: Path = Path("/"), *, status: StatusHook | None =
         "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "node": plan.node_id, "changes": changes}, indent=1) + "\n")
     status("ok")
-    return Result(True, "applied", changes)
+    return Result(True, "applied", renamed + changes)
+
+
+def near_misses(boot: Path) -> list[Path]:
+    """Files on the boot partition that look like a misnamed ronda.toml (ronda.toml.txt
+    first: Windows hides known extensions, so "ronda.toml" saved by Notepad is that)."""
+    try:
+        names = [p for p in Path(boot).iterdir() if p.is_file()]
+    except OSError:
+        return []
+    found = [p for p in names if p.name.lower().startswith("ronda")
+             and ".toml" in p.name.lower() and p.name != CONFIG_NAME
+             and not p.name.endswith(".example")]
+    return sorted(found, key=lambda p: (p.name != CONFIG_NAME + ".txt", p.name))
 
 
 def _apply(plan: _Plan, root: Path, boot: Path, run: Callable[..., Any]) -> list[str]:
@@ -255,7 +297,7 @@ def _apply(plan: _Plan, root: Path, boot: Path, run: Callable[..., Any]) -> list
         write_private(installed.with_name("ronda.toml.prev"), installed.read_text(), owner)
     write_private(installed, "# Installed by ronda firstboot from the boot partition;\n"
                   "# edit /boot/firmware/ronda.toml instead and reboot.\n\n"
-                  + tomlwrite.dumps(plan.data), owner)
+                  + tomlkit.dumps(plan.data).lstrip("\n"), owner)
     changes.append(f"config {INSTALLED}")
     changes += apply_hostname(root, plan.provision.hostname or plan.node_id)
     changes += apply_timezone(root, plan.provision.timezone)

@@ -23,14 +23,25 @@ moves into 0600 files on the root filesystem and blanks out on the FAT copy::
 
 from __future__ import annotations
 
+import posixpath
 import re
-from pathlib import Path
-from typing import Literal
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SECRET_KEY = r"^(network\.wifi_psk|[a-z_]+\.[a-z_]+|cameras\.[a-z0-9][a-z0-9_-]*\.[a-z_]+)$"
 HOSTNAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+
+
+def no_control(value: str, what: str = "value") -> str:
+    """Refuse newlines and other control characters: they would add lines or sections to
+    the system files first boot writes (fstab, the NetworkManager keyfile)."""
+    if CONTROL.search(value):
+        raise ValueError(f"{what} must not contain newlines or other control characters")
+    return value
 
 
 class ProvisionError(Exception):
@@ -50,6 +61,11 @@ class NetworkSettings(BaseModel):
     wifi_country: str = Field(default="ID", pattern=r"^[A-Z]{2}$",
                               description="Regulatory domain (ISO 3166 alpha-2).")
     wifi_hidden: bool = False
+
+    @field_validator("wifi_ssid")
+    @classmethod
+    def _ssid(cls, value: str) -> str:
+        return no_control(value, "the Wi-Fi name")
 
 
 class StorageSettings(BaseModel):
@@ -72,9 +88,38 @@ class StorageSettings(BaseModel):
     @field_validator("format_device")
     @classmethod
     def _device_path(cls, value: str) -> str:
-        if value and not value.startswith("/"):
-            raise ValueError("format_device must be an absolute device path, e.g. /dev/sda1")
+        # absolute (so never an mkfs option), one word, no `..`
+        if value and (not re.fullmatch(r"/[A-Za-z0-9_/.+:@-]+", value)
+                      or ".." in Path(value).parts):
+            raise ValueError("format_device must be a device path, e.g. /dev/sda1")
         return value
+
+    @field_validator("label", "uuid", "options")
+    @classmethod
+    def _one_fstab_field(cls, value: str) -> str:
+        # fstab fields are separated by blanks: a space or newline would add fields or lines
+        if re.search(r"\s", value) or CONTROL.search(value):
+            raise ValueError("must not contain spaces, newlines or control characters")
+        return value
+
+    @field_validator("uuid")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[0-9A-Fa-f-]{4,64}", value):
+            raise ValueError("a filesystem UUID is hex digits and dashes (see `lsblk -f`)")
+        return value
+
+    @field_validator("mountpoint")
+    @classmethod
+    def _inside_root(cls, value: Path) -> Path:
+        text = str(value)
+        no_control(text, "mountpoint")
+        parts = PurePosixPath(text).parts
+        if not text.startswith("/") or ".." in parts or posixpath.normpath(text) == "/" \
+                or re.search(r"\s", text):
+            raise ValueError("mountpoint must be an absolute path below / without `..` or "
+                             "spaces, e.g. /srv/ronda")
+        return Path(posixpath.normpath(text))
 
 
 class ProvisionSettings(BaseModel):
@@ -100,4 +145,33 @@ def check_secret_keys(secrets: dict[str, object]) -> list[str]:
                             f"'cameras.<name>.password', 'network.wifi_psk')")
         elif not isinstance(value, str):
             problems.append(f"secrets.{key}: must be a string in quotes")
+        elif CONTROL.search(value):
+            problems.append(f"secrets.{key}: must not contain newlines or other control "
+                            f"characters")
+        elif key == "network.wifi_psk" and value and not (
+                (8 <= len(value) <= 63 and value.isascii()) or re.fullmatch(r"[0-9a-fA-F]{64}",
+                                                                         value)):
+            problems.append("secrets.network.wifi_psk: a WPA passphrase is 8 to 63 "
+                            "characters (or 64 hex digits)")
+    return problems
+
+
+def check_streams(data: dict[str, Any]) -> list[str]:
+    """Camera addresses from the boot file must be network streams or video devices:
+    `file:///etc/shadow` as a camera would let the card read any file on the node."""
+    problems = []
+    cams = data.get("cameras", [])
+    for i, cam in enumerate(cams if isinstance(cams, list) else []):
+        if not isinstance(cam, dict):
+            continue
+        for key in ("url", "substream_url"):
+            value = cam.get(key)
+            if isinstance(value, str) and value and (
+                    not value.lower().startswith(STREAM_SCHEMES) or re.search(r"\s", value)):
+                problems.append(f"cameras[{i}].{key}: must be a stream address starting with "
+                                f"{', '.join(STREAM_SCHEMES)} (got {value.split(':', 1)[0]}:)")
+        device = cam.get("device")
+        if isinstance(device, str) and device and (not device.startswith("/dev/")
+                                                   or ".." in device):
+            problems.append(f"cameras[{i}].device: must be a video device, e.g. /dev/video0")
     return problems

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.provision.settings import ProvisionError
+from support.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,10 @@ NM_CONNECTION = Path("/etc/NetworkManager/system-connections/ronda-wifi.nmconnec
 
 
 def under(root: Path, path: Path | str) -> Path:
-    """`path` (absolute, as the node sees it) inside the tree at `root`."""
+    """`path` (absolute, as the node sees it) inside the tree at `root`; a path with `..`
+    could leave `root`, so it is refused."""
+    if ".." in Path(str(path)).parts:
+        raise ValueError(f"{path}: `..` is not allowed")
     return root / str(path).lstrip("/")
 
 
@@ -38,38 +42,28 @@ def owner_of(root: Path, user: str = "ronda") -> tuple[int, int] | None:
 
 def write_private(path: Path, text: str, owner: tuple[int, int] | None = None,
                   mode: int = 0o600) -> None:
-    """Write `text` atomically with `mode` (never briefly world-readable)."""
+    """Write `text` atomically with `mode` (never briefly world-readable), then hand it to
+    `owner` (uid, gid)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        if owner is not None:
-            os.fchown(fd, *owner)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text, mode=mode)
+    if owner is not None:
+        os.chown(path, *owner)
 
 
 def apply_hostname(root: Path, name: str) -> list[str]:
     """/etc/hostname and the 127.0.1.1 line of /etc/hosts; the live name when booted."""
     etc_hostname = under(root, "/etc/hostname")
     etc_hostname.parent.mkdir(parents=True, exist_ok=True)
-    etc_hostname.write_text(name + "\n")
+    atomic_write(etc_hostname, name + "\n")
     hosts = under(root, "/etc/hosts")
     lines = hosts.read_text().splitlines() if hosts.exists() else [
         "127.0.0.1\tlocalhost", "::1\t\tlocalhost ip6-localhost ip6-loopback"]
     lines = [ln for ln in lines if not ln.startswith("127.0.1.1")]
     lines.insert(1, f"127.0.1.1\t{name}")
-    hosts.write_text("\n".join(lines) + "\n")
+    atomic_write(hosts, "\n".join(lines) + "\n")
     if root == Path("/") and booted_here():
         with contextlib.suppress(OSError):
-            subprocess.run(["hostname", name], check=False, timeout=5)
+            subprocess.run(["hostname", "--", name], check=False, timeout=5)
     return [f"hostname {name}"]
 
 
@@ -93,7 +87,7 @@ def apply_timezone(root: Path, zone: str) -> list[str]:
     with contextlib.suppress(FileNotFoundError):
         localtime.unlink()
     localtime.symlink_to(f"/usr/share/zoneinfo/{zone}")
-    under(root, "/etc/timezone").write_text(zone + "\n")
+    atomic_write(under(root, "/etc/timezone"), zone + "\n")
     return [f"timezone {zone}"]
 
 
@@ -130,7 +124,7 @@ def apply_storage(root: Path, storage: Any, run: Callable[..., Any]) -> list[str
     lines = [ln for ln in lines if not ln.rstrip().endswith(FSTAB_MARK)]
     lines.append(fstab_line(storage))
     fstab.parent.mkdir(parents=True, exist_ok=True)
-    fstab.write_text("\n".join(lines) + "\n")
+    atomic_write(fstab, "\n".join(lines) + "\n")
     mountpoint = under(root, str(storage.mountpoint))
     mountpoint.mkdir(parents=True, exist_ok=True)
     changes.append(f"fstab: {storage.mountpoint} from "
@@ -177,7 +171,7 @@ def apply_wifi(root: Path, network: Any, psk: str) -> list[str]:
     )
     write_private(under(root, NM_CONNECTION), conn)
     if under(root, "/etc/default").is_dir():
-        under(root, "/etc/default/crda").write_text(f"REGDOMAIN={network.wifi_country}\n")
+        atomic_write(under(root, "/etc/default/crda"), f"REGDOMAIN={network.wifi_country}\n")
     if root == Path("/") and booted_here():  # Raspberry Pi OS keeps Wi-Fi blocked until set
         with contextlib.suppress(OSError):
             subprocess.run(["rfkill", "unblock", "wifi"], check=False, timeout=10)
@@ -195,5 +189,5 @@ def set_wifi_country(boot: Path, country: str) -> list[str]:
     new.append(f"cfg80211.ieee80211_regdom={country}")
     if new == words:
         return []
-    cmdline.write_text(" ".join(new) + "\n")
+    atomic_write(cmdline, " ".join(new) + "\n")
     return [f"wifi country {country} (cmdline.txt)"]
