@@ -115,6 +115,18 @@ class StorageEvent(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class UpdateEvent(Event):
+    """`ronda update` finished: `state` updated | rolled_back | down; detail: from, to."""
+
+    type: ClassVar[str] = "update"
+    priority: ClassVar[Priority] = Priority.LOW
+
+    state: str
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class PowerEvent(Event):
     """Under-voltage or throttling seen (Raspberry Pi), or cleared."""
 

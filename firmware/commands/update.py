@@ -23,7 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
             "/opt/ronda/current at it, restart ronda.service and wait until it is READY and\n"
             "has stayed up for --settle seconds (longer than the 30 s watchdog). If not,\n"
             "`current` goes back to the old release, which is restarted.\n\n"
-            "exit codes: 0 updated; 1 the new release failed and the old one runs again;\n"
+            "Without --offline, pip fetches the dependencies from the package index: that\n"
+            "needs the internet. A post without it: --offline --wheelhouse DIR (a USB stick\n"
+            "with the dependency wheels). Each step is printed as it happens; a release that\n"
+            "fails its health check is kept for `--activate` until the next good update,\n"
+            "then deleted (each is ~300 MB).\n\n"
+            "exit codes: 0 updated; 1 the new release failed and the old one runs again\n"
+            "            (or the arguments were refused: nothing was touched);\n"
             "            2 the rollback failed too (the node is down: call for help);\n"
             "            78 the new release rejects the config (nothing was switched)\n\n"
             "examples:\n"
@@ -73,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{version:<16}{mark}{failed}")
         return 0
     version = args.activate or (releases.previous if args.rollback else None)
+
+    def say(line: str) -> None:
+        print(f"  {line}", flush=True)
+
     if args.wheel is None and version is None:
         print("ronda update: give a wheel, --activate VERSION or --rollback "
               "(no previous release recorded)" if args.rollback else
@@ -87,18 +97,44 @@ def run(args: argparse.Namespace) -> int:
             extras = ""
     gate = HealthGate(args.timeout, args.settle, args.health_file)
     install = {"wheelhouse": args.wheelhouse, "offline": args.offline, "extras": extras or ""}
+    if args.wheel and not args.offline:
+        print("ronda update: the dependencies come from the package index: this needs the "
+              "internet (without it: --offline --wheelhouse DIR)", flush=True)
     try:
         result = update(args.wheel, prefix=args.prefix, manager=SystemdManager(),
                         unit=args.unit, config=args.config, gate=gate,
-                        version=None if args.wheel else version,
+                        version=None if args.wheel else version, progress=say,
                         **(install if args.wheel else {}))
     except UpdateError as exc:
         print(f"ronda update: {exc}", file=sys.stderr)
+        if exc.switched:
+            print(f"what the daemon said: journalctl -u {args.unit} -b -n 80", file=sys.stderr)
+        record_outcome(args, version, str(exc), "rolled_back" if exc.rolled_back
+                       else "down", exc.switched)
         if exc.config_rejected:
             return EX_CONFIG
         return EX_ROLLED_BACK if exc.rolled_back else EX_DOWN
-    for step in result.steps:
-        print(f"  {step}")
+    record_outcome(args, result.version, "", "updated", True, result.previous)
     print(f"ronda {result.version} is running (was {result.previous}); "
           f"took {result.seconds:.0f} s")
     return 0
+
+
+def record_outcome(args: argparse.Namespace, version: str | None, reason: str, state: str,
+                   switched: bool, previous: str | None = None) -> None:
+    """For the daemon to publish as an `update` event (only when something was switched)."""
+    if not switched:
+        return
+    from firmware import config
+    from firmware.provision import update
+
+    try:
+        data_dir = config.load(args.config).node.data_dir
+    except config.ConfigError:
+        data_dir = Path("/var/lib/ronda")
+    if data_dir.is_dir():
+        try:
+            update.record_outcome(data_dir, state, version, previous, reason)
+        except OSError as exc:
+            print(f"ronda update: cannot record the outcome for the daemon: {exc}",
+                  file=sys.stderr)

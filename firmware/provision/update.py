@@ -36,12 +36,18 @@ from pathlib import Path
 from typing import Any
 
 from firmware.provision.services import ServiceManager
+from support.files import atomic_write
 
 log = logging.getLogger(__name__)
 
 MARKER = ".release.json"
 FAILED = ".failed.json"
 WHEEL_NAME = re.compile(r"^ronda-(?P<version>[^-]+)-[^-]+-[^-]+-[^-]+\.whl$")
+# A PEP 440 public version (as wheels spell it), optionally with a local part. It names a
+# directory under the prefix, so `..`, `current`, `previous` or `/` can never be one.
+VERSION = re.compile(r"^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?"
+                     r"(\+[A-Za-z0-9]+(\.[A-Za-z0-9]+)*)?$")
+Progress = Callable[[str], None]
 
 
 class UpdateError(Exception):
@@ -65,12 +71,20 @@ class UpdateResult:
     steps: list[str] = field(default_factory=list)
 
 
+def check_version(version: str, what: str = "version") -> str:
+    """`version` if it is a release version (e.g. 0.2.0, 1.0rc1), else UpdateError."""
+    if not VERSION.match(version or ""):
+        raise UpdateError(f"{what} {version!r} is not a release version (e.g. 0.2.0): "
+                          "refused, nothing touched")
+    return version
+
+
 def wheel_version(wheel: Path) -> str:
-    """The version in a ronda wheel's file name (PEP 427)."""
+    """The version in a ronda wheel's file name (PEP 427), checked to be a version."""
     match = WHEEL_NAME.match(Path(wheel).name)
     if not match:
         raise UpdateError(f"{wheel}: not a ronda wheel (expected ronda-VERSION-py3-none-any.whl)")
-    return match["version"]
+    return check_version(match["version"], f"{Path(wheel).name}: version")
 
 
 class Releases:
@@ -80,7 +94,7 @@ class Releases:
         self.prefix = Path(prefix)
 
     def path(self, version: str) -> Path:
-        return self.prefix / version
+        return self.prefix / check_version(version)
 
     def _link(self, name: str) -> str | None:
         with contextlib.suppress(OSError):
@@ -111,12 +125,18 @@ class Releases:
         os.replace(tmp, self.prefix / name)
         _fsync_dir(self.prefix)
 
+    def failed(self, version: str) -> bool:
+        return (self.path(version) / FAILED).exists()
+
     def prune(self, keep: int) -> list[str]:
-        """Delete the oldest releases beyond `keep`, never current or previous."""
+        """Delete releases that failed their health check (each is ~300 MB), then the
+        oldest beyond `keep`; never current or previous."""
         protected = {self.current, self.previous}
-        candidates = [v for v in self.installed() if v not in protected]
+        candidates = [v for v in self.installed() if v not in protected and VERSION.match(v)]
+        removed = [v for v in candidates if self.failed(v)]
+        candidates = [v for v in candidates if v not in removed]
         extra = len(candidates) - max(0, keep - len(protected - {None}))
-        removed = candidates[:max(0, extra)]
+        removed += candidates[:max(0, extra)]
         for version in removed:
             shutil.rmtree(self.path(version), ignore_errors=True)
         return removed
@@ -163,12 +183,14 @@ def _system_site_packages(releases: Releases) -> bool:
 def install_release(wheel: Path, releases: Releases, *, python: str | None = None,
                     wheelhouse: Path | None = None, offline: bool = False, extras: str = "",
                     system_site_packages: bool | None = None,
-                    run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> Path:
+                    run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+                    progress: Progress = lambda line: None) -> Path:
     """Create PREFIX/<version> as a venv with `wheel` installed; reuse a complete one."""
     wheel = Path(wheel).resolve()
     version = wheel_version(wheel)
     dest = releases.path(version)
     if (dest / MARKER).is_file() and not (dest / FAILED).exists():
+        progress(f"{version} is already installed in {dest}")
         return dest
     if dest.exists():
         shutil.rmtree(dest)  # a half-installed or failed attempt
@@ -183,8 +205,13 @@ def install_release(wheel: Path, releases: Releases, *, python: str | None = Non
     if offline:
         pip.append("--no-index")
     pip.append(f"ronda[{extras}] @ {wheel.as_uri()}" if extras else str(wheel))
+    source = ("the wheel's folder" + (f" and {wheelhouse}" if wheelhouse else "")
+              if offline else "the package index (needs the internet)")
     try:
-        for args in (venv, pip):
+        for args, doing in ((venv, f"creating {dest}"),
+                            (pip, f"installing ronda {version} and its dependencies from "
+                                  f"{source}; this takes minutes on a Pi")):
+            progress(doing)
             proc = run(args, capture_output=True, text=True, timeout=1800)
             if proc.returncode != 0:
                 raise UpdateError(f"{' '.join(args[:4])}... failed: "
@@ -198,7 +225,7 @@ def install_release(wheel: Path, releases: Releases, *, python: str | None = Non
         shutil.rmtree(dest, ignore_errors=True)
         raise
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    (dest / MARKER).write_text(json.dumps({
+    atomic_write(dest / MARKER, json.dumps({
         "version": version, "wheel": wheel.name, "sha256": digest, "extras": extras,
         "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1) + "\n")
     return dest
@@ -280,6 +307,18 @@ def _health_problem(gate: HealthGate, version: str, since: float) -> str:
     return ""
 
 
+class _Steps(list):
+    """The steps done, each also reported to `progress` as it happens."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def append(self, step: str) -> None:
+        super().append(step)
+        self.progress(step)
+
+
 def switch(releases: Releases, version: str, manager: ServiceManager, unit: str,
            gate: HealthGate, steps: list[str]) -> str:
     """Point `current` at `version`, restart, wait; '' when healthy."""
@@ -288,28 +327,37 @@ def switch(releases: Releases, version: str, manager: ServiceManager, unit: str,
     since = time.time()
     old_pid = manager.state(unit).main_pid
     manager.restart(unit)
-    steps.append(f"restarted {unit}")
+    steps.append(f"restarted {unit}; waiting up to {gate.timeout_s:.0f} s for READY, then "
+                 f"{gate.settle_s:.0f} s of steady running")
     return wait_healthy(manager, unit, version, gate, since - 1, old_pid=old_pid)
 
 
 def update(wheel: Path | None, *, prefix: Path, manager: ServiceManager, unit: str = "ronda",
            config: Path = Path("/etc/ronda/ronda.toml"), gate: HealthGate | None = None,
-           version: str | None = None, keep: int = 3, **install: Any) -> UpdateResult:
+           version: str | None = None, keep: int = 3, progress: Progress = lambda line: None,
+           **install: Any) -> UpdateResult:
     """Install `wheel` (or activate the installed `version`), switch to it and keep it only
-    if it comes up healthy; else roll back and raise UpdateError."""
+    if it comes up healthy; else roll back and raise UpdateError. Every argument is checked
+    before anything is touched (no lock file, no directory)."""
     gate = gate or HealthGate()
     releases = Releases(prefix)
     started = time.monotonic()
-    steps: list[str] = []
+    steps: list[str] = _Steps(progress)
+    if wheel is not None:
+        wheel_version(Path(wheel))
+        if not Path(wheel).is_file():
+            raise UpdateError(f"{wheel}: no such file")
+    else:
+        check_version(version or "", "release")
+        if not (Path(prefix) / version / MARKER).is_file():  # type: ignore[operator]
+            raise UpdateError(f"release {version} is not installed under {prefix} "
+                              f"(installed: {', '.join(releases.installed()) or 'none'})")
     with releases.lock():
         old = releases.current
         if wheel is not None:
-            path = install_release(Path(wheel), releases, **install)
+            path = install_release(Path(wheel), releases, progress=progress, **install)
             version = path.name
             steps.append(f"installed {version} in {path}")
-        elif version is None or not (releases.path(version) / MARKER).is_file():
-            raise UpdateError(f"release {version} is not installed under {prefix} "
-                              f"(installed: {', '.join(releases.installed()) or 'none'})")
         path = releases.path(version)
         if version == old:
             raise UpdateError(f"{version} is already the current release")
@@ -328,7 +376,7 @@ def update(wheel: Path | None, *, prefix: Path, manager: ServiceManager, unit: s
             (path / FAILED).unlink(missing_ok=True)
             return UpdateResult(version, old, time.monotonic() - started, steps)
         steps.append(f"{version} unhealthy: {problem}")
-        (path / FAILED).write_text(json.dumps({"reason": problem, "at": time.time()}) + "\n")
+        atomic_write(path / FAILED, json.dumps({"reason": problem, "at": time.time()}) + "\n")
         if old is None:
             raise UpdateError(f"{version}: {problem}; no previous release to go back to",
                               switched=True, rolled_back=False)
@@ -337,3 +385,33 @@ def update(wheel: Path | None, *, prefix: Path, manager: ServiceManager, unit: s
         raise UpdateError(f"{version}: {problem}; " + (
             f"rolled back to {old}" if not back else f"rollback to {old} ALSO failed: {back}"),
             switched=True, rolled_back=not back)
+
+
+# ---- telling the Command Center ---------------------------------------------------------
+
+OUTCOME = "update.json"  # in the node's state directory, written by `ronda update`
+ANNOUNCED = "update.announced"  # the id of the outcome the daemon has published
+
+
+def record_outcome(state_dir: Path, state: str, version: str | None, previous: str | None,
+                   reason: str = "") -> None:
+    """Leave the outcome where the daemon finds it; it publishes an `update` event (the
+    daemon that runs after an update or a rollback is the one that can reach the broker)."""
+    outcome = {"id": f"{time.time():.6f}", "state": state, "to": version, "from": previous,
+               "reason": reason[-400:], "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    atomic_write(Path(state_dir) / OUTCOME, json.dumps(outcome) + "\n", mode=0o644)
+
+
+def unannounced_outcome(state_dir: Path) -> dict[str, Any] | None:
+    """The last recorded outcome if the daemon has not published it yet."""
+    try:
+        outcome = json.loads((Path(state_dir) / OUTCOME).read_text())
+        seen = (Path(state_dir) / ANNOUNCED).read_text().strip() \
+            if (Path(state_dir) / ANNOUNCED).exists() else ""
+    except (OSError, ValueError):
+        return None
+    return outcome if isinstance(outcome, dict) and outcome.get("id") != seen else None
+
+
+def mark_announced(state_dir: Path, outcome: dict[str, Any]) -> None:
+    atomic_write(Path(state_dir) / ANNOUNCED, str(outcome.get("id")) + "\n")

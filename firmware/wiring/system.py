@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -15,7 +16,7 @@ from drivers import platform
 from firmware import __version__
 from firmware.bus import EventBus
 from firmware.component import Component
-from firmware.events import PowerEvent
+from firmware.events import PowerEvent, UpdateEvent
 from firmware.wiring import Context
 
 
@@ -24,15 +25,18 @@ class SystemMonitor(Component):
 
     name = "system"
 
-    def __init__(self, bus: EventBus, interval_s: float = 5.0) -> None:
+    def __init__(self, bus: EventBus, interval_s: float = 5.0,
+                 state_dir: Path | None = None) -> None:
         super().__init__()
         self.bus = bus
+        self.state_dir = state_dir
         self.interval_s = interval_s
         self.stall_after_s = max(30.0, 4 * interval_s)
         self.process = psutil.Process(os.getpid())
         self.started = time.time()
         self.sample: dict[str, Any] = {}
         self._flags: list[str] | None = None
+        self._announced: object = None
 
     def run(self) -> None:
         platform.cpu_percent()
@@ -42,7 +46,22 @@ class SystemMonitor(Component):
             if self.stopping.wait(self.interval_s):
                 return
 
+    def _announce_update(self) -> None:
+        """Publish what the last `ronda update` did (it leaves it in the state dir)."""
+        from firmware.provision.update import mark_announced, unannounced_outcome
+
+        outcome = unannounced_outcome(self.state_dir) if self.state_dir else None
+        if outcome and outcome.get("id") != self._announced:
+            self._announced = outcome.get("id")  # once, even if the mark cannot be saved
+            self.bus.publish(UpdateEvent(state=str(outcome.get("state")),
+                                         reason=str(outcome.get("reason") or ""),
+                                         detail={"from": outcome.get("from"),
+                                                 "to": outcome.get("to")}))
+            with contextlib.suppress(OSError):
+                mark_announced(self.state_dir, outcome)
+
     def _sample(self) -> None:
+        self._announce_update()
         flags = platform.throttled()
         now_flags = [f for f in flags or [] if not f.endswith("_since_boot")]
         if flags is not None and now_flags != self._flags:
@@ -98,7 +117,7 @@ class HealthFile(Component):
 
 
 def build(ctx: Context) -> list[Component]:
-    components: list[Component] = [SystemMonitor(ctx.bus)]
+    components: list[Component] = [SystemMonitor(ctx.bus, state_dir=ctx.state_dir)]
     runtime_dir = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
     if runtime_dir:
         components.append(HealthFile(ctx.health, Path(runtime_dir) / "health.json"))
