@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ else:  # JetPack 6 ships Python 3.10
 log = logging.getLogger(__name__)
 
 EX_CONFIG = 78  # sysexits.h: configuration error
+SECRETISH = re.compile(r"pass|psk|secret|token|(^|[._])key($|_)", re.IGNORECASE)
 NODE_ID = r"^[a-z0-9][a-z0-9-]*$"  # never a leading '-': it reaches `hostname` and topics
 
 
@@ -122,6 +124,8 @@ def _problems_from(exc: ValidationError) -> list[Problem]:
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
         message = err["msg"].removeprefix("Value error, ")
         value = None if err["type"] == "missing" else err.get("input")
+        if SECRETISH.search(_dotted(loc)):  # a password typed in the wrong place
+            value = "(hidden)" if value is not None else None
         if err["type"] == "extra_forbidden":
             message = "unknown key (a typo? `ronda config-schema` lists the valid keys)"
         problems.append(Problem(_dotted(loc), message, value))

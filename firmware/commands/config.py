@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check-config", formatter_class=formatter,
         help="validate a config file; exit 0 if valid, 78 if not",
         description="Validate a ronda.toml and print every problem with its field, the bad\n"
-                    "value and what is expected.\n\n"
+                    "value and what is expected. Both forms are accepted: the installed file\n"
+                    "and the boot-partition file with [provision] and [secrets] (checked as\n"
+                    "first boot would; a secret's value is never printed).\n\n"
                     "example:\n  ronda check-config /boot/firmware/ronda.toml",
     )
     p.add_argument("file", help="the TOML config file")
@@ -29,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check_config(args: argparse.Namespace) -> int:
+    if _has_secrets_table(args.file):
+        return _check_boot_form(args.file)
     try:
         cfg = config.load(args.file)
     except config.ConfigError as exc:
@@ -45,4 +49,31 @@ def check_config(args: argparse.Namespace) -> int:
 def config_schema(args: argparse.Namespace) -> int:
     json.dump(config.json_schema(), sys.stdout, indent=2)
     print()
+    return 0
+
+
+def _has_secrets_table(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return "secrets" in config.tomllib.load(fh)
+    except (OSError, config.tomllib.TOMLDecodeError):
+        return False
+
+
+def _check_boot_form(path: str) -> int:
+    """The boot-partition form: validated by first boot's own planner, changing nothing."""
+    from pathlib import Path
+
+    from drivers.cameras.base import mask_credentials
+    from firmware.provision.firstboot import ProvisionError, check
+
+    try:
+        node = check(Path(path))
+    except ProvisionError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {mask_credentials(problem)}", file=sys.stderr)
+        return config.EX_CONFIG
+    print(f"{path}: valid boot-partition file (node {node}); [secrets] go to the node at "
+          "first boot")
     return 0

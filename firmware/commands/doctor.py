@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from firmware.commands import formatter
@@ -18,14 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="check that the node can work: cameras, disk, model, GPIO, broker, clock",
         description=(
             "Check everything the node needs, one line per check with a hint for each\n"
-            "failure: the config; ronda.service (systemd: running, restarts); each camera\n"
+            "failure: the config; first boot (BOOT/ronda-error.txt, a failed\n"
+            "ronda-firstboot, a boot file edited after the running config was installed);\n"
+            "the daemon (safe mode, settings older than the file); ronda.service (systemd:\n"
+            "running, restarts); each camera\n"
             "(ffprobe: codec, resolution, fps); the recordings disk (mounted, writable, free\n"
             "space, mount options); the detection model (loads, one inference); GPIO pins\n"
             "(claimable); the MQTT broker (TLS, login, a publish that comes back); the\n"
             "clock (NTP); power (under-voltage, throttling).\n"
             "Stop the daemon first for the GPIO check: it holds the pins.\n\n"
             "exit codes: 0 all passed (warnings allowed), 1 a check failed,\n"
-            "            78 the config file is invalid (nothing else checked)\n\n"
+            "            78 the config file is invalid (only first boot and the daemon\n"
+            "               are checked then)\n\n"
             "examples:\n"
             "  ronda doctor                          # the installed config\n"
             "  ronda doctor --test-outputs           # also sound the siren/light 0.5 s\n"
@@ -39,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pulse the siren and the light for 0.5 s each (people will hear it)")
     p.add_argument("--skip", default="", metavar="NAMES",
                    help=f"comma-separated checks to leave out: {','.join(CHECK_NAMES)}")
+    p.add_argument("--boot", type=Path, default=Path("/boot/firmware"),
+                   help="the boot partition, for first boot's verdict (default: /boot/firmware)")
+    p.add_argument("--health-file", type=Path, default=Path("/run/ronda/health.json"),
+                   help="the running daemon's health file (default: /run/ronda/health.json)")
+    p.add_argument("--state-dir", type=Path, default=Path("/var/lib/ronda"),
+                   help="first boot's state (firstboot.json) (default: /var/lib/ronda)")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for each camera and the broker (default: 10)")
     p.set_defaults(func=run)
@@ -53,8 +64,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"--skip: unknown check(s) {', '.join(sorted(unknown))}; "
               f"known: {', '.join(CHECK_NAMES)}", file=sys.stderr)
         return 2
-    checks = doctor.run_checks(args.config, test_outputs=args.test_outputs, skip=skip,
-                               camera_timeout_s=args.timeout, mqtt_timeout_s=args.timeout)
+    with warnings.catch_warnings():
+        # gpiozero warns on stderr while it tries pin factories; the gpio check says it all
+        warnings.simplefilter("ignore")
+        checks = doctor.run_checks(args.config, test_outputs=args.test_outputs, skip=skip,
+                                   camera_timeout_s=args.timeout, mqtt_timeout_s=args.timeout,
+                                   boot=args.boot, health_file=args.health_file,
+                                   state_dir=args.state_dir)
     if args.json:
         json.dump(doctor.as_json(checks), sys.stdout, indent=2)
         print()

@@ -94,7 +94,8 @@ def check_camera(cam: Any, timeout_s: float = 10.0) -> Check:
 def _camera_hint(err: str) -> str:
     low = err.lower()
     if "401" in low or "unauthorized" in low:
-        return "wrong camera username or password (cameras[].username / password_file)"
+        return ("wrong camera username or password: check cameras[].username and, in the "
+                "boot file's [secrets], \"cameras.<name>.password\" (then reboot)")
     if "404" in low or "not found" in low:
         return "wrong stream path in cameras[].url: see the camera's manual for its RTSP path"
     if "refused" in low:
@@ -142,9 +143,12 @@ def check_storage(cfg: config_mod.Config) -> Check:
     rec = cfg.recorder
     path = Path(rec.path)
     if not path.is_dir():
-        return Check("storage", FAIL, f"{path} does not exist",
-                     "plug in the SSD and check `lsblk`; the fstab line is written by firstboot "
-                     "(LABEL=RONDA-REC); then `mkdir -p` it and chown ronda")
+        return Check("storage", FAIL, f"{path} does not exist (the SSD is not mounted)",
+                     "plug in the SSD, check that `lsblk -f` shows its label (RONDA-REC), "
+                     "then `sudo mount -a && sudo systemctl restart ronda` (or reboot); a new "
+                     "SSD: set [provision.storage] format_device in the boot file. Do not "
+                     "create the folder by hand: the mount point is kept immutable so that "
+                     "recordings never fill the SD card")
     mount = mount_of(path)
     options = set(mount.get("options", "").split(","))
     data = {"path": str(path), "mount_point": mount.get("point"), "fstype": mount.get("fstype"),

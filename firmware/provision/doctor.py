@@ -11,6 +11,7 @@ Exit codes: 0 every check passed (warnings allowed), 1 some check failed,
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import ssl
 import threading
@@ -36,15 +37,96 @@ __all__ = ["ALL_CHECKS", "FAIL", "OK", "SKIP", "WARN", "Check", "as_json", "chec
 # ---- config ----------------------------------------------------------------------------
 
 
-def check_config(path: Path) -> tuple[Check, config_mod.Config | None]:
-    """Load and validate the config; the other checks need it."""
+def check_config(path: Path, boot: Path | None = None,
+                 state_dir: Path = Path("/var/lib/ronda")
+                 ) -> tuple[Check, config_mod.Config | None]:
+    """Load and validate the config; the other checks need it. A missing installed config
+    after first boot refused the boot file is blamed on the boot file, not on `path`."""
     try:
         cfg = config_mod.load(path)
     except config_mod.ConfigError as exc:
-        return Check("config", FAIL, "; ".join(map(str, exc.problems)),
-                     f"fix the fields named, then `ronda check-config {path}`"), None
+        from firmware.fallback import boot_rejection
+
+        refused = boot_rejection(state_dir)
+        safe = ("; the node runs only the alarm, in safe mode (panic button, siren, "
+                "light, status LED)")
+        if refused is not None and not Path(path).exists():
+            return Check("config", FAIL, f"{path} not installed: first boot refused "
+                         f"{refused.source}: {'; '.join(refused.problems)}{safe}",
+                         f"fix those fields in {refused.source} (ronda-error.txt next to it "
+                         "says the same), then reboot"), None
+        return Check("config", FAIL, "; ".join(map(str, exc.problems)) + safe,
+                     f"fix the fields named, then `ronda check-config {path}` and "
+                     "`sudo systemctl restart ronda`"
+                     + (f" (or edit {boot / 'ronda.toml'} and reboot)" if boot else "")), None
     cams = [c.name for c in cfg.cameras if c.enabled]
     return Check("config", OK, f"node {cfg.node.id}, {len(cams)} camera(s)"), cfg
+
+
+# ---- first boot: the technician's boot-partition file ------------------------------------
+
+
+def check_firstboot(boot: Path, state_file: Path = Path("/var/lib/ronda/firstboot.json"),
+                    manager: Any = None, booted: bool | None = None) -> Check | None:
+    """Was BOOT/ronda.toml applied? Reads ronda-error.txt, firstboot.json and the unit's
+    state; says when the boot file was edited after the running config was installed.
+    None when there is no boot partition here (nothing to say)."""
+    import hashlib
+    import json
+
+    if not boot.is_dir():
+        return None
+    src, error = boot / "ronda.toml", boot / "ronda-error.txt"
+    state: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        state = json.loads(state_file.read_text())
+    if error.is_file():
+        lines = [ln.strip() for ln in error.read_text(errors="replace").splitlines()[3:]
+                 if ln.strip()]
+        return Check("firstboot", FAIL, f"{src} was NOT applied: {'; '.join(lines)}",
+                     f"fix those fields in {src} (on a laptop: the bootfs drive), then "
+                     "reboot; until then the node runs its previous settings or safe mode",
+                     {"problems": lines})
+    if booted is None:
+        booted = Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
+    if booted:
+        from firmware.provision.services import SystemdManager
+
+        st = (manager or SystemdManager()).state("ronda-firstboot")
+        if st.active == "failed":
+            return Check("firstboot", FAIL, "ronda-firstboot.service failed",
+                         "read `journalctl -u ronda-firstboot -b`, fix what it says, reboot")
+    if not src.is_file():
+        return Check("firstboot", OK, f"no {src}: nothing to apply")
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    if state.get("sha256") and state["sha256"] != digest:
+        return Check("firstboot", WARN, f"{src} was edited after the running config was "
+                     f"installed ({state.get('applied_at', '?')}): the node still runs the "
+                     "older settings", "reboot to apply it (or `sudo ronda firstboot`)")
+    return Check("firstboot", OK, f"{src} applied {state.get('applied_at', '')}".strip())
+
+
+def check_daemon(health_file: Path, config_path: Path) -> Check | None:
+    """What the running daemon says of itself (its health file): safe mode, or settings
+    older than the installed file. None when no daemon writes one here."""
+    import json
+
+    try:
+        health = json.loads(health_file.read_text())
+    except (OSError, ValueError):
+        return None
+    rejected = health.get("config_rejected") or {}
+    if rejected:
+        return Check("daemon", FAIL, f"SAFE MODE: {rejected.get('reason')} "
+                     f"({rejected.get('file')}); only the alarm runs",
+                     f"fix {rejected.get('file')} as the config check says", {"health": True})
+    started = float(health.get("ts", 0)) - float(health.get("uptime_s", 0))
+    with contextlib.suppress(OSError):
+        if Path(config_path).stat().st_mtime > started > 0:
+            return Check("daemon", WARN, f"ronda runs settings older than {config_path} "
+                         "(edited after the daemon started)",
+                         "apply them: sudo systemctl restart ronda")
+    return Check("daemon", OK, f"ronda {health.get('version')} up {health.get('uptime_s')} s")
 
 
 # ---- MQTT ------------------------------------------------------------------------------
@@ -162,11 +244,14 @@ def check_service(unit: str = "ronda", manager: Any = None, booted: bool | None 
 def check_clock() -> Check:
     synced = platform.clock_synced()
     if synced is None:
-        return Check("clock", SKIP, "cannot tell (no adjtimex)")
+        return Check("clock", WARN, "unknown: the kernel did not say whether the clock is "
+                     "synchronised", "check `timedatectl status` (System clock synchronized: "
+                     "yes); evidence timestamps depend on it")
     if not synced:
         return Check("clock", FAIL, "not synchronised (NTP)",
-                     "the node needs NTP: check `timedatectl timesync-status` and that UDP 123 "
-                     "reaches a time server; evidence timestamps depend on it")
+                     "the node needs NTP: `timedatectl status` must say System clock "
+                     "synchronized: yes; check that UDP 123 reaches a time server (the "
+                     "image's systemd-timesyncd); evidence timestamps depend on it")
     return Check("clock", OK, time.strftime("synchronised, %Y-%m-%d %H:%M:%S UTC",
                                             time.gmtime()))
 
@@ -193,11 +278,19 @@ ALL_CHECKS = ("config", "service", "cameras", "storage", "model", "gpio", "mqtt"
 
 def run_checks(config_path: Path, *, test_outputs: bool = False,
                skip: Iterable[str] = (), camera_timeout_s: float = 10.0,
-               mqtt_timeout_s: float = 8.0) -> list[Check]:
-    """Every check, in the order a technician would fix things."""
+               mqtt_timeout_s: float = 8.0, boot: Path = Path("/boot/firmware"),
+               health_file: Path = Path("/run/ronda/health.json"),
+               state_dir: Path = Path("/var/lib/ronda")) -> list[Check]:
+    """Every check, in the order a technician would fix things. `firstboot` and `daemon`
+    appear only where there is a boot partition / a running daemon's health file."""
     skip = set(skip)
-    first, cfg = check_config(Path(config_path))
+    first, cfg = check_config(Path(config_path), boot if boot.is_dir() else None, state_dir)
     checks = [first]
+    extra = [guard("firstboot", lambda: check_firstboot(boot, state_dir / "firstboot.json")
+                   or Check("firstboot", SKIP)),
+             guard("daemon", lambda: check_daemon(health_file, Path(config_path))
+                   or Check("daemon", SKIP))]
+    checks += [c for c in extra if c.status != SKIP or c.detail]
     if cfg is None:
         return checks
     if "service" not in skip:
