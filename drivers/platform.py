@@ -58,7 +58,9 @@ def throttled() -> list[str] | None:
 
 
 def clock_synced() -> bool | None:
-    """True when the kernel says the clock is NTP-synchronised (adjtimex)."""
+    """True when the kernel says the clock is NTP-synchronised (adjtimex), False when it
+    says not, None when it cannot say (no adjtimex, or the call failed: a seccomp filter
+    such as systemd's ProtectClock=, EPERM...). A failed call is never "synchronised"."""
     try:
         import ctypes
 
@@ -68,5 +70,7 @@ def clock_synced() -> bool | None:
         libc = ctypes.CDLL(None, use_errno=True)
         state = libc.adjtimex(ctypes.byref(Timex()))
     except (OSError, AttributeError):
+        return None
+    if state < 0:  # -1 and errno: the kernel did not answer
         return None
     return state != 5  # TIME_ERROR: clock not synchronised

@@ -41,6 +41,37 @@ def is_jetson(root: Path = Path("/")) -> bool:
     return (root / "etc/nv_tegra_release").exists()
 
 
+def board_model(root: Path = Path("/")) -> str:
+    """The board's model from the device tree ('Raspberry Pi 5 Model B Rev 1.0'), or ''."""
+    try:
+        return (root / "proc/device-tree/model").read_bytes().rstrip(b"\0").decode(
+            errors="replace")
+    except OSError:
+        return ""
+
+
+def real_board(root: Path = Path("/")) -> str:
+    """The model of a board with real GPIO (a Raspberry Pi or a Jetson), else ''."""
+    model = board_model(root)
+    if "Raspberry Pi" in model or is_jetson(root):
+        return model or "NVIDIA Jetson"
+    return ""
+
+
+def no_factory_hint(root: Path = Path("/")) -> str:
+    """What to do when no pin factory works. Never `mock` on a real board: simulated pins
+    would make every check green while the panic button is dead."""
+    model = board_model(root)
+    if "Raspberry Pi" in model:
+        return (f"this {model} needs the lgpio pin factory (Raspberry Pi 5: only lgpio "
+                "works): install ronda with the `pi` extra (pip install lgpio; Debian: "
+                "python3-lgpio) and add the ronda user to the gpio group")
+    if is_jetson(root):
+        return 'set [gpio] pin_factory = "jetson" and pip install Jetson.GPIO'
+    return ('no GPIO on this machine; on a development machine only, [gpio] pin_factory = '
+            '"mock" simulates the pins')
+
+
 def make_pin_factory(name: str = "auto", jetson_numbering: str = "BOARD") -> Factory:
     """A pin factory by config name: auto, lgpio, rpigpio, pigpio, native, jetson or mock.
 
@@ -65,8 +96,8 @@ def make_pin_factory(name: str = "auto", jetson_numbering: str = "BOARD") -> Fac
             try:
                 return Device._default_pin_factory()
             except Exception as exc:
-                raise PinFactoryError(f"no GPIO on this machine ({exc}); set [gpio] "
-                                      f"pin_factory = \"mock\" to simulate pins") from exc
+                raise PinFactoryError(f"no working pin factory ({exc}): "
+                                      f"{no_factory_hint()}") from exc
     if name not in FACTORIES:
         raise PinFactoryError(f"unknown pin factory {name!r}; one of: auto, jetson, "
                               + ", ".join(FACTORIES))
@@ -74,4 +105,5 @@ def make_pin_factory(name: str = "auto", jetson_numbering: str = "BOARD") -> Fac
     try:
         return getattr(importlib.import_module(module_name), class_name)()
     except Exception as exc:
-        raise PinFactoryError(f"pin factory {name} unavailable: {exc}") from exc
+        raise PinFactoryError(f"pin factory {name} unavailable ({exc}): "
+                              f"{no_factory_hint()}") from exc

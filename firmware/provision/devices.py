@@ -246,6 +246,13 @@ def check_gpio(cfg: config_mod.Config, test_outputs: bool = False,
     from drivers.gpio.panel import Panel
 
     pins = _gpio_pins(gpio)
+    from drivers.gpio.factory import real_board
+
+    board = real_board()
+    if gpio.pin_factory == "mock" and board and factory is None:
+        return Check("gpio", FAIL, f'pin_factory = "mock" on a real {board}: the panic '
+                     "button and the siren are simulated, not wired",
+                     'set [gpio] pin_factory = "auto" (lgpio on a Pi 5)', {"pins": pins})
     pulsed: list[str] = []
     own_factory = factory is None
     panel = None
@@ -264,9 +271,9 @@ def check_gpio(cfg: config_mod.Config, test_outputs: bool = False,
     except (GPIOZeroError, OSError, ValueError, RuntimeError) as exc:  # PinFactoryError too
         return Check("gpio", FAIL, f"{type(exc).__name__}: {exc} (pins: "
                      f"{', '.join(pins) or 'none'})",
-                     "stop the daemon first (systemctl stop ronda), check gpio.pin_factory and "
-                     "the pin numbers (BCM on a Pi, gpio.jetson_numbering on a Jetson), and that "
-                     "the user is in the gpio group",
+                     "stop the daemon first (systemctl stop ronda); check the pin numbers "
+                     "(BCM on a Pi, gpio.jetson_numbering on a Jetson) and gpio.pin_factory "
+                     "(auto: lgpio on a Pi 5), and that the user is in the gpio group",
                      {"claimed": [], "pins": pins})
     finally:
         if panel is not None:

@@ -16,7 +16,7 @@ import threading
 import time
 import zoneinfo
 
-from drivers.gpio.factory import make_pin_factory
+from drivers.gpio.factory import make_pin_factory, real_board
 from drivers.gpio.panel import Panel
 from firmware.alarm.arming import ArmState
 from firmware.alarm.component import AlarmComponent
@@ -103,6 +103,11 @@ def build(ctx: Context) -> list[Component]:
         except Exception as exc:  # PinFactoryError, a pin in use...: run on without GPIO
             gpio_error = str(exc)
             log.error("GPIO unavailable, the panel is disabled: %s", exc)
+    board = real_board()
+    if gpio.enabled and gpio.pin_factory == "mock" and board:
+        gpio_error = (f'pin_factory = "mock" on a real {board}: the panic button is not '
+                      'wired; set [gpio] pin_factory = "auto"')
+        log.error("%s", gpio_error)
     if panel is not None and type(panel.factory).__name__ == "MockFactory":
         _signal_buttons(panel)  # also "auto" resolved to mock by GPIOZERO_PIN_FACTORY
     status = StatusIndicator(panel.status_led if panel else None)
