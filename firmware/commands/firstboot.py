@@ -41,19 +41,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--led-command", default="",
                    help="run this program with {state} = applying|ok|error in its arguments "
                         "(split like a shell would, but no shell runs it)")
+    p.add_argument("--status-led", choices=("auto", "on", "off"), default="auto",
+                   help="drive the status LED (booting blink, then the config-rejected rhythm "
+                        "on error); auto: only on the booted node itself (default: auto)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from firmware.provision.firstboot import ProvisionError, check, firstboot
-
     words = shlex.split(args.led_command)
+    led = None if args.check else _status_led(args)
 
     def status(state: str) -> None:
+        if led is not None:
+            led(state)
         if words:  # no shell: the words are a program and its arguments
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 subprocess.run([w.replace("{state}", state) for w in words], check=False,
                                timeout=10)
+
+    try:
+        return _run(args, status)
+    finally:
+        if led is not None:
+            led.close()
+
+
+def _status_led(args: argparse.Namespace):
+    """The status LED hook, or None (not wanted, or GPIO unavailable: never fatal)."""
+    from firmware.provision.system import booted_here
+
+    if args.status_led == "off" or (args.status_led == "auto" and
+                                    not (args.root == Path("/") and booted_here())):
+        return None
+    from firmware.provision.led import FirstbootLed, status_led_settings
+
+    try:
+        return FirstbootLed(status_led_settings(args.boot / "ronda.toml"))
+    except Exception as exc:  # a busy pin, no pin factory: first boot goes on without it
+        print(f"firstboot: status LED unavailable: {exc}", file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace, status) -> int:
+    from firmware.provision.firstboot import ProvisionError, check, firstboot
 
     try:
         if args.check:
