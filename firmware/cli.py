@@ -44,9 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str | None
+               ) -> argparse.ArgumentParser:
+    """The parser of `command` (its usage is what a mistyped option should show)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # shown with the sub-command's usage, not the top-level one
+        _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -55,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a user sees one line, never a traceback
+        if args.log_level == "debug":
+            raise
+        print(f"ronda {args.command}: error: {type(exc).__name__}: {exc}\n"
+              f"(run `ronda --log-level debug {args.command} ...` to see where)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

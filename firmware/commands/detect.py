@@ -78,9 +78,7 @@ def _photo(args: argparse.Namespace, settings) -> int:
         print(f"{args.source}: cannot read the image", file=sys.stderr)
         return 1
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    det = Detector(settings.model, labels=settings.labels, model_type=settings.model_type,
-                   num_threads=settings.num_threads, delegate=settings.delegate,
-                   device=settings.delegate_device, min_score=0.1)
+    det = _detector(Detector, settings, min_score=0.1)
     t0 = time.perf_counter()
     found = det.detect(rgb)
     ms = (time.perf_counter() - t0) * 1000
@@ -102,9 +100,7 @@ def _stream(args: argparse.Namespace, settings) -> int:
     from inference.frames import FrameReader
     from inference.pipeline import CameraPipeline, TrackReport
 
-    det = Detector(settings.model, labels=settings.labels, model_type=settings.model_type,
-                   num_threads=settings.num_threads, delegate=settings.delegate,
-                   device=settings.delegate_device, min_score=min(0.4, settings.min_score))
+    det = _detector(Detector, settings, min_score=min(0.4, settings.min_score))
     if args.snapshots:
         args.snapshots.mkdir(parents=True, exist_ok=True)
 
@@ -142,3 +138,14 @@ def _stream(args: argparse.Namespace, settings) -> int:
           f"{stats['detector_runs']}, inference p50 {stats['inference_ms_p50']} ms, "
           f"tracks {stats['tracks_total']}, alerts {stats['alerts']}")
     return 0
+
+
+def _detector(detector: type, settings, min_score: float):
+    """The detector, or exit with one line when the model file is not a usable model."""
+    try:
+        return detector(settings.model, labels=settings.labels, model_type=settings.model_type,
+                        num_threads=settings.num_threads, delegate=settings.delegate,
+                        device=settings.delegate_device, min_score=min_score)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise SystemExit(f"{settings.model}: not a usable TensorFlow Lite model "
+                         f"({str(exc).strip()})") from None

@@ -59,6 +59,17 @@ def scene_h264(*, seconds: float = 12.0, size: tuple[int, int] = (640, 360), fps
     return out
 
 
+def port_free(port: int) -> None:
+    """Raise OSError when something already listens on 127.0.0.1:`port`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"port {port} is in use (another camera or server "
+                                     f"listens there): pick another with --port") from None
+
+
 def rtsp_answers(port: int, timeout: float = 0.5) -> bool:
     """Whether an RTSP server on 127.0.0.1:`port` answers OPTIONS."""
     try:
@@ -110,6 +121,7 @@ class RtspTestCamera:
 
         if not Path(SYSTEM_PYTHON).exists():
             raise FileNotFoundError(f"{SYSTEM_PYTHON} (with python3-gi) is needed")
+        port_free(self.port)  # else an old server answering there would pass for this one
         args = [SYSTEM_PYTHON, str(Path(__file__).resolve()), "--serve",
                 "--port", str(self.port), "--path", self.path, "--codec", self.codec,
                 "--fps", str(self.fps)]
@@ -283,7 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     cam = RtspTestCamera(opts.port, opts.path, user=opts.user, password=opts.password,
                          codec=opts.codec, seconds=opts.seconds, size=(width, height),
                          fps=opts.fps)
-    cam.start()
+    try:
+        cam.start()
+    except (OSError, RuntimeError) as exc:
+        print(f"test-camera: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}",
+              file=sys.stderr)
+        return 1
     print(f"serving {cam.url}  (Ctrl-C to stop)", flush=True)
     try:
         while cam.running:
