@@ -69,6 +69,10 @@ def pinned(root: Path, segments: list[Segment]) -> Iterator[list[Path]]:
     except OSError:
         yield [root / s.path for s in segments]
         return
+    with contextlib.suppress(OSError):  # `sudo ronda clips export`: the daemon (the store's
+        owner = root.stat()                # owner) must be able to remove it if we are killed
+        if os.geteuid() == 0 and owner.st_uid != 0:
+            os.chown(pin_dir, owner.st_uid, owner.st_gid)
     try:
         paths = []
         for i, seg in enumerate(segments):
@@ -84,6 +88,40 @@ def pinned(root: Path, segments: list[Segment]) -> Iterator[list[Path]]:
         yield paths
     finally:
         shutil.rmtree(pin_dir, ignore_errors=True)
+
+
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # someone else's (root's) process
+        return True
+    return True
+
+
+def sweep_pins(root: Path) -> dict[str, int]:
+    """Remove the pin directories of exports that died (kill -9, a power cut), and count
+    the bytes pins hold that retention could not free (a file only a pin still links).
+    A pin directory this process cannot remove (made by root before pins were handed to
+    the store's owner) stays counted in `stuck`, so the space never goes missing silently."""
+    counts = {"removed": 0, "stuck": 0, "pinned_bytes": 0}
+    for pin in Path(root).glob(f"{PINS}*"):
+        if not pin.is_dir():
+            continue
+        pid = pin.name[len(PINS):].split("-", 1)[0]
+        if not _pid_alive(pid):
+            shutil.rmtree(pin, ignore_errors=True)
+            if not pin.exists():
+                counts["removed"] += 1
+                continue
+            counts["stuck"] += 1
+        with contextlib.suppress(OSError):
+            for link in pin.iterdir():
+                st = link.stat()
+                if st.st_nlink == 1:  # retention deleted the segment: only the pin holds it
+                    counts["pinned_bytes"] += st.st_size
+    return counts
 
 
 def _concat_list(paths: list[Path]) -> str:

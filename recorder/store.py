@@ -19,7 +19,6 @@ import errno
 import logging
 import os
 import re
-import shutil
 import sqlite3
 import threading
 import time
@@ -30,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from recorder import probe
+from recorder.export import sweep_pins
 from recorder.index import Index, IndexError_, Segment
 
 log = logging.getLogger(__name__)
@@ -119,16 +119,6 @@ def segment_name(camera: str, start: float) -> str:
     """Relative path of a segment: cam/2026-11-28/01/cam-20261128T013502.250Z.mp4."""
     dt = datetime.fromtimestamp(start, timezone.utc)
     return f"{camera}/{dt:%Y-%m-%d}/{dt:%H}/{camera}-{stamp(start)}{SUFFIX}"
-
-
-def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -463,9 +453,7 @@ class Store:
         rows = index.segments()
         gone = [s.id for s in rows if not (self.root / s.path).is_file()]
         counts["dropped"] = index.forget(gone)
-        for stale in self.root.glob(".export-*"):  # pins of an export that crashed
-            if stale.is_dir() and not _alive(stale.name.split("-")[1]):
-                shutil.rmtree(stale, ignore_errors=True)
+        sweep_pins(self.root)  # pins of an export that crashed
         camera_dirs = sorted(p for p in self.root.iterdir() if p.is_dir()
                              and not p.name.startswith(".")
                              and (cameras is None or p.name in cameras))
@@ -577,5 +565,6 @@ class Store:
                 "clips": len(index.clips()),
                 "oldest_footage_h": round((time.time() - oldest) / 3600, 3) if oldest else None,
                 "free_bytes": self.free_bytes(),
+                "pinned_bytes": sweep_pins(self.root)["pinned_bytes"],
                 "counters": index.counters(),
             }
