@@ -68,12 +68,12 @@ def _check_boot_form(path: str) -> int:
     from firmware.provision.firstboot import ProvisionError, check
 
     try:
-        node = check(Path(path))
+        node = check(Path(path), empty_ok=True)
     except ProvisionError as exc:
         print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {mask_credentials(problem)}", file=sys.stderr)
         return config.EX_CONFIG
     print(f"{path}: valid boot-partition file (node {node}); [secrets] go to the node at "
-          "first boot")
+          "first boot (an empty one keeps the node's stored value)")
     return 0

@@ -94,7 +94,7 @@ def secret_file(key: str) -> Path:
 # ---- planning: everything that can fail happens before anything is written -----------
 
 
-def _plan(text: str, source: str, root: Path) -> _Plan:
+def _plan(text: str, source: str, root: Path, empty_ok: bool = False) -> _Plan:
     try:
         config.tomllib.loads(text)  # its messages name the line and column
         data = tomlkit.parse(text)
@@ -122,7 +122,7 @@ def _plan(text: str, source: str, root: Path) -> _Plan:
 
     wanted: list[tuple[str, str]] = []  # (secret key, dotted config field)
     for key, value in secrets.items():
-        if not value and not under(root, secret_file(key)).exists():
+        if not value and not empty_ok and not under(root, secret_file(key)).exists():
             problems.append(f"secrets.{key}: empty and no stored secret on the node: "
                             f"write the value between the quotes")
         if key == "network.wifi_psk":
@@ -203,16 +203,17 @@ def _validate(data: dict[str, Any], source: str, root: Path,
 # ---- applying ---------------------------------------------------------------------------
 
 
-def check(path: Path, root: Path = Path("/")) -> str:
+def check(path: Path, root: Path = Path("/"), empty_ok: bool = False) -> str:
     """Validate a boot-partition ronda.toml without applying anything; returns the node id.
-    Raises ProvisionError. Secrets left empty count as stored only if they are in `root`."""
+    Raises ProvisionError. Secrets left empty count as stored only if they are in `root`
+    (or always, with `empty_ok`: a card checked on a laptop after first boot blanked them)."""
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         misses = near_misses(Path(path).parent)
         hint = f" (found {', '.join(m.name for m in misses)}: rename it)" if misses else ""
         raise ProvisionError([f"{path}: {exc.strerror}{hint}"]) from None
-    return _plan(text, str(path), Path(root)).node_id
+    return _plan(text, str(path), Path(root), empty_ok).node_id
 
 
 def firstboot(boot: Path, root: Path = Path("/"), *, status: StatusHook | None = None,

@@ -109,6 +109,9 @@ def test_check_config_takes_the_boot_form_and_hides_secrets(tmp_path):
 
     ok = check(boot)
     assert ok.returncode == 0 and "valid boot-partition file" in ok.stdout
+    boot.write_text(GOOD.replace('"sangat-rahasia"', '""'))  # a card first boot blanked
+    assert check(boot).returncode == 0
+    boot.write_text(GOOD)
     boot.write_text(GOOD.replace('id = "rw05"', 'id = "-x"'))
     bad = check(boot)
     assert bad.returncode == 78 and "node.id" in bad.stderr
