@@ -133,7 +133,9 @@ def _plan(text: str, source: str, root: Path, empty_ok: bool = False) -> _Plan:
     if problems:
         raise ProvisionError(problems)
 
-    cfg = _validate(data, source, root, secrets)
+    probe = {k: v or ("stored-on-the-node" if empty_ok and not under(root, secret_file(k)).exists()
+                      else v) for k, v in secrets.items()}
+    cfg = _validate(data, source, root, probe)
     marked = {dotted for dotted, _ in config.secret_paths(cfg)}
     for key, dotted in wanted:
         if dotted not in marked:
