@@ -154,3 +154,16 @@ def test_a_refused_boot_file_is_what_a_node_without_config_reports(tmp_path):
     assert rejected.source == str(boot / "ronda.toml")
     assert rejected.reason.startswith("config rejected: recorder.quota")
     assert [p.pin for p in cfg.gpio.panic] == [5] and cfg.gpio.siren.pin == 6
+
+
+def test_outputs_off_after_a_safe_mode_run_drives_the_safe_pins(tmp_path):
+    """ExecStopPost's `ronda outputs-off` with the same bad file: the pins safe mode drove."""
+    bad = tmp_path / "ronda.toml"
+    bad.write_text('[node]\nid = "rw05"\n[gpio]\npin_factory = "mock"\nsiren = { pin = 6 }\n'
+                   '[recorder]\nquota = "banyak"\n')
+    result = subprocess.run([sys.executable, "-m", "firmware", "outputs-off", "-c", str(bad)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert "siren (pin 6) off" in result.stdout
+    assert "config rejected: recorder.quota" in result.stderr
