@@ -51,7 +51,7 @@ def refused(boot: Path, root: Path, text: str) -> list[str]:
 
 @pytest.mark.parametrize(("edit", "field"), [
     # a newline in the Wi-Fi name would add a section to the NetworkManager keyfile
-    (lambda t: t.replace('"RW05-POS"', '"RW05\\n[wifi-security]\\nkey-mgmt=none"'),
+    (lambda t: t.replace('"RW05-POS"', '"R\\n[ipv4]\\nmethod=x"'),  # fits in 32 chars
      "provision.network.wifi_ssid"),
     (lambda t: t.replace('"wifi-s3cret"', '"s3cret-long\\n[ipv4]"'), "secrets.network.wifi_psk"),
     (lambda t: t.replace('"wifi-s3cret"', '"short"'), "secrets.network.wifi_psk"),
@@ -77,7 +77,7 @@ def refused(boot: Path, root: Path, text: str) -> list[str]:
                    'substream_url = "file:///etc/shadow"\n', "cameras[0].substream_url"),
     (lambda t: t + '\n[[cameras]]\nname = "c"\nkind = "usb"\ndevice = "/etc/shadow"\n',
      "cameras[0].device"),
-    (lambda t: t.replace('label = "RONDA-REC"', 'format_device = "/dev/../etc/passwd"'),
+    (lambda t: t.replace('label = "RONDA-REC"', 'format_device = "/dev/../no-such-ronda-disk"'),
      "provision.storage.format_device"),
 ])
 def test_hostile_values_are_refused_before_any_system_file(dirs, edit, field):
