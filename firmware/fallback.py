@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import socket
 from dataclasses import dataclass, field
@@ -42,7 +43,9 @@ log = logging.getLogger(__name__)
 
 DEFAULTS = Path(__file__).parent / "data" / "safe-defaults.toml"
 LAST_GOOD = "last-good.json"
-DEFAULT_DATA_DIR = Path("/var/lib/ronda")
+# Where a node without a usable config finds first boot's record and keeps its state;
+# RONDA_DATA_DIR moves it (a test, an unusual install).
+DEFAULT_DATA_DIR = Path(os.environ.get("RONDA_DATA_DIR") or "/var/lib/ronda")
 
 
 @dataclass
@@ -85,7 +88,7 @@ def _fallback_node(raw: dict[str, Any]) -> NodeSettings:
     if isinstance(node, NodeSettings):
         return node
     name = re.sub(r"[^a-z0-9-]", "-", socket.gethostname().lower()).strip("-")[:64]
-    return NodeSettings(id=name or "unconfigured")
+    return NodeSettings(id=name or "unconfigured", data_dir=DEFAULT_DATA_DIR)
 
 
 def last_good_path(data_dir: Path) -> Path:

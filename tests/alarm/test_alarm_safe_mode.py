@@ -167,3 +167,43 @@ def test_outputs_off_after_a_safe_mode_run_drives_the_safe_pins(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "siren (pin 6) off" in result.stdout
     assert "config rejected: recorder.quota" in result.stderr
+
+
+def test_fresh_image_with_a_bad_boot_file_boots_to_a_working_panic_button(tmp_path):
+    """The whole path: first boot refuses the card (one typo), no config is installed, the
+    real `ronda run` (as ronda.service starts it) takes the card's [gpio] and its panic pin
+    drives the siren; health names the card's file and field."""
+    from firmware.provision.firstboot import ProvisionError, firstboot
+
+    boot, root = tmp_path / "boot", tmp_path / "root"
+    boot.mkdir()
+    (boot / "ronda.toml").write_text(
+        '[node]\nid = "rw05"\n[mqtt]\nenabled = false\n'
+        '[gpio]\npin_factory = "mock"\npanic = [{ pin = 5 }]\nsiren = { pin = 6 }\n'
+        '[recorder]\nquota = "banyak"\n')
+    with pytest.raises(ProvisionError):
+        firstboot(boot, root)
+    state = root / "var/lib/ronda"
+    (root / "etc/ronda").mkdir(parents=True)  # the image's /etc/ronda, still without a config
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    node = start(root / "etc/ronda/ronda.toml", RONDA_DATA_DIR=str(state),
+                 RUNTIME_DIRECTORY=str(run_dir))
+    health_file = run_dir / "health.json"
+
+    def report() -> dict:
+        try:
+            return json.loads(health_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    try:
+        first = wait_for(report, 30, "the health file")
+        assert first["last_error"].startswith("config rejected: recorder.quota")
+        assert first["config_rejected"]["file"] == str(boot / "ronda.toml")
+        node.send_signal(signal.SIGUSR1)  # the card's panic pin 5
+        wait_for(lambda: report().get("components", {}).get("alarm", {}).get("outputs", {})
+                 .get("siren", {}).get("state") == "panic", 30, "the siren on pin 6")
+    finally:
+        terminate(node, timeout=8)
+    assert node.returncode == 0
