@@ -86,7 +86,11 @@ def _valid(model: type[BaseModel], data: Any) -> BaseModel | None:
 def _fallback_node(raw: dict[str, Any]) -> NodeSettings:
     node = _valid(NodeSettings, raw.get("node"))
     if isinstance(node, NodeSettings):
-        return node
+        try:  # a data_dir that cannot be made must not keep the alarm from starting
+            Path(node.data_dir).mkdir(parents=True, exist_ok=True)
+            return node
+        except OSError:
+            return node.model_copy(update={"data_dir": DEFAULT_DATA_DIR})
     name = re.sub(r"[^a-z0-9-]", "-", socket.gethostname().lower()).strip("-")[:64]
     return NodeSettings(id=name or "unconfigured", data_dir=DEFAULT_DATA_DIR)
 

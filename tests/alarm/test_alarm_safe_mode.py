@@ -207,3 +207,14 @@ def test_fresh_image_with_a_bad_boot_file_boots_to_a_working_panic_button(tmp_pa
     finally:
         terminate(node, timeout=8)
     assert node.returncode == 0
+
+
+def test_an_unusable_data_dir_does_not_stop_safe_mode(tmp_path, monkeypatch):
+    import firmware.fallback as fallback
+
+    monkeypatch.setattr(fallback, "DEFAULT_DATA_DIR", tmp_path / "state")
+    bad = tmp_path / "ronda.toml"
+    bad.write_text('[node]\nid = "rw05"\ndata_dir = "/proc/ronda-cannot-be-here"\n'
+                   '[recorder]\nquota = "banyak"\n')
+    cfg, _ = safe_config(bad, config.ConfigError(str(bad), [config.Problem("x", "y")]))
+    assert cfg.node.data_dir == tmp_path / "state" and cfg.node.id == "rw05"
