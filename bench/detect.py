@@ -49,7 +49,7 @@ from inference.frames import decode_file  # noqa: E402
 from inference.motion import MotionDetector  # noqa: E402
 from inference.pipeline import CameraPipeline, single_threaded_opencv  # noqa: E402
 from inference.settings import DetectSettings  # noqa: E402
-from inference.synthetic import encode, make_clip  # noqa: E402
+from tests.synthetic import encode, make_clip  # noqa: E402
 
 
 def emit(name: str, value: float, unit: str, note: str = "") -> None:

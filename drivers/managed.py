@@ -179,7 +179,8 @@ class ManagedProcess:
     def _loop(self, stop: threading.Event) -> None:
         # full jitter above the floor: never a busy loop, and children of many nodes (or
         # cameras) that failed together do not restart in step
-        backoff = Backoff(self.backoff_min_s, self.backoff_cap_s, min_s=self.backoff_min_s)
+        backoff = Backoff(self.backoff_min_s, max(self.backoff_min_s, self.backoff_cap_s),
+                          min_s=self.backoff_min_s)
         while not stop.is_set():
             try:
                 reason = self._run_once(stop)

@@ -70,7 +70,7 @@ def detect(args: argparse.Namespace) -> int:
 def _photo(args: argparse.Namespace, settings) -> int:
     import cv2
 
-    from inference.detector import Detector
+    from inference import detectors
     from inference.pipeline import encode_jpeg
 
     bgr = cv2.imread(args.source, cv2.IMREAD_COLOR)
@@ -78,9 +78,8 @@ def _photo(args: argparse.Namespace, settings) -> int:
         print(f"{args.source}: cannot read the image", file=sys.stderr)
         return 1
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    det = Detector(settings.model, labels=settings.labels, model_type=settings.model_type,
-                   num_threads=settings.num_threads, delegate=settings.delegate,
-                   device=settings.delegate_device, min_score=0.1)
+    det = detectors.create(settings)  # the back-end of `[detect] type`
+    det.min_score = 0.1
     t0 = time.perf_counter()
     found = det.detect(rgb)
     ms = (time.perf_counter() - t0) * 1000
@@ -98,13 +97,11 @@ def _photo(args: argparse.Namespace, settings) -> int:
 
 def _stream(args: argparse.Namespace, settings) -> int:
     from drivers.cameras.base import StreamInput
-    from inference.detector import Detector
+    from inference import detectors
     from inference.frames import FrameReader
     from inference.pipeline import CameraPipeline, TrackReport
 
-    det = Detector(settings.model, labels=settings.labels, model_type=settings.model_type,
-                   num_threads=settings.num_threads, delegate=settings.delegate,
-                   device=settings.delegate_device, min_score=min(0.4, settings.min_score))
+    det = detectors.create(settings)
     if args.snapshots:
         args.snapshots.mkdir(parents=True, exist_ok=True)
 
@@ -117,8 +114,8 @@ def _stream(args: argparse.Namespace, settings) -> int:
     def tamper(r) -> None:
         print(f"{time.strftime('%H:%M:%S')} tamper {r.kind} {r.phase}", flush=True)
 
-    pipe = CameraPipeline(args.camera, settings, det, settings.width, settings.height,
-                          on_track=report, on_tamper=tamper)
+    pipe = CameraPipeline(args.camera, settings.for_camera(args.camera), det, settings.width,
+                          settings.height, on_track=report, on_tamper=tamper)
     live = "://" in args.source
     reader = FrameReader(args.camera, StreamInput(args.source), settings.width,
                          settings.height, fps=settings.fps, hwaccel=settings.hwaccel,

@@ -17,8 +17,8 @@ from firmware.bus import EventBus
 from firmware.events import TamperEvent
 from firmware.wiring.detect import DetectService
 from inference.settings import DetectSettings
-from inference.synthetic import encode
 from inference.tamper import TamperDetector
+from tests.synthetic import encode
 
 FPS = 5
 
