@@ -7,6 +7,7 @@ package imports one further down the flow. Checked on the source, so it cannot r
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,7 @@ def test_runtime_imports_see_function_level_ones_but_not_type_checking() -> None
 KNOWN_CYCLES = {"mqtt.link -> mqtt.settings -> mqtt.link"}
 
 
+@functools.cache
 def import_cycles() -> list[str]:
     """Each cycle of the project's import graph, as "a -> b -> a" from its first module
     in sorted order."""
