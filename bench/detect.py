@@ -350,7 +350,7 @@ def main() -> int:
     if args.child:
         child_rss(args.child, args.scene, args.threads)
         return 0
-    single_threaded_opencv()  # as the node does (firmware/wiring/detect.py)
+    single_threaded_opencv()  # as the node does (inference/service.py)
     if not MODEL.is_file():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch-test-models"),
                         str(MODEL.parent)], check=True)

@@ -185,10 +185,10 @@ def test_restarted_service_reports_frames_afresh(tmp_path: Path, models_dir: Pat
     [service] = build(context(config(models_dir), tmp_path, cameras=registry))
     for _ in range(2):  # as the supervisor does after a crash
         service.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and service.health()["frames_in"] < 8:
-            time.sleep(0.1)
-        service.stop()
+        try:
+            wait_for(lambda: service.health()["frames_in"] >= 8, 20, "8 frames")
+        finally:
+            service.stop()
     assert len(registry.frame_reports) >= 2
     assert all(count > 0 for count in registry.frame_reports)
     # the detect stream is judged against the rate detection decodes at ([detect] fps)
@@ -201,13 +201,9 @@ def test_a_broken_camera_does_not_stop_the_others(tmp_path: Path, models_dir: Pa
     [service] = build(context(config(models_dir), tmp_path, cameras=registry))
     service.start()
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            cams = service.health()["cameras"]
-            if cams.get("gang", {}).get("frames_in", 0) >= 10 and \
-                    ("pos", "detect", "offline") in [s[:3] for s in registry.states]:
-                break
-            time.sleep(0.1)
+        wait_for(lambda: service.health()["cameras"].get("gang", {}).get("frames_in", 0) >= 10
+                 and ("pos", "detect", "offline") in [s[:3] for s in registry.states],
+                 20, "gang's frames and pos offline")
         cams = service.health()["cameras"]
     finally:
         service.stop()
