@@ -250,3 +250,19 @@ def test_decoder_restarts_as_soon_as_the_camera_is_back(tmp_path: Path, models_d
     assert back < backoff_from + delay - 2, "the camera came back too late"
     # online before the backoff alone would even have started the next decoder
     assert online < backoff_from + delay, (online - back, delay)
+
+
+def test_clips_are_kept_with_the_camera_s_own_pre_and_post() -> None:
+    from inference.pipeline import TrackReport
+    from inference.service import DetectionLoop
+
+    settings = DetectSettings(enabled=True, pre_s=10, post_s=30,
+                              cameras={"pos": {"pre_s": 2, "post_s": 60}})
+    clips: list[tuple] = []
+    loop = DetectionLoop(settings, {"gang": StreamInput("x"), "pos": StreamInput("y")},
+                         on_protect=lambda *clip: clips.append(clip))
+    for camera in ("gang", "pos"):
+        loop.publish_track(TrackReport(camera=camera, phase="end", track_id=camera, label="p",
+                                       score=0.9, box=(0, 0, 1, 1), zones=[], started=100.0,
+                                       ended=110.0))
+    assert clips == [("gang", 90.0, 140.0, ("gang",)), ("pos", 98.0, 170.0, ("pos",))]
