@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import tests.foundation.test_foundation_lifecycle as lifecycle
+import firmware.devtools.broker as broker_module
 import tests.waiting as waiting
 from tests.conftest import integration_reason
 
@@ -21,8 +21,8 @@ def item(fixtures=(), module=None, marks=(), function=None) -> SimpleNamespace:
 def test_real_parts_are_integration() -> None:
     assert integration_reason(item(fixtures=["tmp_path", "broker"]), {}) == "uses broker"
     assert integration_reason(item(marks=["slow"]), {}) == "marked slow"
-    # that module starts the daemon as a child: all of it is out of the fast lane
-    assert "starts real parts" in integration_reason(item(module=lifecycle), {})
+    # a module that starts Mosquitto: all of its tests are out of the fast lane
+    assert "starts real parts" in integration_reason(item(module=broker_module), {})
 
 
 def test_fuzzing_thousands_of_examples_is_left_to_the_full_suite() -> None:
