@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,3 +94,49 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if reason and not item.get_closest_marker("integration"):
             item.add_marker(pytest.mark.integration)
+
+
+# In the fast lane (RONDA_FAST_LANE=1, set by `make test-fast`) the real parts are not even
+# on the PATH: stand-ins for them record which test called them and fail, and the run
+# fails at its end naming those tests, so a test the marking above missed is found the
+# first time it runs there instead of quietly making the fast lane slow.
+REAL_PARTS = ("ffmpeg", "ffprobe", "mosquitto", "gst-launch-1.0")
+
+
+def install_fast_lane_guard(bin_dir: Path) -> Path:
+    """Put stand-ins for REAL_PARTS in `bin_dir`, first on the PATH; returns their log."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    log = bin_dir / "calls.log"
+    for name in REAL_PARTS:
+        stub = bin_dir / name
+        stub.write_text("#!/bin/sh\n"
+                        f'echo "{name} ${{PYTEST_CURRENT_TEST:-?}}" >> "{log}"\n'
+                        f'echo "{name}: not in the fast lane (the test is integration)" >&2\n'
+                        "exit 127\n")
+        stub.chmod(0o755)
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    return log
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("RONDA_FAST_LANE") == "1":
+        config._ronda_fast_lane_log = install_fast_lane_guard(  # type: ignore[attr-defined]
+            Path(tempfile.mkdtemp(prefix="ronda-fast-lane-")))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    log = getattr(session.config, "_ronda_fast_lane_log", None)
+    if log is None:
+        return
+    calls = sorted(set(log.read_text().splitlines())) if log.exists() else []
+    shutil.rmtree(log.parent, ignore_errors=True)
+    if not calls:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write("\n")
+        reporter.write_line("fast lane: these tests started real parts; mark them "
+                            "integration (or fix tests/conftest.py's marking):", red=True)
+        for call in calls:
+            reporter.write_line(f"  {call}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

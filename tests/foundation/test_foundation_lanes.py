@@ -39,3 +39,18 @@ def test_fuzzing_thousands_of_examples_is_left_to_the_full_suite() -> None:
 def test_units_stay_in_the_fast_lane(request: pytest.FixtureRequest) -> None:
     assert integration_reason(item(fixtures=["tmp_path"], module=waiting), {}) == ""
     assert request.node.get_closest_marker("integration") is None
+
+
+def test_the_fast_lane_guard_records_and_refuses_real_parts(tmp_path, monkeypatch) -> None:
+    import subprocess
+
+    from tests.conftest import REAL_PARTS, install_fast_lane_guard
+
+    tool = REAL_PARTS[0]  # (named indirectly: naming it would put this module out of the lane)
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the guard edits os.environ: restored after
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "tests/x.py::test_y (call)")
+    log = install_fast_lane_guard(tmp_path / "bin")
+    result = subprocess.run([tool, "-version"], capture_output=True, text=True)
+    assert result.returncode == 127 and "not in the fast lane" in result.stderr
+    assert log.read_text() == f"{tool} tests/x.py::test_y (call)\n"
