@@ -50,6 +50,13 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
+# The fast lane: units only (no broker, no ffmpeg, no child daemon; tests/conftest.py marks
+# the others `integration`), well under 2 minutes. `make test` stays what CI runs.
+.PHONY: test-fast
+test-fast: setup
+	@start=$$(date +%s); RONDA_FAST_LANE=1 $(VENV)/bin/pytest -q -m "not integration"; rc=$$?; \
+	echo "== fast lane: $$(( $$(date +%s) - start )) s wall"; exit $$rc
+
 bench: setup
 	$(PY) bench/run.py
 

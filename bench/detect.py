@@ -49,7 +49,7 @@ from inference.frames import decode_file  # noqa: E402
 from inference.motion import MotionDetector  # noqa: E402
 from inference.pipeline import CameraPipeline, single_threaded_opencv  # noqa: E402
 from inference.settings import DetectSettings  # noqa: E402
-from inference.synthetic import encode, make_clip  # noqa: E402
+from tests.synthetic import encode, make_clip  # noqa: E402
 
 
 def emit(name: str, value: float, unit: str, note: str = "") -> None:
@@ -350,7 +350,7 @@ def main() -> int:
     if args.child:
         child_rss(args.child, args.scene, args.threads)
         return 0
-    single_threaded_opencv()  # as the node does (firmware/wiring/detect.py)
+    single_threaded_opencv()  # as the node does (inference/service.py)
     if not MODEL.is_file():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch-test-models"),
                         str(MODEL.parent)], check=True)

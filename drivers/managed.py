@@ -8,8 +8,9 @@ killed and restarted. State changes reach `on_state(state, reason)`:
 - ``online``: the child made progress since it was (re)started;
 - ``offline``: it exited or stalled; `reason` is the last line it wrote to stderr.
 
-Between restarts it waits with capped exponential backoff (so a camera with a wrong
-password costs one ffmpeg start per `backoff_cap_s`, not a busy loop). An optional
+Between restarts it waits with `support.backoff` (capped exponential, full jitter, never
+less than `backoff_min_s`), so a camera with a wrong password costs one ffmpeg start per
+`backoff_cap_s` or so, not a busy loop. An optional
 `ready()` check (a cheap TCP connect to the camera) cuts that wait short when the
 source was seen *down* and has just come back: footage resumes within a second of the
 camera's return instead of up to `backoff_cap_s` later. A source that answers but makes
@@ -39,6 +40,7 @@ import time
 from collections.abc import Callable
 
 from drivers.process import spawn, terminate
+from support.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +177,10 @@ class ManagedProcess:
                 self.stderr_tail.append(line)
 
     def _loop(self, stop: threading.Event) -> None:
-        delay = self.backoff_min_s
+        # full jitter above the floor: never a busy loop, and children of many nodes (or
+        # cameras) that failed together do not restart in step
+        backoff = Backoff(self.backoff_min_s, max(self.backoff_min_s, self.backoff_cap_s),
+                          min_s=self.backoff_min_s)
         while not stop.is_set():
             try:
                 reason = self._run_once(stop)
@@ -190,15 +195,15 @@ class ManagedProcess:
             if stop.is_set():
                 break
             if self._online:  # it worked for a while: start the backoff afresh
-                delay = self.backoff_min_s
+                backoff.reset()
             self._online = False
             self._set_state("offline", reason)
             self.restarts += 1
-            log.warning("%s: %s; restarting in %.0f s", self.name, reason, delay)
+            delay = backoff.next_delay()
+            log.warning("%s: %s; restarting in %.1f s", self.name, reason, delay)
             self.last_delay_s = delay
             if self._wait_backoff(delay, stop):
                 break
-            delay = min(delay * 2, self.backoff_cap_s)
 
     def _wait_backoff(self, delay: float, stop: threading.Event) -> bool:
         """Wait `delay` s, or less when `ready()` saw the source down then up; True = stop."""

@@ -1,8 +1,9 @@
 """Child processes (ffmpeg, GStreamer) that never outlive the daemon.
 
 Every child is started in its own process group and, on Linux, with PR_SET_PDEATHSIG so
-that the kernel kills it if the daemon dies, even by SIGKILL. `terminate` stops one
-politely (q on stdin for ffmpeg, then SIGTERM, then SIGKILL) and always reaps it.
+that the kernel kills it if the daemon dies, even by SIGKILL. `terminate` sends SIGTERM to
+the child's process group, SIGKILL if it is still there after a timeout, and always reaps
+it (stdin is /dev/null unless the caller asks otherwise: nothing is written to it).
 """
 
 from __future__ import annotations

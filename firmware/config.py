@@ -181,6 +181,9 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
     except ValidationError as exc:
         raise ConfigError(source, _problems_from(exc)) from None
     problems, warnings = check_secrets(config)
+    cameras = {c.name for c in config.cameras}
+    problems += [Problem(f"detect.{path}", message, value)
+                 for path, message, value in config.detect.problems(cameras)]
     for warning in warnings:
         log.warning("%s", warning)
     if problems:

@@ -22,15 +22,16 @@ from typing import Any, ClassVar
 
 
 def new_id() -> str:
-    """A unique, sortable-enough event id (UUID4 hex)."""
+    """A unique event id (UUID4 hex). Random, so not ordered in time: order events by
+    `ts`, or by the per-node `seq` the outbox gives them."""
     return uuid.uuid4().hex
 
 
 class Priority(IntEnum):
     """Outbox priority: when the outbox is full the lowest priority is dropped first."""
 
-    LOW = 0  # camera/storage state churn, object updates
-    NORMAL = 1  # object start/end, tamper
+    LOW = 0  # camera, storage and power state churn
+    NORMAL = 1  # object events (start, update and end), tamper
     HIGH = 2  # alarms: panic, fire; dropped last
 
 

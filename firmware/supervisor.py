@@ -1,7 +1,8 @@
 """Runs the components, restarts the ones that crash, and speaks to systemd.
 
 The supervisor's loop is the daemon's main loop. Each tick it:
-- restarts components whose thread died of an exception (backoff 1 s doubling to 60 s);
+- restarts components whose thread died of an exception, waiting with `support.backoff`
+  (ceiling 1 s doubling to 60 s, full jitter, at least 0.5 s);
 - sends WATCHDOG=1 only if no component is stalled (no beat for its `stall_after_s`),
   so that systemd restarts a node that is alive but stuck;
 - refreshes the STATUS= line with a one-line summary.
@@ -16,11 +17,13 @@ from typing import Any
 
 from firmware.component import Component
 from firmware.notify import notify, watchdog_interval
+from support.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.5
 RESTART_MIN_S, RESTART_MAX_S = 1.0, 60.0
+RESTART_FLOOR_S = 0.5  # never a busy loop, whatever the jitter draws
 
 
 class Supervisor:
@@ -30,7 +33,9 @@ class Supervisor:
         self.components = components
         self._stop = threading.Event()
         self._restart_at: dict[str, float] = {}
-        self._backoff: dict[str, float] = {}
+        self._backoff: dict[str, Backoff] = {
+            c.name: Backoff(RESTART_MIN_S, RESTART_MAX_S, min_s=RESTART_FLOOR_S)
+            for c in components}
         self._started_at: dict[str, float] = {}
         self.crashes: dict[str, int] = {c.name: 0 for c in components}
         self.last_error = ""
@@ -106,15 +111,14 @@ class Supervisor:
             name = comp.name
             if comp.running or comp.error is None:
                 if comp.running and now - self._started_at.get(name, now) > RESTART_MAX_S:
-                    self._backoff.pop(name, None)  # ran well for a while: forgive the past
+                    self._backoff[name].reset()  # ran well for a while: forgive the past
                 continue
             if name not in self._restart_at:
                 self.crashes[name] += 1
                 self.last_error = f"{name}: {comp.error!r}"
-                delay = self._backoff.get(name, RESTART_MIN_S)
-                self._backoff[name] = min(delay * 2, RESTART_MAX_S)
+                delay = self._backoff[name].next_delay()
                 self._restart_at[name] = now + delay
-                log.error("%s crashed (%r); restarting in %.0f s", name, comp.error, delay)
+                log.error("%s crashed (%r); restarting in %.1f s", name, comp.error, delay)
             elif now >= self._restart_at[name]:
                 del self._restart_at[name]
                 log.info("restarting %s", name)

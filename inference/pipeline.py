@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from inference.detector import Box, Detection, Detector, nms
+from inference.detector import Box, Detection, nms
+from inference.detectors import DetectorPlugin
 from inference.motion import MotionDetector, merge_boxes
 from inference.settings import DetectSettings
 from inference.tamper import TamperDetector
@@ -132,7 +133,7 @@ def encode_jpeg(rgb: np.ndarray, box: Box | None = None, caption: str = "",
 class CameraPipeline:
     """Motion-gated detection, tracking, zones and tamper for one camera."""
 
-    def __init__(self, camera: str, settings: DetectSettings, detector: Detector,
+    def __init__(self, camera: str, settings: DetectSettings, detector: DetectorPlugin,
                  width: int, height: int, *,
                  on_track: Callable[[TrackReport], None] = lambda r: None,
                  on_tamper: Callable[[TamperReport], None] = lambda r: None,

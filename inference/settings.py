@@ -15,6 +15,15 @@ Example::
     [[detect.masks]]          # a tree that waves in the wind
     camera = "gang-utara"
     points = [[0.8, 0.0], [1.0, 0.0], [1.0, 0.4], [0.8, 0.4]]
+
+    [detect.cameras.pos]      # this camera's own thresholds and labels
+    min_score = 0.7
+    objects = ["person", "motorcycle"]
+
+`DetectSettings.for_camera(name)` gives the settings one camera's pipeline runs with:
+``[detect]``, then that camera's ``[detect.cameras.<name>]`` over it, with only its own
+zones and masks. `DetectSettings.problems(cameras)` names what the rest of the file
+contradicts (a zone, mask or override of an unknown camera; detection with no model).
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from inference import detectors
 
 Point = tuple[float, float]
 
@@ -108,6 +119,9 @@ class DetectSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
+    type: str = Field(default="tflite",
+                      description="Detector back-end: a module of inference/detectors/ "
+                                  "(tflite).")
     fps: float = Field(default=5.0, gt=0, le=30)
     width: int = Field(default=640, ge=64, le=3840)
     height: int = Field(default=360, ge=64, le=2160)
@@ -145,6 +159,15 @@ class DetectSettings(BaseModel):
     masks: list[MaskSettings] = Field(default_factory=list)
     motion: MotionSettings = Field(default_factory=MotionSettings)
     tamper: TamperSettings = Field(default_factory=TamperSettings)
+    cameras: dict[str, CameraDetectSettings] = Field(
+        default_factory=dict, description="Per-camera overrides, [detect.cameras.<name>].")
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in detectors.types():
+            raise ValueError(f"unknown detector type (known: {', '.join(detectors.types())})")
+        return value
 
     @field_validator("width", "height")
     @classmethod
@@ -152,3 +175,86 @@ class DetectSettings(BaseModel):
         if value % 2:
             raise ValueError("must be even (frames are decoded as YUV 4:2:0)")
         return value
+
+    def for_camera(self, camera: str) -> DetectSettings:
+        """The settings of `camera`'s pipeline: its overrides applied, its zones and masks
+        only (those of ``[[detect.zones]]`` naming it, then its own)."""
+        own = self.cameras.get(camera)
+        update: dict = {"cameras": {}}
+        zones = [z for z in self.zones if z.camera == camera]
+        masks = [m for m in self.masks if m.camera == camera]
+        if own is not None:
+            update |= {name: getattr(own, name) for name in own.model_fields_set
+                       if name not in ("zones", "masks")}
+            zones += [ZoneSettings(camera=camera, **z.model_dump()) for z in own.zones]
+            masks += [MaskSettings(camera=camera, **m.model_dump()) for m in own.masks]
+        return self.model_copy(update={**update, "zones": zones, "masks": masks})
+
+    def problems(self, cameras: set[str]) -> list[tuple[str, str, object]]:
+        """(field path under ``detect``, message, value) of each contradiction with the
+        rest of the config: zones, masks and overrides naming a camera not in `cameras`,
+        and detection enabled with no model."""
+        known = ", ".join(sorted(cameras)) or "none"
+        found: list[tuple[str, str, object]] = []
+        for kind, items in (("zones", self.zones), ("masks", self.masks)):
+            for i, item in enumerate(items):
+                if item.camera not in cameras:
+                    found.append((f"{kind}[{i}].camera",
+                                  f"no camera of that name in [[cameras]] (cameras: {known})",
+                                  item.camera))
+        for name in self.cameras:
+            if name not in cameras:
+                found.append((f"cameras.{name}",
+                              f"no camera of that name in [[cameras]] (cameras: {known})", name))
+        if self.enabled and self.model is None:
+            found.append(("model", "detection is enabled but no model is set (a .tflite "
+                                   "file; or enabled = false)", None))
+        return found
+
+
+class CameraZoneSettings(BaseModel):
+    """A zone of the camera whose ``[detect.cameras.<name>]`` lists it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=32)
+    points: list[Point] = Field(description="Polygon corners [[x, y], ...], x and y in 0..1.")
+    objects: list[str] = Field(default_factory=list,
+                               description="Labels this zone alerts for (empty: all).")
+
+    _check = field_validator("points")(_polygon)
+
+
+class CameraMaskSettings(BaseModel):
+    """A mask of the camera whose ``[detect.cameras.<name>]`` lists it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[Point]
+
+    _check = field_validator("points")(_polygon)
+
+
+class CameraDetectSettings(BaseModel):
+    """``[detect.cameras.<name>]``: what differs for one camera; unset fields come from
+    ``[detect]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="false: no detection on this camera.")
+    min_score: float | None = Field(default=None, gt=0, lt=1)
+    min_area: float | None = Field(default=None, ge=0, lt=1)
+    objects: list[str] | None = None
+    recheck_s: float | None = Field(default=None, gt=0, le=60)
+    lost_after_s: float | None = Field(default=None, gt=0, le=600)
+    update_interval_s: float | None = Field(default=None, gt=0, le=600)
+    max_crops: int | None = Field(default=None, ge=1, le=16)
+    pre_s: float | None = Field(default=None, ge=0, le=600)
+    post_s: float | None = Field(default=None, ge=0, le=1800)
+    motion: MotionSettings | None = None
+    tamper: TamperSettings | None = None
+    zones: list[CameraZoneSettings] = Field(default_factory=list)
+    masks: list[CameraMaskSettings] = Field(default_factory=list)
+
+
+DetectSettings.model_rebuild()

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.gpio.panel import Panel
 from firmware.alarm.arming import ArmState
@@ -27,6 +27,9 @@ from firmware.alarm.status import (
 from firmware.component import Component
 from firmware.events import ArmStateChanged, Message, OutputChanged
 
+if TYPE_CHECKING:  # the alarm domain does not import the wiring
+    from firmware.wiring.shared import Shared
+
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +41,7 @@ class AlarmComponent(Component):
 
     def __init__(self, controller: AlarmController, panel: Panel | None,
                  status: StatusIndicator, arm: ArmState, publish: Callable[[Message], None],
-                 *, shared: dict[str, Any], node_health: Callable[[], dict[str, Any]],
+                 *, shared: Shared, node_health: Callable[[], dict[str, Any]],
                  tick_s: float = 0.2, health_every_s: float = 5.0,
                  boot_grace_s: float = 60.0, gpio_error: str = "") -> None:
         super().__init__()

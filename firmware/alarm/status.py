@@ -23,10 +23,12 @@ ok               short blip every 3 s        all well (a blip, not steady: a fro
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.gpio.pattern import PatternOutput
+
+if TYPE_CHECKING:  # the alarm domain does not import the wiring
+    from firmware.wiring.shared import Shared
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +103,17 @@ def faulty_components(health: dict[str, Any], ignore: str = "alarm") -> list[str
     return bad
 
 
-def mqtt_connected(shared: dict[str, Any]) -> bool | None:
+def mqtt_connected(shared: Shared) -> bool | None:
     """Whether the node reaches its broker; None when nobody can say.
 
-    Asks ``shared["mqtt_connected"]()`` if the MQTT area offers it, else the MQTT bridge's
-    ``shared["mqtt"].link.connected``; anything missing or failing means unknown.
+    Asks ``shared.mqtt_connected()`` if it is offered, else the MQTT bridge's
+    ``shared.mqtt.link.connected``; anything missing or failing means unknown.
     """
-    probe: Callable[[], bool] | None = shared.get("mqtt_connected")
+    probe = shared.mqtt_connected
     try:
         if callable(probe):
             return bool(probe())
-        link = getattr(shared.get("mqtt"), "link", None)
+        link = getattr(shared.mqtt, "link", None)
         connected = getattr(link, "connected", None)
         return connected if isinstance(connected, bool) else None
     except Exception:

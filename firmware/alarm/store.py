@@ -1,5 +1,5 @@
 """Small JSON state files under the state dir, written so that a power cut or kill -9 leaves
-either the old or the new content, never half of one (write, fsync, rename, fsync dir).
+either the old or the new content, never half of one (`support.files.atomic_write`).
 
 The alarm keeps two: ``alarm.json`` (the active alarm, so that a restart can report the
 interrupted one) and ``arm.json`` (the arm mode set by a remote command).
@@ -13,6 +13,8 @@ import logging
 import os
 from pathlib import Path
 from typing import Any
+
+from support.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +39,7 @@ class JsonFile:
     def save(self, data: dict[str, Any]) -> None:
         """Replace the document; durable when this returns."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        self._sync_dir()
+        atomic_write(self.path, json.dumps(data, sort_keys=True))
 
     def clear(self) -> None:
         """Remove the document (no error when already gone)."""

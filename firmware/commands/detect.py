@@ -70,7 +70,6 @@ def detect(args: argparse.Namespace) -> int:
 def _photo(args: argparse.Namespace, settings) -> int:
     import cv2
 
-    from inference.detector import Detector
     from inference.pipeline import encode_jpeg
 
     bgr = cv2.imread(args.source, cv2.IMREAD_COLOR)
@@ -78,7 +77,7 @@ def _photo(args: argparse.Namespace, settings) -> int:
         print(f"{args.source}: cannot read the image", file=sys.stderr)
         return 1
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    det = _detector(Detector, settings, min_score=0.1)
+    det = _detector(settings, min_score=0.1)
     t0 = time.perf_counter()
     found = det.detect(rgb)
     ms = (time.perf_counter() - t0) * 1000
@@ -96,11 +95,10 @@ def _photo(args: argparse.Namespace, settings) -> int:
 
 def _stream(args: argparse.Namespace, settings) -> int:
     from drivers.cameras.base import StreamInput
-    from inference.detector import Detector
     from inference.frames import FrameReader
     from inference.pipeline import CameraPipeline, TrackReport
 
-    det = _detector(Detector, settings, min_score=min(0.4, settings.min_score))
+    det = _detector(settings, min_score=min(0.4, settings.min_score))
     if args.snapshots:
         args.snapshots.mkdir(parents=True, exist_ok=True)
 
@@ -113,8 +111,8 @@ def _stream(args: argparse.Namespace, settings) -> int:
     def tamper(r) -> None:
         print(f"{time.strftime('%H:%M:%S')} tamper {r.kind} {r.phase}", flush=True)
 
-    pipe = CameraPipeline(args.camera, settings, det, settings.width, settings.height,
-                          on_track=report, on_tamper=tamper)
+    pipe = CameraPipeline(args.camera, settings.for_camera(args.camera), det, settings.width,
+                          settings.height, on_track=report, on_tamper=tamper)
     live = "://" in args.source
     reader = FrameReader(args.camera, StreamInput(args.source), settings.width,
                          settings.height, fps=settings.fps, hwaccel=settings.hwaccel,
@@ -140,12 +138,14 @@ def _stream(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _detector(detector: type, settings, min_score: float):
-    """The detector, or exit with one line when the model file is not a usable model."""
+def _detector(settings, min_score: float):
+    """The detector of `[detect] type`, or exit with one line when the model is not usable."""
+    from inference import detectors
+
     try:
-        return detector(settings.model, labels=settings.labels, model_type=settings.model_type,
-                        num_threads=settings.num_threads, delegate=settings.delegate,
-                        device=settings.delegate_device, min_score=min_score)
+        det = detectors.create(settings)
     except (ValueError, RuntimeError, OSError) as exc:
-        raise SystemExit(f"{settings.model}: not a usable TensorFlow Lite model "
+        raise SystemExit(f"{settings.model}: not a usable {settings.type} model "
                          f"({str(exc).strip()})") from None
+    det.min_score = min_score
+    return det

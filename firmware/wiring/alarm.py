@@ -1,7 +1,7 @@
 """Wiring of the alarm area: GPIO panel, alarm controller, remote commands, arming.
 
-Offers ``ctx.shared["armed"]`` (``armed(now=None) -> bool``) to the detection area and
-``ctx.shared["alarm"]`` (the `AlarmController`, e.g. to raise an alarm from a CLI).
+Offers ``ctx.shared.armed`` (``armed(now=None) -> bool``) to the detection area and
+``ctx.shared.alarm`` (the `AlarmController`, e.g. to raise an alarm from a CLI).
 Subscribes to `Command` for the actions siren, light, ack and arm.
 
 A node without usable GPIO (wrong pin factory, a pin taken) still runs: the error is
@@ -84,12 +84,12 @@ def build(ctx: Context) -> list[Component]:
     gpio = ctx.config.gpio
     arm_file = JsonFile(ctx.state_dir / ARM_FILE)
     arm = _arm_state(ctx, arm_file)
-    ctx.shared["armed"] = arm.armed
+    ctx.shared.armed = arm.armed
 
     controller = AlarmController(
         settings, ctx.bus.publish, JsonFile(ctx.state_dir / ALARM_FILE),
         cameras=lambda: [c.name for c in ctx.config.cameras if c.enabled],
-        snapshot=lambda: ctx.shared.get("snapshot"))
+        snapshot=lambda: ctx.shared.snapshot)  # None: no camera area
     panel: Panel | None = None
     gpio_error = ""
     if gpio.enabled:
@@ -113,7 +113,7 @@ def build(ctx: Context) -> list[Component]:
     status = StatusIndicator(panel.status_led if panel else None)
     status.show("booting")
     controller.attach(panel, status)
-    ctx.shared["alarm"] = controller
+    ctx.shared.alarm = controller
 
     def save_arm() -> None:
         try:

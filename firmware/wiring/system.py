@@ -18,6 +18,7 @@ from firmware.bus import EventBus
 from firmware.component import Component
 from firmware.events import PowerEvent, UpdateEvent
 from firmware.wiring import Context
+from support.files import atomic_write
 
 
 class SystemMonitor(Component):
@@ -108,9 +109,9 @@ class HealthFile(Component):
 
     def run(self) -> None:
         while True:
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.health_source(), default=str))
-            os.replace(tmp, self.path)
+            # /run is a tmpfs: atomic for readers, no fsync needed
+            atomic_write(self.path, json.dumps(self.health_source(), default=str),
+                         durable=False)
             self.beat()
             if self.stopping.wait(self.interval_s):
                 return

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,10 @@ from firmware.bus import EventBus
 from firmware.events import Message
 from firmware.wiring import Context
 from firmware.wiring import alarm as alarm_wiring
+from tests.waiting import wait_for  # the one wait helper, re-exported for the alarm tests
 
 PINS = {"panic": 17, "fire": 22, "ack": 27, "siren": 23, "light": 24, "status_led": 25,
         "buzzer": 26}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition"):
-    """Poll `predicate` until it is truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.005)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def node_config(state_dir: Path, gpio: dict | None = None, alarm: dict | None = None,

@@ -18,6 +18,7 @@ from firmware import config
 from firmware.alarm.arming import ArmState, in_window, parse_window
 from firmware.alarm.settings import AlarmSettings
 from firmware.alarm.status import choose_mode, faulty_components, mqtt_connected
+from firmware.wiring.shared import Shared
 
 
 def test_level_at_walks_the_rhythm():
@@ -174,17 +175,17 @@ def test_status_modes():
     health = {"components": {"recorder": {"running": False}, "alarm": {"running": False},
                              "detect": {"error": "boom"}, "mqtt": {"running": True}}}
     assert faulty_components(health) == ["recorder", "detect"]
-    assert mqtt_connected({}) is None
-    assert mqtt_connected({"mqtt_connected": lambda: False}) is False
-    assert mqtt_connected({"mqtt_connected": lambda: 1 / 0}) is None
-    assert mqtt_connected({"mqtt_connected": "yes"}) is None
+    assert mqtt_connected(Shared()) is None
+    assert mqtt_connected(Shared(mqtt_connected=lambda: False)) is False
+    assert mqtt_connected(Shared(mqtt_connected=lambda: 1 / 0)) is None
+    assert mqtt_connected(Shared(mqtt_connected="yes")) is None
 
     class Bridge:
         class link:  # shaped like the MQTT area's bridge
             connected = False
 
-    assert mqtt_connected({"mqtt": Bridge()}) is False
-    assert mqtt_connected({"mqtt": object()}) is None
+    assert mqtt_connected(Shared(mqtt=Bridge())) is False
+    assert mqtt_connected(Shared(mqtt=object())) is None
 
 
 def test_status_led_follows_the_network_and_alarm(make_node):

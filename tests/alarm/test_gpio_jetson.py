@@ -15,6 +15,7 @@ from drivers.gpio import factory as factory_mod
 from drivers.gpio.jetson import BOARD_TO_BCM, JetsonFactory
 from drivers.gpio.panel import Panel
 from drivers.gpio.settings import GpioSettings
+from tests.waiting import all_of
 
 # GPIO-capable header pins of an Orin Nano / Nano dev kit (BOARD numbering).
 JETSON_GPIO_PINS = {7, 11, 12, 13, 15, 16, 18, 19, 21, 22, 23, 24, 26, 29, 31, 32, 33, 35,
@@ -184,7 +185,8 @@ def test_pull_requests_warn_that_an_external_resistor_is_needed(gpio, caplog):
         button = DigitalInputDevice(15, pull_up=True, pin_factory=factory)
     assert "external resistor" in caplog.text
     # pull_up_down is never passed: Jetson.GPIO would ignore it anyway
-    assert all(c[3] == gpio.PUD_OFF for c in gpio.calls if c[0] == "setup")
+    assert all_of([c for c in gpio.calls if c[0] == "setup"], lambda c: c[3] == gpio.PUD_OFF,
+                  "setup calls")
     button.close()
 
 

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
 from drivers.cameras.base import StreamInput
 from inference.frames import Frame, FramePool, FrameReader, board_hwaccel, ffmpeg_args
+from tests.waiting import all_of, wait_for
 
 TESTSRC = StreamInput("testsrc2=size=320x240:rate=10:duration=2", {"f": "lavfi"})
 
 
-def wait_for(cond, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_frames_arrive_at_size_and_rate_in_reused_buffers() -> None:
@@ -30,11 +23,11 @@ def test_frames_arrive_at_size_and_rate_in_reused_buffers() -> None:
     buffers = {id(b) for b in reader.pool._free}
     reader.start()
     frames = []
-    assert wait_for(lambda: reader.streams_ended and not reader.pool.pending()
-                    if _drain(reader, frames) else False)
+    wait_for(lambda: reader.streams_ended and not reader.pool.pending()
+             if _drain(reader, frames) else False, 20, "the stream's end, every frame read")
     reader.stop()
     assert len(frames) == 10  # 2 s at 5 fps
-    assert all(f.shape == (135, 160) for f, _ in frames)
+    assert all_of(frames, lambda frame: frame[0].shape == (135, 160), "frames")
     assert {b for _, b in frames} <= buffers  # no buffer allocated per frame
     assert frames[0][0][:90].std() > 10  # a real picture in the Y plane
     assert states[0] == ("online", "")
@@ -55,7 +48,7 @@ def test_stream_that_ends_is_restarted() -> None:
                          restart_delay_s=0.1)
     reader.start()
     got: list = []
-    assert wait_for(lambda: _drain(reader, got) and reader.streams_ended >= 2)
+    wait_for(lambda: _drain(reader, got) and reader.streams_ended >= 2, 20, "two streams")
     reader.stop()
     assert reader.process.restarts >= 1
     assert states[:3] == ["online", "offline", "online"]
@@ -66,7 +59,7 @@ def test_unreadable_source_is_offline_with_reason(tmp_path: Path) -> None:
     reader = FrameReader("t", StreamInput(str(tmp_path / "missing.mp4")), 160, 90,
                          on_state=lambda s, r: states.append((s, r)), restart_delay_s=600)
     reader.start()
-    assert wait_for(lambda: bool(states))
+    wait_for(lambda: bool(states), 20, "a state report")
     reader.stop()
     state, reason = states[0]
     assert state == "offline" and "No such file" in reason
@@ -79,7 +72,7 @@ def test_silent_source_stalls_and_goes_offline(tmp_path: Path) -> None:
     reader = FrameReader("t", StreamInput(str(fifo)), 160, 90, stall_after_s=1.0,
                          on_state=lambda s, r: states.append((s, r)), restart_delay_s=600)
     reader.start()
-    assert wait_for(lambda: bool(states), timeout=15)
+    wait_for(lambda: bool(states), 15, "a state report")
     reader.stop()
     assert states[0] == ("offline", "no progress for 1 s")
 
@@ -130,7 +123,7 @@ def test_failing_hardware_decoder_falls_back_to_software() -> None:
                          restart_delay_s=0.1)
     reader.start()
     try:
-        assert wait_for(lambda: reader.frames > 0, timeout=30)
+        wait_for(lambda: reader.frames > 0, 30, "a frame")
     finally:
         reader.stop()
     assert reader.decoder == "none" and reader.process.restarts >= 2

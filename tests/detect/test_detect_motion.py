@@ -12,7 +12,7 @@ from inference.frames import decode_file
 from inference.motion import MotionDetector, merge_boxes
 from inference.pipeline import CameraPipeline
 from inference.settings import DetectSettings
-from inference.synthetic import encode, make_clip, to_i420
+from tests.synthetic import encode, make_clip, to_i420
 
 WARMUP = 3  # frames the detector needs before it reports
 

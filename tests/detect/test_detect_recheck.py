@@ -12,7 +12,7 @@ from skimage import data
 from inference.detector import Detector
 from inference.pipeline import CameraPipeline
 from inference.settings import DetectSettings
-from inference.synthetic import scene
+from tests.synthetic import scene
 
 FPS = 5
 

@@ -16,9 +16,11 @@ import pytest
 from firmware.bus import EventBus
 from firmware.events import ObjectEvent, ProtectClip
 from firmware.wiring.detect import DetectService
+from inference import detectors
 from inference.detector import Detection
 from inference.pipeline import CameraPipeline
 from inference.settings import DetectSettings
+from tests.waiting import wait_for
 
 
 class StubDetector:
@@ -98,15 +100,8 @@ def service_with(pipe: CameraPipeline) -> tuple[DetectService, list, EventBus]:
     bus.start()
     service = DetectService(bus, pipe.settings, {})
     service.pipelines["gate"] = pipe
-    pipe.on_track = service._publish_track
+    pipe.on_track = service.loop.publish_track
     return service, got, bus
-
-
-def wait_for(cond, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_service_ends_the_alert_and_protects_the_clip_of_a_camera_gone_dark() -> None:
@@ -118,20 +113,19 @@ def test_service_ends_the_alert_and_protects_the_clip_of_a_camera_gone_dark() ->
         for i, yuv in enumerate(frames):
             pipe.process(yuv, now - (len(frames) - i) * 0.2)
         # a ProtectClip at the start already: the beginning of a long event is kept
-        wait_for(lambda: len(got) >= 2)
+        wait_for(lambda: len(got) >= 2, 5, "the start and its clip")
         [start] = [m for m in got if isinstance(m, ObjectEvent)]
         [clip] = [m for m in got if isinstance(m, ProtectClip)]
         assert start.phase == "start" and clip.event_id == start.track_id
         assert clip.start == start.started - 10 and clip.end > start.started + 30
         assert clip.cameras == ("gate",)
         # the camera goes dark: no frame since 1 s -> nothing; since 4 s -> end
-        service._last_frame["gate"] = time.monotonic() - 1.0
-        service._check_idle("gate")
-        time.sleep(0.2)
-        assert len(got) == 2
-        service._last_frame["gate"] = time.monotonic() - 4.0
-        service._check_idle("gate")
-        wait_for(lambda: len(got) >= 4)
+        service.loop._last_frame["gate"] = time.monotonic() - 1.0
+        service.loop._check_idle("gate")
+        assert pipe.tracker.tracks and len(got) == 2  # still tracked: nothing ended
+        service.loop._last_frame["gate"] = time.monotonic() - 4.0
+        service.loop._check_idle("gate")
+        wait_for(lambda: len(got) >= 4, 5, "the end and its clip")
         end = [m for m in got if isinstance(m, ObjectEvent)][-1]
         clip2 = [m for m in got if isinstance(m, ProtectClip)][-1]
         assert end.phase == "end"
@@ -179,18 +173,15 @@ class FlakyDetector(StubDetector):
 @pytest.mark.timeout(60)
 def test_a_frame_that_raises_is_counted_and_logged_and_the_loop_goes_on(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path) -> None:
-    import firmware.wiring.detect as wiring
     from drivers.cameras.base import StreamInput
 
-    monkeypatch.setattr(wiring, "Detector", FlakyDetector)
     source = StreamInput("testsrc2=size=640x360:rate=10", {"f": "lavfi", "re": True})
     s = settings(model=tmp_path / "stub.tflite", fps=10)
-    service = DetectService(EventBus(), s, {"gate": source})
+    service = DetectService(EventBus(), s, {"gate": source},
+                            make_detector=lambda settings: FlakyDetector())
     service.start()
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and service.health()["frame_errors"] < 5:
-            time.sleep(0.1)
+        wait_for(lambda: service.health()["frame_errors"] >= 5, 30, "five frame errors")
         health = service.health()
     finally:
         service.stop()
@@ -323,12 +314,13 @@ def test_service_loop_ends_the_alert_when_the_decoder_dies(
         monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """Real ffmpeg, a stream that ends after 3 s and a decoder that does not come back:
     the end event and the widened ProtectClip come lost_after_s later, from the loop."""
-    import firmware.wiring.detect as wiring
     from drivers.cameras.base import StreamInput
 
-    monkeypatch.setattr(wiring, "Detector", lambda *a, **k: StubDetector())
+    # a detector back-end is a plugin chosen by `type`: the service takes this one as it
+    # takes tflite, with nothing else changed
+    monkeypatch.setitem(detectors._FACTORIES, "stub", lambda settings: StubDetector())
     source = StreamInput("testsrc2=size=640x360:rate=10:duration=3", {"f": "lavfi", "re": True})
-    s = settings(model=tmp_path / "stub.tflite", fps=5, lost_after_s=1.0)
+    s = settings(type="stub", model=tmp_path / "stub.tflite", fps=5, lost_after_s=1.0)
     bus = EventBus()
     got: list = []
     for kind in (ObjectEvent, ProtectClip):
@@ -337,9 +329,10 @@ def test_service_loop_ends_the_alert_when_the_decoder_dies(
     service = DetectService(bus, s, {"gate": source}, restart_delay_s=600)
     service.start()
     try:
-        wait_for(lambda: any(getattr(m, "phase", "") == "end" for m in got), 30)
+        wait_for(lambda: any(getattr(m, "phase", "") == "end" for m in got), 30, "the end")
         assert service.readers["gate"].streams_ended  # no frames since: the decoder is down
-        wait_for(lambda: sum(isinstance(m, ProtectClip) for m in got) >= 2)
+        wait_for(lambda: sum(isinstance(m, ProtectClip) for m in got) >= 2, 5, "two clips")
+        assert service.loop.detector.model_type == "stub"
     finally:
         service.stop()
         bus.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -21,6 +20,7 @@ from inference.detector import Detector
 from inference.frames import decode_file
 from inference.pipeline import CameraPipeline
 from inference.settings import DetectSettings
+from tests.waiting import wait_for
 
 WALK = (2.0, 8.0)
 
@@ -65,14 +65,12 @@ def run_service(scene: Path, settings: DetectSettings, **kwargs) -> tuple[list, 
                             drop_when_full=False, stream_clock=True,
                             restart_delay_s=600, **kwargs)
     service.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def processed() -> bool:
         reader = service.readers.get("street")
-        if reader is not None and reader.streams_ended and not reader.pool.pending():
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail(f"clip not processed in time: {service.health()}")
+        return reader is not None and reader.streams_ended and not reader.pool.pending()
+
+    wait_for(processed, 60, "the whole clip processed")
     health = service.health()
     service.stop()
     bus.stop()

@@ -4,7 +4,6 @@ event after the persistence time and one end when the view is back."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -17,8 +16,9 @@ from firmware.bus import EventBus
 from firmware.events import TamperEvent
 from firmware.wiring.detect import DetectService
 from inference.settings import DetectSettings
-from inference.synthetic import encode
 from inference.tamper import TamperDetector
+from tests.synthetic import encode
+from tests.waiting import all_of, wait_for
 
 FPS = 5
 
@@ -61,19 +61,21 @@ def test_black_blur_and_shift_each_raise_one_tamper_event(models_dir: Path,
     service = DetectService(bus, settings, {"door": StreamInput(str(clip))},
                             drop_when_full=False, stream_clock=True, restart_delay_s=600)
     service.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def processed() -> bool:
         reader = service.readers.get("door")
-        if reader is not None and reader.streams_ended and not reader.pool.pending():
-            break
-        time.sleep(0.05)
-    service.stop()
+        return reader is not None and reader.streams_ended and not reader.pool.pending()
+
+    try:
+        wait_for(processed, 60, "the whole clip processed")
+    finally:
+        service.stop()
     bus.stop()
     got = [(e.kind, e.phase) for e in events]
     assert got == [("covered", "start"), ("covered", "end"),
                    ("blurred", "start"), ("blurred", "end"),
                    ("moved", "start"), ("moved", "end")]
-    assert all(e.camera == "door" and e.snapshot for e in events)
+    assert all_of(events, lambda e: e.camera == "door" and e.snapshot, "tamper events")
     # starts come persist_s after their segment began; segments are 6 s: 12 s apart
     t0 = events[0].ts - (6 + 2)
     for event, segment_start in zip(events[::2], (6, 18, 30), strict=True):

@@ -12,9 +12,11 @@ import pytest
 
 from drivers.cameras.base import StreamInput
 from firmware.bus import EventBus
-from firmware.config import parse
+from firmware.config import ConfigError, parse
 from firmware.wiring import Context
 from firmware.wiring.detect import DetectService, build
+from inference.settings import DetectSettings
+from tests.waiting import wait_for
 
 
 def config(models_dir: Path | None, enabled: bool = True, **detect):
@@ -56,6 +58,7 @@ class Registry:
 
 
 def context(cfg, tmp_path: Path, **shared) -> Context:
+    shared.setdefault("armed", lambda now=None: True)  # the alarm area's, built after us
     return Context(config=cfg, bus=EventBus(), health=lambda: {}, state_dir=tmp_path,
                    shared=dict(shared))
 
@@ -87,15 +90,10 @@ def test_registry_sources_snapshot_and_armed_lookup(tmp_path: Path, models_dir: 
     [service] = build(ctx)
     assert list(service.sources) == ["gang"]  # "pos" is not in the registry
     ctx.shared["armed"] = lambda now=None: False  # the alarm area comes after detection
-    assert service._is_armed(time.time()) is False
+    assert service.loop._is_armed(time.time()) is False
     service.start()
     try:
-        deadline = time.monotonic() + 20
-        jpeg = None
-        while jpeg is None and time.monotonic() < deadline:
-            jpeg = service.snapshot("gang")
-            time.sleep(0.1)
-        assert jpeg is not None
+        wait_for(lambda: service.snapshot("gang"), 20, "a decoded frame of gang")
         image = cv2.imdecode(np.frombuffer(ctx.shared["snapshot"]("gang"), np.uint8),
                              cv2.IMREAD_COLOR)
         assert image.shape == (360, 640, 3) and image.std() > 20
@@ -108,9 +106,19 @@ def test_registry_sources_snapshot_and_armed_lookup(tmp_path: Path, models_dir: 
         service.stop()
 
 
-def test_missing_model_reports_offline(tmp_path: Path) -> None:
+def test_detection_with_no_model_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config(None)
+    assert [p.path for p in caught.value.problems] == ["detect.model"]
+    assert "no model" in str(caught.value)
+    config(None, enabled=False)  # no detection, no model needed
+
+
+def test_service_with_no_model_reports_offline() -> None:
+    """Settings made in code skip the file's checks: the loop still refuses, and says so."""
     registry = Registry({"gang": StreamInput("x")})
-    [service] = build(context(config(None), tmp_path, cameras=registry))
+    service = DetectService(EventBus(), DetectSettings(enabled=True),
+                            {"gang": StreamInput("x")}, registry=registry)
     with pytest.raises(RuntimeError, match="no model"):
         service.run()
     assert registry.states[0][2:] == ("offline", "no model configured ([detect] model)")
@@ -136,12 +144,38 @@ def test_odd_detect_size_is_a_config_error() -> None:
         config(None, width=641)
 
 
-def test_zone_of_an_unknown_camera_is_logged(tmp_path: Path, models_dir: Path,
-                                              caplog: pytest.LogCaptureFixture) -> None:
-    cfg = config(models_dir, zones=[{"camera": "gnag", "name": "gate",
-                                     "points": [[0, 0], [1, 0], [1, 1]]}])
-    build(context(cfg, tmp_path))
-    assert "'gnag', which is not configured" in caplog.text
+TRIANGLE = [[0, 0], [1, 0], [1, 1]]
+
+
+@pytest.mark.parametrize("detect, path", [
+    ({"zones": [{"camera": "gang", "name": "a", "points": TRIANGLE},
+                {"camera": "gnag", "name": "gate", "points": TRIANGLE}]}, "detect.zones[1].camera"),
+    ({"masks": [{"camera": "gnag", "points": TRIANGLE}]}, "detect.masks[0].camera"),
+    ({"cameras": {"gnag": {"min_score": 0.8}}}, "detect.cameras.gnag"),
+])
+def test_detection_settings_of_an_unknown_camera_are_a_config_error(
+        models_dir: Path, detect: dict, path: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config(models_dir, **detect)
+    [problem] = caught.value.problems
+    assert problem.path == path and problem.value == "gnag"
+    assert "cameras: gang, off, pos" in problem.message
+
+
+def test_per_camera_overrides(tmp_path: Path, models_dir: Path) -> None:
+    """Thresholds, labels and zones belong to their camera; the rest comes from [detect]."""
+    cfg = config(models_dir, min_score=0.6, pre_s=5, zones=[
+        {"camera": "gang", "name": "gate", "points": TRIANGLE}],
+        cameras={"pos": {"min_score": 0.8, "objects": ["car"], "post_s": 60,
+                         "zones": [{"name": "yard", "points": TRIANGLE}]},
+                 "gang": {"enabled": False}})
+    gang, pos = cfg.detect.for_camera("gang"), cfg.detect.for_camera("pos")
+    assert (pos.min_score, pos.objects, pos.pre_s, pos.post_s) == (0.8, ["car"], 5, 60)
+    assert [(z.camera, z.name) for z in pos.zones] == [("pos", "yard")]
+    assert not gang.enabled and [z.name for z in gang.zones] == ["gate"]
+    [service] = build(context(cfg, tmp_path))
+    assert list(service.sources) == ["pos"]  # detection is off on gang
+    assert service.loop.camera_settings["pos"].min_score == 0.8
 
 
 @pytest.mark.slow
@@ -151,10 +185,10 @@ def test_restarted_service_reports_frames_afresh(tmp_path: Path, models_dir: Pat
     [service] = build(context(config(models_dir), tmp_path, cameras=registry))
     for _ in range(2):  # as the supervisor does after a crash
         service.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and service.health()["frames_in"] < 8:
-            time.sleep(0.1)
-        service.stop()
+        try:
+            wait_for(lambda: service.health()["frames_in"] >= 8, 20, "8 frames")
+        finally:
+            service.stop()
     assert len(registry.frame_reports) >= 2
     assert all(count > 0 for count in registry.frame_reports)
     # the detect stream is judged against the rate detection decodes at ([detect] fps)
@@ -167,13 +201,9 @@ def test_a_broken_camera_does_not_stop_the_others(tmp_path: Path, models_dir: Pa
     [service] = build(context(config(models_dir), tmp_path, cameras=registry))
     service.start()
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            cams = service.health()["cameras"]
-            if cams.get("gang", {}).get("frames_in", 0) >= 10 and \
-                    ("pos", "detect", "offline") in [s[:3] for s in registry.states]:
-                break
-            time.sleep(0.1)
+        wait_for(lambda: service.health()["cameras"].get("gang", {}).get("frames_in", 0) >= 10
+                 and ("pos", "detect", "offline") in [s[:3] for s in registry.states],
+                 20, "gang's frames and pos offline")
         cams = service.health()["cameras"]
     finally:
         service.stop()
@@ -183,7 +213,7 @@ def test_a_broken_camera_does_not_stop_the_others(tmp_path: Path, models_dir: Pa
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_decoder_restarts_as_soon_as_the_camera_is_back(tmp_path: Path, models_dir: Path) -> None:
     """With the camera registry, the detect decoder's backoff is cut short by the camera's
     `reachable` check: it restarts when the camera answers, not when the backoff ends."""
@@ -198,29 +228,41 @@ def test_decoder_restarts_as_soon_as_the_camera_is_back(tmp_path: Path, models_d
     def detect_state() -> str:
         return registry.roles("gang").get("detect", ("starting", ""))[0]
 
-    def wait(cond, timeout: float) -> float:
-        deadline = time.monotonic() + timeout
-        while not cond():
-            assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.05)
-        return time.monotonic()
-
     service.start()
     try:
-        wait(lambda: detect_state() == "online", 30)
+        wait_for(lambda: detect_state() == "online", 30, "the decoder online")
         server.stop()
-        wait(lambda: detect_state() == "offline", 15)
+        wait_for(lambda: detect_state() == "offline", 15, "the decoder offline")
         process = service.readers["gang"].process
-        # failed restarts against the dead camera: 1, 2, 4 s... until an 8 s wait begins
-        backoff_from = wait(lambda: process.last_delay_s >= 8, 30)
-        time.sleep(1.5)  # the readiness check sees the camera down during this wait
+        # failed restarts against the dead camera, each wait drawn with jitter under a
+        # ceiling of 1, 2, 4, 8, 16... s, until one of 8 s or more begins
+        delay = wait_for(lambda: process.last_delay_s >= 8 and process.last_delay_s, 90,
+                         "a wait of 8 s or more")
+        backoff_from = time.monotonic()
+        time.sleep(1.5)  # the scenario, not a synchronisation: the camera stays down a while
         server.start()
         back = time.monotonic()
-        online = wait(lambda: detect_state() == "online", 30)
+        wait_for(lambda: detect_state() == "online", 30, "the decoder back online")
+        online = time.monotonic()
     finally:
         service.stop()
         server.close()
-    assert back < backoff_from + process.last_delay_s - 2, "the camera came back too late"
+    assert back < backoff_from + delay - 2, "the camera came back too late"
     # online before the backoff alone would even have started the next decoder
-    assert online < backoff_from + process.last_delay_s, (online - back, process.last_delay_s)
-    assert online - back < 5.0  # poll 0.5 s + ffmpeg's RTSP start (~2 s here)
+    assert online < backoff_from + delay, (online - back, delay)
+
+
+def test_clips_are_kept_with_the_camera_s_own_pre_and_post() -> None:
+    from inference.pipeline import TrackReport
+    from inference.service import DetectionLoop
+
+    settings = DetectSettings(enabled=True, pre_s=10, post_s=30,
+                              cameras={"pos": {"pre_s": 2, "post_s": 60}})
+    clips: list[tuple] = []
+    loop = DetectionLoop(settings, {"gang": StreamInput("x"), "pos": StreamInput("y")},
+                         on_protect=lambda *clip: clips.append(clip))
+    for camera in ("gang", "pos"):
+        loop.publish_track(TrackReport(camera=camera, phase="end", track_id=camera, label="p",
+                                       score=0.9, box=(0, 0, 1, 1), zones=[], started=100.0,
+                                       ended=110.0))
+    assert clips == [("gang", 90.0, 140.0, ("gang",)), ("pos", 98.0, 170.0, ("pos",))]

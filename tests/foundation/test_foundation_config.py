@@ -51,6 +51,13 @@ BAD = {
     "bad quota": (minimal(recorder={"quota": "lots"}), "recorder.quota"),
     "negative fps": (minimal(cameras=[{"name": "gang", "url": "rtsp://h/s", "fps": -1}]),
                      "cameras[0].fps"),
+    "zone of an unknown camera": (
+        minimal(cameras=[{"name": "gang", "url": "rtsp://h/s"}],
+                detect={"zones": [{"camera": "gnag", "name": "gate",
+                                   "points": [[0, 0], [1, 0], [1, 1]]}]}),
+        "detect.zones[0].camera"),
+    "detection without a model": (minimal(detect={"enabled": True}), "detect.model"),
+    "unknown detector type": (minimal(detect={"type": "onnx"}), "detect.type"),
 }
 
 

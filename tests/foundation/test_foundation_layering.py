@@ -7,6 +7,7 @@ package imports one further down the flow. Checked on the source, so it cannot r
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,37 @@ def test_imports_follow_the_data_flow(package: str) -> None:
     assert not offenders, "\n".join(offenders)
 
 
-def test_no_import_cycles_between_firmware_modules() -> None:
-    """Module-level import graph inside the project is acyclic."""
+def runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement that can run: at module level and inside functions (a lazy
+    import is still a dependency, and a cycle through one breaks at the first call that
+    runs it), but not those under ``if TYPE_CHECKING:``, which never run."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return [node for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skipped]
+
+
+def test_runtime_imports_see_function_level_ones_but_not_type_checking() -> None:
+    tree = ast.parse("import a\n"
+                     "def f():\n    from b import c\n"
+                     "if TYPE_CHECKING:\n    import d\n")
+    names = [getattr(n, "module", None) or n.names[0].name for n in runtime_imports(tree)]
+    assert sorted(names) == ["a", "b"]
+
+
+# Cycles known when function-level imports became visible, each owned by the area's
+# issue: mqtt.settings validates broker URLs with mqtt.link.Broker (a lazy import) and
+# mqtt.link imports MqttSettings (for a type hint only). Remove an entry when it is fixed
+# (`test_known_import_cycles_are_still_there` fails then, as a reminder).
+KNOWN_CYCLES = {"mqtt.link -> mqtt.settings -> mqtt.link"}
+
+
+@functools.cache
+def import_cycles() -> list[str]:
+    """Each cycle of the project's import graph, as "a -> b -> a" from its first module
+    in sorted order."""
     modules = {}
     for package in ALLOWED:
         for path in (ROOT / package).rglob("*.py"):
@@ -60,7 +90,7 @@ def test_no_import_cycles_between_firmware_modules() -> None:
     for name, path in modules.items():
         deps = set()
         tree = ast.parse(path.read_text())
-        for node in tree.body:  # top-level imports only: lazy imports cannot cycle at load
+        for node in runtime_imports(tree):
             if isinstance(node, ast.Import):
                 deps |= {a.name for a in node.names if a.name in modules}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -70,16 +100,34 @@ def test_no_import_cycles_between_firmware_modules() -> None:
                     deps.add(node.module)  # names defined by the module itself
         graph[name] = deps - {name}
     state: dict[str, int] = {}
+    cycles: list[str] = []
 
     def visit(node: str, stack: list[str]) -> None:
         state[node] = 1
-        for dep in graph[node]:
+        for dep in sorted(graph[node]):
             if state.get(dep) == 1:
-                raise AssertionError("import cycle: " + " -> ".join([*stack, node, dep]))
+                loop = [*stack, node]
+                loop = loop[loop.index(dep):]
+                first = loop.index(min(loop))  # the same cycle reads the same from anywhere
+                loop = loop[first:] + loop[:first]
+                cycles.append(" -> ".join([*loop, loop[0]]))
             if dep not in state:
                 visit(dep, [*stack, node])
         state[node] = 2
 
+    assert len(graph) > 50, "the project's modules were not found"
     for name in sorted(graph):
         if name not in state:
             visit(name, [])
+    return cycles
+
+
+def test_no_import_cycles_between_firmware_modules() -> None:
+    """The import graph inside the project, function-level imports included, is acyclic."""
+    cycles = [c for c in import_cycles() if c not in KNOWN_CYCLES]
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_known_import_cycles_are_still_there() -> None:
+    """A fixed cycle leaves KNOWN_CYCLES, so that it cannot come back unnoticed."""
+    assert set(import_cycles()) >= KNOWN_CYCLES

@@ -17,6 +17,7 @@ import tomli_w
 from firmware import config
 from firmware.component import Component
 from firmware.daemon import Daemon
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,12 +48,8 @@ class NotifyListener:
         return [m for t, m in list(self.messages) if m.startswith(prefix) and t >= since]
 
     def wait_for(self, prefix: str, timeout: float = 10.0, since: float = 0.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.lines(prefix, since):
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"no {prefix} within {timeout} s; got {self.messages}")
+        wait_for(lambda: self.lines(prefix, since), timeout,
+                 f"{prefix} (got {list(self.messages)[-5:]})")
 
     def close(self) -> None:
         self._stop.set()
@@ -122,10 +119,7 @@ def test_ready_watchdog_stall_and_stopping(tmp_path: Path, notify_socket: Notify
         notify_socket.wait_for("READY=1")
         ready_at = notify_socket.messages[0][0]
         notify_socket.wait_for("WATCHDOG=1", since=ready_at)
-        deadline = time.monotonic() + 5
-        while len(notify_socket.lines("WATCHDOG=1")) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(notify_socket.lines("WATCHDOG=1")) >= 3
+        wait_for(lambda: len(notify_socket.lines("WATCHDOG=1")) >= 3, 5, "3 watchdog pings")
 
         heart.frozen.set()
         time.sleep(heart.stall_after_s + 0.6)  # stalled by now: pings must have stopped
@@ -150,14 +144,10 @@ def test_crashing_component_is_restarted_with_backoff(tmp_path: Path) -> None:
     runner = threading.Thread(target=daemon.run)
     runner.start()
     try:
-        deadline = time.monotonic() + 10
-        while crasher.starts < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert crasher.starts >= 3  # started, crashed, restarted (1 s), crashed, restarted (2 s)
+        # crashed, restarted (<= 1 s), crashed, restarted (<= 2 s)
+        wait_for(lambda: crasher.starts >= 3, 10, "two restarts")
         crasher.behave.set()
-        while not crasher.running and time.monotonic() < deadline + 5:
-            time.sleep(0.05)
-        assert crasher.running
+        wait_for(lambda: crasher.running, 10, "the crasher running")
         health = daemon.health()
         assert health["components"]["crasher"]["crashes"] >= 2
         assert "boom" in health["last_error"]
@@ -199,9 +189,7 @@ def test_health_file_in_the_runtime_directory(tmp_path: Path,
     runner.start()
     try:
         path = tmp_path / "health.json"
-        deadline = time.monotonic() + 10
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(path.exists, 10, "health.json")
         health = json.loads(path.read_text())
     finally:
         daemon.request_stop()

@@ -14,6 +14,7 @@ import pytest
 
 from drivers.managed import ExitWatch, ManagedProcess
 from drivers.process import spawn, terminate
+from tests.waiting import all_of, wait_for
 
 
 def test_exit_watch_reports_running_then_the_exit_code() -> None:
@@ -37,12 +38,10 @@ def test_managed_process_restarts_an_exiting_child_and_says_why() -> None:
                              backoff_min_s=0.1, backoff_cap_s=0.2, stdout=subprocess.DEVNULL)
     managed.start()
     try:
-        deadline = time.monotonic() + 10
-        while managed.restarts < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: managed.restarts >= 3, 10, "three restarts")
     finally:
         managed.stop()
-    assert managed.restarts >= 3
+    assert 0.1 <= managed.last_delay_s <= 0.2  # the backoff's floor and cap, jitter between
     assert ("offline", "exited with code 7: going away") in states
 
 
@@ -63,16 +62,12 @@ def test_a_loop_that_outlived_stop_does_not_come_back_on_the_next_start() -> Non
                              stall_after_s=1000)
     managed.start()
     try:
-        deadline = time.monotonic() + 5
-        while not calls and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: calls, 5, "the first make_args")
         managed.stop(timeout=0.1)  # gives up after 5.1 s: the old loop is still in make_args
         managed.start()
-        deadline = time.monotonic() + 5
-        while not children and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: children, 5, "the new loop's child")
         gate.set()  # the old loop's make_args returns now
-        time.sleep(1.0)
+        time.sleep(1.0)  # the scenario: give the old loop time to start a child (it must not)
         assert sum(child.poll() is None for child in children) == 1
         assert sum(t.name == "slow-args" for t in threading.enumerate()) == 1
     finally:
@@ -80,7 +75,7 @@ def test_a_loop_that_outlived_stop_does_not_come_back_on_the_next_start() -> Non
         managed.stop()
         for child in children:
             terminate(child)
-    assert all(child.poll() is not None for child in children)
+    assert all_of(children, lambda child: child.poll() is not None, "children")
 
 
 def test_exit_watch_works_with_a_pidfd_above_1023() -> None:
@@ -120,13 +115,10 @@ def test_a_failing_on_start_stops_the_child_and_supervision_goes_on() -> None:
                              backoff_min_s=0.1, backoff_cap_s=0.2)
     managed.start()
     try:
-        deadline = time.monotonic() + 10
-        while managed.restarts < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert managed.restarts >= 3  # with backoff, still supervising
+        wait_for(lambda: managed.restarts >= 3, 10, "three restarts")  # still supervising
         assert managed._thread is not None and managed._thread.is_alive()
         assert ("offline", "cannot start: can't start new thread") in states
-        assert all(child.poll() is not None for child in children[:-1])
+        assert all_of(children[:-1], lambda child: child.poll() is not None, "old children")
     finally:
         managed.stop()
         for child in children:

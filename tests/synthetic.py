@@ -1,4 +1,5 @@
-"""Synthetic grey clips with ground truth, for motion tests and benches.
+"""Synthetic grey clips with ground truth, for motion tests and benches (not installed:
+the test tree is not part of the wheel; bench/ imports it from here).
 
 A static textured scene (fixed seed) with optional moving blobs, a lighting ramp (dusk,
 exposure), a sudden IR-like switch, and sensor noise. Each clip is a list of grey frames

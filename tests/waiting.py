@@ -1,0 +1,39 @@
+"""The one way tests wait: poll a condition until it holds, with a deadline that names
+what was awaited. Sleeping a fixed time is never the synchronisation.
+
+    from tests.waiting import wait_for
+    event = wait_for(lambda: bus.find(ObjectEvent), 10, "the object event")
+
+Deadlines are generous (a loaded 2-core machine must not fail a test): they bound how
+long a broken build hangs, they are not performance targets (those live in bench/).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition",
+             interval: float = 0.02) -> T:
+    """Poll `predicate` until it returns something truthy and return that; raise
+    AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def all_of(items: Iterable[T], predicate: Callable[[T], Any], what: str = "items") -> bool:
+    """``all(predicate(x) for x in items)`` that fails on an empty `items`: a check over
+    nothing must not pass."""
+    items = list(items)
+    assert items, f"no {what} to check"
+    return all(predicate(item) for item in items)
