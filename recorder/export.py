@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drivers.cameras.progress import ProgressParser
 from drivers.process import spawn, terminate
 from recorder.index import Index, Segment
 
@@ -117,10 +118,12 @@ def export(root: Path, export_plan: ExportPlan, out: Path,
             proc = spawn(args, stdout=subprocess.PIPE, stderr=stderr)
             try:
                 assert proc.stdout is not None
+                parser = ProgressParser()
                 for raw in iter(proc.stdout.readline, b""):
-                    key, _, value = raw.decode(errors="replace").strip().partition("=")
-                    if key == "out_time_us" and on_progress is not None and value.isdigit():
-                        on_progress(int(value) / 1e6)
+                    block = parser.feed(raw.decode(errors="replace"))
+                    written = (block or {}).get("out_time_us", "")
+                    if on_progress is not None and written.isdigit():
+                        on_progress(int(written) / 1e6)
                 code = proc.wait()
             finally:
                 terminate(proc)

@@ -117,19 +117,27 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_filesystem_floor(tmpfs: Path, segment_files: list[Path]) -> None:
-    store = open_store(tmpfs / "rec", min_free=int(2.5 * 2**20))
+def test_filesystem_floor_keeps_recent_footage_and_clips(
+        tmpfs: Path, segment_files: list[Path]) -> None:
+    """The floor deletes old footage for space, but when something else fills the disk it
+    keeps each camera's newest `keep_recent_s` and every clip, and stops (disk-full, naming
+    what the other thing uses) instead of erasing them."""
+    store = open_store(tmpfs / "rec", min_free=int(2.5 * 2**20), keep_recent_s=20)
     fill_store(store, segment_files * 8, "gate", [T0 + i for i in range(80)], tmpfs)
+    store.protect("panic", T0 + 2.5, T0 + 3.5, [])  # an old clip: segments 2 and 3
     store.make_space({"gate": 50_000})
     assert store.free_bytes() >= 2.5 * 2**20 + 50_000
     assert rows(tmpfs / "rec"), "deleted more than needed"
-    # Someone else fills the disk: after deleting all it may, the store gives up loudly.
+    # Someone else fills the disk: the floor deletes what it may, then gives up loudly.
     with (tmpfs / "filler").open("wb") as fh:
         fh.write(b"\0" * (store.free_bytes() - 100_000))
     with pytest.raises(StorageFault) as fault:
         store.make_space({"gate": 50_000})
     assert fault.value.reason == "disk-full"
-    assert rows(tmpfs / "rec") == []
+    assert "something else uses" in fault.value.detail
+    kept = [r[3] - T0 for r in rows(tmpfs / "rec")]
+    assert kept[:2] == [2.0, 3.0], "the clip's segments went"
+    assert kept[2:] == [float(i) for i in range(60, 80)], "not exactly the newest 20 s kept"
     store.close()
 
 
@@ -234,7 +242,7 @@ def test_full_disk_reopens_by_giving_up_the_reserve(tmpfs: Path) -> None:
     segs = commit_blobs(store, "gate", [T0 + 10 * i for i in range(16)], 200_000)
     store.close()
     _fill_disk(tmpfs / "filler")  # something else takes the last byte
-    store = Store(root, Limits(quota=2**30))
+    store = Store(root, Limits(quota=2**30, keep_recent_s=0))  # (the floor may take all)
     store.open()
     kept = [r[2] for r in rows(root)]
     assert kept and kept == [s.path for s in segs[-len(kept):]], "oldest must go first"
