@@ -32,19 +32,26 @@ log = logging.getLogger(__name__)
 FRAGMENTED_MP4 = "movflags=+frag_keyframe+empty_moov+default_base_moof"
 TIMESCALE = 90_000
 #: Audio as browsers and phones play it in MP4: AAC-LC; G.711 at 8 kHz needs little.
-AUDIO_ARGS = ["-c:a", "aac", "-b:a", "32k", "-af", "aresample=async=1"]
+#: Its timestamps get the same guard as the video's, in AAC frames (DURATION): each track
+#: goes on from where it was, so a step of either clock keeps them in step.
+AUDIO_ARGS = ["-c:a", "aac", "-b:a", "32k", "-bsf:a",
+              "setts=ts=if(eq(N\\,0)+eq(DTS\\,NOPTS)+eq(PREV_INDTS\\,NOPTS)"
+              "+eq(PREV_OUTDTS\\,NOPTS)+lte(DURATION\\,0)\\,TS\\,TS-DTS+if("
+              "lt(DTS-PREV_INDTS\\,DURATION/5)+gt(DTS-PREV_INDTS\\,50*DURATION)"
+              "\\,PREV_OUTDTS+DURATION\\,DTS+PREV_OUTDTS-PREV_INDTS))"]
 
 
 def timestamp_guard(fps: float | None) -> str:
     """A `setts` bitstream filter that keeps video timestamps moving forward at the
-    camera's pace: a step of the input's timestamps by more than a second, or backwards
-    (the camera's RTP/RTCP clock jumped, as when another client joins a camera that sends
-    audio too), becomes one frame interval instead of footage squeezed into microseconds
-    (ffmpeg's muxer answers a backward step with frames 1 tick apart) or a stretched gap."""
+    camera's pace: a step of the input's timestamps by more than a second, backwards, or
+    by less than a fifth of a frame interval (the camera's RTP/RTCP clock jumped, as when
+    another client joins a camera that sends audio too) becomes one frame interval,
+    instead of footage squeezed into microseconds (ffmpeg's muxer answers a backward step
+    with frames 1 tick apart) or a stretched gap."""
     frame = round(TIMESCALE / (fps or 15.0))
     step = "DTS-PREV_INDTS"
-    guarded = (f"if(lte({step}\\,0)+gt({step}\\,{TIMESCALE})\\,PREV_OUTDTS+{frame}"
-               f"\\,DTS+PREV_OUTDTS-PREV_INDTS)")
+    guarded = (f"if(lt({step}\\,{frame // 5})+gt({step}\\,{TIMESCALE})"
+               f"\\,PREV_OUTDTS+{frame}\\,DTS+PREV_OUTDTS-PREV_INDTS)")
     unset = "eq(N\\,0)+eq(DTS\\,NOPTS)+eq(PREV_INDTS\\,NOPTS)+eq(PREV_OUTDTS\\,NOPTS)"
     return f"setts=ts=if({unset}\\,TS\\,TS-DTS+{guarded})"
 
@@ -206,7 +213,8 @@ class CameraRecorder:
         if not self.audio:
             return "not recorded: audio = off in the camera's config"
         if self.audio_track:
-            return f"recorded ({self.audio_track})"
+            return "recorded (AAC)" if self.audio_track == "mp4a" else \
+                f"recorded ({self.audio_track})"
         if self.segments:
             return "not recorded: the camera sends no audio track"
         return "recorded if the camera sends it (no segment yet)"
@@ -227,6 +235,7 @@ class CameraRecorder:
         except Exception as exc:
             self._on_error(self.name, exc)
             raise OSError(f"store not writable: {exc}") from exc
+        self.fps = self.measured_fps() or self.fps  # the last run's measured rate
         self.run_id = f"{int(time.time() * 1000):x}"
         self._offset = None
         self._progress = ProgressParser()

@@ -32,6 +32,10 @@ class RecorderSettings(BaseModel):
                           description="Unused: clip senders add their own post-roll.")
     min_free: ByteSize = Field(default=ByteSize(512 * 1024**2),
                                description="Free space the filesystem must keep.")
+    keep_recent_h: float = Field(
+        default=6.0, ge=0, le=24 * 366,
+        description="Hours of each camera's newest footage that the free-space floor never "
+                    "deletes: when something else fills the disk, recording stops instead.")
     require_mount: bool = Field(
         default=False,
         description="Record only when `path` is on another filesystem than / (the SSD is "

@@ -92,12 +92,14 @@ class RtspTestCamera:
     def __init__(self, port: int | None = None, path: str = "cam", *, user: str | None = None,
                  password: str | None = None, codec: str = "h264", seconds: float = 12.0,
                  size: tuple[int, int] = (640, 360), fps: int = 15,
-                 audio: str | None = None) -> None:
+                 audio: str | None = None, jump_after: float = 0.0,
+                 jump_s: float = 2.0) -> None:
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {', '.join(CODECS)}, not {codec!r}")
         if audio is not None and audio not in AUDIO:
             raise ValueError(f"audio must be one of {', '.join(AUDIO)} or None, not {audio!r}")
         self.audio = audio
+        self.jump_after, self.jump_s = jump_after, jump_s
         if port is None:
             from firmware.devtools.broker import free_port  # venv side only
 
@@ -140,6 +142,8 @@ class RtspTestCamera:
             args += ["--file", str(scene)]
         if self.audio:
             args += ["--audio", self.audio]
+        if self.jump_after:
+            args += ["--jump-after", str(self.jump_after), "--jump-s", str(self.jump_s)]
         if self.user:
             args += ["--user", self.user, "--password", self.password or ""]
         log = self.log_path.open("ab")
@@ -255,7 +259,7 @@ def _serve(opts: argparse.Namespace) -> int:  # pragma: no cover - runs in the c
             # the RTSP server seek the media on PLAY, and a live media cannot seek
             audio = (" appsrc name=audio is-live=true format=time do-timestamp=true "
                      "caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 "
-                     f"! {encoder} ! {payloader} name=pay1 pt={pt}")
+                     f"! {encoder} ! tee allow-not-linked=true ! {payloader} name=pay1 pt={pt}")
         factory.set_launch(
             "( appsrc name=src is-live=true format=time do-timestamp=true "
             f"caps=video/x-{video},stream-format=byte-stream,alignment=au,"
@@ -265,10 +269,19 @@ def _serve(opts: argparse.Namespace) -> int:  # pragma: no cover - runs in the c
 
         def push(src: Gst.Element, stop: threading.Event) -> None:
             n, t0 = 0, time.monotonic()
+            jump_at = n_jump = None
+            if opts.jump_after:  # the camera's video clock steps back once, as cheap ones do
+                jump_at = int(opts.jump_after * opts.fps)
+                n_jump = int(opts.jump_s * Gst.SECOND)
             while not stop.is_set():
                 unit, _key = units[n % len(units)]
                 buf = Gst.Buffer.new_wrapped(unit)
                 buf.duration = int(period * Gst.SECOND)
+                clock = src.get_clock()
+                if jump_at is not None and n >= jump_at and clock is not None:
+                    # do-timestamp's running time, less the jump
+                    running = clock.get_time() - src.get_base_time()
+                    buf.pts = buf.dts = max(running - n_jump, 0)
                 if src.emit("push-buffer", buf) != Gst.FlowReturn.OK:
                     return
                 n += 1
@@ -346,6 +359,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", default="1280x720", help="scene size WxH (default 1280x720)")
     p.add_argument("--fps", type=int, default=15, help="frames per second (default 15)")
     p.add_argument("--seconds", type=float, default=20.0, help="scene loop length (default 20)")
+    p.add_argument("--jump-after", type=float, default=0.0, metavar="S",
+                   help="after S seconds, step the video clock back (--jump-s) once")
+    p.add_argument("--jump-s", type=float, default=2.0, help="size of that step (default 2)")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--file", help=argparse.SUPPRESS)
     return p.parse_args(argv)
