@@ -91,6 +91,30 @@ def test_protected_clips_survive_and_event_share_releases_the_oldest(
     store.close()
 
 
+def test_released_clip_warns_in_log_event_and_health(
+        tmp_path: Path, segment_files: list[Path], caplog: pytest.LogCaptureFixture) -> None:
+    """A clip larger than the event share loses its protection loudly."""
+    from recorder.recorder import Recorder
+
+    size = max(p.stat().st_size for p in segment_files)
+    events: list[tuple[str, str, dict]] = []
+    rec = Recorder(tmp_path / "rec", {}, limits=Limits(quota=12 * size, event_share=0.3),
+                   on_storage_state=lambda *e: events.append(e))
+    rec.start()
+    fill_store(rec.store, segment_files, "gate", [T0 + i for i in range(10)], tmp_path)
+    rec.protect("panic-7", T0, T0 + 6, ["gate"])  # 6 segments: more than 30 % of 12
+    with caplog.at_level("WARNING", logger="recorder.recorder"):
+        rec.store.make_space({"gate": size})
+    assert [(state, reason) for state, reason, _ in events] == [("ok", "clip-released")]
+    detail = events[0][2]
+    assert detail["event_id"] == "panic-7" and detail["cameras"] == ["gate"]
+    assert detail["bytes"] >= 4 * min(p.stat().st_size for p in segment_files)
+    assert any("panic-7" in r.getMessage() and "event_share" in r.getMessage()
+               for r in caplog.records)
+    assert rec.health()["released_clips"] == 1
+    rec.stop()
+
+
 def test_per_camera_quota_and_max_age(tmp_path: Path, segment_files: list[Path]) -> None:
     size = max(p.stat().st_size for p in segment_files)
     store = open_store(tmp_path / "rec", camera_quota={"lane": 4 * size}, max_age_s=3600)

@@ -106,17 +106,23 @@ class ReachableCamera(Camera):
 
 def test_wiring_restarts_ffmpeg_when_the_camera_is_reachable_again(tmp_path: Path) -> None:
     """The recorder's ffmpeg waits on the registry camera's `reachable` (ManagedProcess
-    ready=) and the camera's own backoff cap, as detection's decoder does."""
+    ready=) and the camera's own backoff cap, as detection's decoder does; a probe that
+    works again ends its backoff wait at once."""
     camera = ReachableCamera("gate", StreamInput(url="rtsp://127.0.0.1:9/main"))
-    ctx = make_ctx(tmp_path, CameraRegistry([camera]))
+    registry = CameraRegistry([camera])
+    ctx = make_ctx(tmp_path, registry)
     ctx.config.cameras[0].backoff_cap_s = 7.0
     [service] = wiring.build(ctx)
-    process = service.recorder.cameras["gate"].process
-    assert process._ready == camera.reachable
-    assert process.backoff_cap_s == 7.0
+    cam = service.recorder.cameras["gate"]
+    assert cam._ready == camera.reachable
+    assert cam.process.backoff_cap_s == 7.0
+    cam.process.state = "offline"  # waiting out a backoff
+    assert cam._ready_check() is True  # reachable, but not seen down: the wait goes on
+    registry.report_state("gate", "probe", "online")  # the probe got the stream
+    assert [cam._ready_check(), cam._ready_check()] == [False, True]  # the wait ends
     # Without a registry there is nothing to ask: the plain backoff applies.
     [plain] = wiring.build(make_ctx(tmp_path / "plain", None))
-    assert plain.recorder.cameras["gate"].process._ready is None
+    assert plain.recorder.cameras["gate"]._ready is None
 
 
 def test_wiring_without_registry_falls_back_to_the_config_url(tmp_path: Path) -> None:
