@@ -104,7 +104,7 @@ def test_reprobe_leaves_a_recording_camera_alone_and_health_says_audio(tmp_path)
     from firmware.devtools.rtsp_camera import RtspTestCamera
 
     with RtspTestCamera(codec="h265", audio="pcmu", seconds=4) as cam:
-        ctx, bus, [service] = build_area(tmp_path, [
+        ctx, _bus, [service] = build_area(tmp_path, [
             {"name": "gate", "url": cam.url, "audio": False}])
         service.reprobe_s = service.idle_reprobe_s = 0.3
         service.tick_s = 0.1
