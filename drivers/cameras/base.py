@@ -58,6 +58,10 @@ class StreamInput:
         >>> StreamInput("rtsp://cam/1", {"rtsp_transport": "tcp", "re": None}).ffmpeg_args()
         ['-rtsp_transport', 'tcp', '-re', '-i', 'rtsp://cam/1']
         """
+        return [*self.option_args(), "-i", self.url]
+
+    def option_args(self) -> list[str]:
+        """`options` as ffmpeg arguments, for a command that places ``-i`` itself."""
         args: list[str] = []
         for key, value in self.options.items():
             if value is False:
@@ -65,7 +69,7 @@ class StreamInput:
             args.append(f"-{key}")
             if value is not None and value is not True:
                 args.append(str(value))
-        return [*args, "-i", self.url]
+        return args
 
 
 StateCallback = Callable[[str, str], None]  # (state, reason)
