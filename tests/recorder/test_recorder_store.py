@@ -7,6 +7,7 @@ import errno
 import os
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,6 +164,36 @@ def test_filesystem_floor_keeps_recent_footage_and_clips(
     assert kept[:2] == [2.0, 3.0], "the clip's segments went"
     assert kept[2:] == [float(i) for i in range(60, 80)], "not exactly the newest 20 s kept"
     store.close()
+
+
+def test_recorder_stays_degraded_while_something_else_fills_the_disk(
+        tmpfs: Path, segment_files: list[Path]) -> None:
+    from recorder.recorder import Recorder
+
+    events: list[tuple[str, str, dict]] = []
+    rec = Recorder(tmpfs / "rec", {}, limits=Limits(quota=2**30, min_free=2**20,
+                                                    keep_recent_s=3600),
+                   on_storage_state=lambda *e: events.append(e), check_every_s=0.0,
+                   retry_min_s=0.05, retry_cap_s=0.1)
+    rec.start()
+    fill_store(rec.store, segment_files, "gate", [T0 + i for i in range(20)], tmpfs)
+    filler = tmpfs / "grown.log"
+    with filler.open("wb") as fh:
+        fh.write(b"\0" * (rec.store.free_bytes() - 2**19))
+    for _ in range(5):  # the periodic check, then retries to reopen: all still too full
+        rec.poll()
+        time.sleep(0.12)
+    assert rec.state == "degraded" and rec.reason == "disk-full"
+    assert "something else uses" in rec.summary(), rec.summary()
+    assert [e[:2] for e in events] == [("degraded", "disk-full")]
+    assert "something else uses" in events[0][2]["detail"]
+    assert len(rows(tmpfs / "rec")) == 20, "recent footage erased"
+    filler.unlink()  # the log is rotated away: recording resumes by itself
+    for _ in range(5):
+        rec.poll()
+        time.sleep(0.12)
+    assert rec.state == "ok" and events[-1][:2] == ("ok", "")
+    rec.stop()
 
 
 def test_recovery_settles_every_kind_of_leftover(tmp_path: Path,
