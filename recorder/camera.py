@@ -32,13 +32,14 @@ log = logging.getLogger(__name__)
 FRAGMENTED_MP4 = "movflags=+frag_keyframe+empty_moov+default_base_moof"
 TIMESCALE = 90_000
 #: Audio as browsers and phones play it in MP4: AAC-LC; G.711 at 8 kHz needs little.
-#: Its timestamps get the same guard as the video's, in AAC frames (DURATION): each track
-#: goes on from where it was, so a step of either clock keeps them in step.
-AUDIO_ARGS = ["-c:a", "aac", "-b:a", "32k", "-bsf:a",
-              "setts=ts=if(eq(N\\,0)+eq(DTS\\,NOPTS)+eq(PREV_INDTS\\,NOPTS)"
-              "+eq(PREV_OUTDTS\\,NOPTS)+lte(DURATION\\,0)\\,TS\\,TS-DTS+if("
-              "lt(DTS-PREV_INDTS\\,DURATION/5)+gt(DTS-PREV_INDTS\\,50*DURATION)"
-              "\\,PREV_OUTDTS+DURATION\\,DTS+PREV_OUTDTS-PREV_INDTS))"]
+AUDIO_ARGS = ["-c:a", "aac", "-b:a", "32k"]
+#: The audio timestamps get the same guard as the video's, in AAC frames (DURATION): each
+#: track goes on from where it was, so a step of either clock keeps them in step.
+AUDIO_GUARD = ["-bsf:a",
+               "setts=ts=if(eq(N\\,0)+eq(DTS\\,NOPTS)+eq(PREV_INDTS\\,NOPTS)"
+               "+eq(PREV_OUTDTS\\,NOPTS)+lte(DURATION\\,0)\\,TS\\,TS-DTS+if("
+               "lt(DTS-PREV_INDTS\\,DURATION/5)+gt(DTS-PREV_INDTS\\,50*DURATION)"
+               "\\,PREV_OUTDTS+DURATION\\,DTS+PREV_OUTDTS-PREV_INDTS))"]
 
 
 def timestamp_guard(fps: float | None) -> str:
@@ -64,10 +65,19 @@ def record_args(source: StreamInput, pattern: Path, segment_s: float, *,
     (``-allowed_media_types``): with one track ffmpeg takes its timestamps from the RTP
     clock alone, and the camera's RTCP reports (which jump when another client joins)
     cannot move them. `audio` records the camera's first audio track too, as AAC."""
-    rtsp = source.url.lower().startswith(("rtsp://", "rtsps://"))
+    url = source.url.lower()
+    rtsp = url.startswith(("rtsp://", "rtsps://"))
+    # The guards are for a camera's clock. Producer cameras (our own encoder, over the
+    # relay) have none to step, and ffmpeg 5.1 ends a bitstream filter where a looped file
+    # (the tests' live input) starts over.
+    guard = rtsp or url.startswith(("http://", "https://"))
     tracks = ["-allowed_media_types", "video+audio" if audio else "video"] if rtsp else []
-    outputs = ["-map", "0:v:0", "-c:v", "copy", "-bsf:v", timestamp_guard(fps)]
-    outputs += ["-map", "0:a:0?", *AUDIO_ARGS] if audio else ["-an"]
+    outputs = ["-map", "0:v:0", "-c:v", "copy"]
+    outputs += ["-bsf:v", timestamp_guard(fps)] if guard else []
+    if audio:
+        outputs += ["-map", "0:a:0?", *AUDIO_ARGS, *(AUDIO_GUARD if guard else [])]
+    else:
+        outputs += ["-an"]
     return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "warning", "-nostats",
             "-progress", "pipe:1", "-stats_period", "2", *tracks, *source.ffmpeg_args(),
             *outputs, "-f", "segment", "-segment_time", f"{segment_s:g}",
