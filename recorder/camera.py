@@ -92,10 +92,11 @@ class CameraRecorder:
     ManagedProcess when ffmpeg exits or stalls, capped at `backoff_cap_s`.
 
     Stall detection starts with the first packet: until then the camera is connecting
-    (ffmpeg's own socket `timeout` gives up on a silent one) and `connect_s` applies; after
-    it, no closed segment for twice the segment's expected length (the configured one, or
-    longer when the camera's keyframes are further apart), plus a few frame intervals at
-    the camera's measured rate, restarts ffmpeg.
+    (ffmpeg's own socket `timeout` gives up on a silent one) and `connect_s` applies; until
+    the first segment closes, frames arriving are progress (the keyframe interval is not
+    known yet); after it, no closed segment for twice the segment's expected length (the
+    configured one, or longer when the camera's keyframes are further apart), plus a few
+    frame intervals at the camera's measured rate, restarts ffmpeg.
 
     `ready()` (the camera's cheap reachability check) cuts the backoff short when a camera
     that was down answers again; so does `retry_now()` (the camera's probe found it back),
@@ -151,6 +152,7 @@ class CameraRecorder:
         self._progress = ProgressParser()
         self._first_frame_at: float | None = None
         self._frames_since_start = 0
+        self._run_segments = 0  # segments closed by the current ffmpeg
         self._seen_down = False  # the camera was unreachable since it last recorded
         self._replay: list[bool] = []  # answers `_ready_check` gives before asking `ready`
         self._lock = threading.Lock()
@@ -251,6 +253,7 @@ class CameraRecorder:
         self._progress = ProgressParser()
         self._first_frame_at = None
         self._frames_since_start = 0
+        self._run_segments = 0
         self.process.stall_after_s = self.connect_s  # until the first packet
         return record_args(self.source, incoming / f"{self.run_id}-%06d{SUFFIX}",
                            self.segment_s, audio=self.audio, fps=self.fps)
@@ -340,6 +343,10 @@ class CameraRecorder:
             self.process.beat()
         else:
             self._frames_since_start += delta
+            if not self._run_segments:
+                # frames flow but the first segment is not closed: the camera's keyframes
+                # may be further apart than a segment, which only its first segment tells
+                self.process.beat()
         self.process.stall_after_s = self.stall_after_s()
         if self._on_frames is not None:
             self._on_frames(self.name, delta)
@@ -385,6 +392,7 @@ class CameraRecorder:
         self.last_segment = segment
         self.last_segment_at = time.monotonic()
         self.segments += 1
+        self._run_segments += 1
         self.sizes = [*self.sizes[-4:], segment.bytes]
         self.durations = [*self.durations[-4:], seconds]
         self.process.stall_after_s = self.stall_after_s()
