@@ -110,8 +110,8 @@ def export(root: Path, export_plan: ExportPlan, out: Path,
         listing.write_text(_concat_list(paths))
         args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats",
                 "-progress", "pipe:1", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-                "-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4",
-                str(part)]
+                "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-movflags", "+faststart",
+                "-f", "mp4", str(part)]
         # stderr goes to a file: a pipe read only after exit would stall a chatty ffmpeg
         # (thousands of warnings over a long export) once 64 KiB are waiting in it.
         with (Path(tmp) / "stderr.log").open("w+b") as stderr:

@@ -20,6 +20,8 @@ from drivers.cameras.rtsp import input_options
 from firmware.devtools.rtsp_camera import RtspTestCamera
 from recorder import mp4
 from recorder.camera import CameraRecorder
+from recorder.export import export, plan
+from recorder.index import Index
 from recorder.recorder import Recorder
 from recorder.store import Limits, Store
 
@@ -85,6 +87,14 @@ def test_h265_g711_camera_whose_clock_jumps_while_others_join(tmp_path: Path) ->
             video = [mp4.read(root / r[2]).video.seconds for r in found]
             assert sum(video) + 1.5 > sum(sound) > 0.7 * sum(video), (sound, video)
             assert sum(s > 0 for s in sound) >= len(sound) // 2, sound
+        # an export carries the sound too
+        index = Index(root / Index.FILENAME, readonly=True)
+        clip = export(root, plan(index, "cam", found[1][3], found[4][4]), root / "clip.mp4")
+        index.close()
+        streams = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
+                                  "stream=codec_name", "-of", "csv=p=0", str(clip)],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        assert streams == (["hevc", "aac"] if audio else ["hevc"]), streams
         # the footage runs on: one segment's end is the next one's start, near enough (the
         # first segment of a run is left out: the camera's start-up burst)
         starts, ends = [r[3] for r in found], [r[4] for r in found]
