@@ -65,6 +65,7 @@ class Recorder:
         backoff_cap_s: dict[str, float] | None = None,
         audio: dict[str, bool] | None = None,
         fps: dict[str, float | None] | None = None,
+        camera_segment_s: dict[str, float] | None = None,
     ) -> None:
         ready = ready or {}
         backoff_cap_s = backoff_cap_s or {}
@@ -79,7 +80,8 @@ class Recorder:
         self.retry_min_s = retry_min_s
         self.retry_cap_s = retry_cap_s
         self.cameras = {
-            name: CameraRecorder(name, source, self.store, segment_s,
+            name: CameraRecorder(name, source, self.store,
+                                 (camera_segment_s or {}).get(name, segment_s),
                                  on_segment=self._segment_closed, on_state=self._camera_state,
                                  on_frames=on_frames, on_error=self._camera_error,
                                  backoff_cap_s=backoff_cap_s.get(name, 30.0),

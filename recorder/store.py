@@ -141,6 +141,8 @@ class Limits:
     event_share: float = 0.3
     max_age_s: float | None = None
     min_free: int = 0
+    #: Per-camera age limits overriding `max_age_s`.
+    camera_max_age_s: dict[str, float] = field(default_factory=dict)
     #: Footage per camera (seconds, the newest) that the filesystem floor never deletes:
     #: when something else fills the disk, recording stops rather than erase the past.
     keep_recent_s: float = 6 * 3600.0
@@ -385,13 +387,16 @@ class Store:
         freed = 0
         with self.lock:
             index = self._index()
-            if lim.max_age_s and now > SANE_TIME:
+            if (lim.max_age_s or lim.camera_max_age_s) and now > SANE_TIME:
                 # Footage stamped before SANE_TIME was recorded before the clock was set
                 # (no RTC, no NTP yet): its age is unknown, so max age leaves it alone and
                 # the quotas (recording order) take it in turn.
-                while victims := index.oldest(protected=None, before=now - lim.max_age_s,
-                                              since=SANE_TIME):
-                    freed += self.delete(victims)
+                for camera in index.cameras():
+                    age = lim.camera_max_age_s.get(camera, lim.max_age_s)
+                    while age and (victims := index.oldest(
+                            camera=camera, protected=None, before=now - age,
+                            since=SANE_TIME)):
+                        freed += self.delete(victims)
             share = lim.event_share * lim.quota
             clips = index.clips()
             while clips and index.protected_bytes() > share:

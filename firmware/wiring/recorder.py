@@ -43,6 +43,8 @@ def limits_from(settings: RecorderSettings) -> Limits:
         max_age_s=settings.max_age_days * 86400 if settings.max_age_days else None,
         min_free=int(settings.min_free),
         keep_recent_s=settings.keep_recent_h * 3600,
+        camera_max_age_s={name: days * 86400
+                          for name, days in settings.camera_max_age_days.items()},
     )
 
 
@@ -114,6 +116,7 @@ def build(ctx: Context) -> list[Component]:
                         on_storage_state=on_storage_state, ready=ready,
                         backoff_cap_s={c.name: c.backoff_cap_s for c in enabled},
                         audio={c.name: c.audio for c in enabled},
+                        camera_segment_s=dict(settings.camera_segment_s),
                         fps={c.name: float(c.fps) for c in enabled})
     if registry is not None:  # a probe that works again restarts the camera's ffmpeg now
         registry.on_reachable(recorder.retry_now)

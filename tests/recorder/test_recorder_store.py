@@ -131,6 +131,17 @@ def test_per_camera_quota_and_max_age(tmp_path: Path, segment_files: list[Path])
     assert_index_matches_disk(tmp_path / "rec")
 
 
+def test_per_camera_max_age_overrides_the_store_wide_one(
+        tmp_path: Path, segment_files: list[Path]) -> None:
+    store = open_store(tmp_path / "rec", max_age_s=3600, camera_max_age_s={"road": 2000})
+    for camera in ("road", "yard"):
+        fill_store(store, segment_files, camera, [T0 + i * 300 for i in range(10)], tmp_path)
+    store.make_space({}, now=T0 + 4500)
+    left = {c: [r[3] - T0 for r in rows(tmp_path / "rec") if r[1] == c] for c in ("road", "yard")}
+    assert left == {"road": [2700.0], "yard": [300.0 * i for i in range(3, 10)]}
+    store.close()
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     if os.geteuid() != 0:

@@ -133,6 +133,19 @@ def test_wiring_without_registry_falls_back_to_the_config_url(tmp_path: Path) ->
     assert service.recorder.store.limits.camera_quota == {"gate": 40 * 2**20}
 
 
+def test_wiring_per_camera_overrides(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, None)
+    ctx.config.recorder.camera_segment_s = {"gate": 4.0}
+    ctx.config.recorder.camera_max_age_days = {"gate": 2.0}
+    ctx.config.recorder.keep_recent_h = 1.5
+    ctx.config.cameras[0].audio = False
+    [service] = wiring.build(ctx)
+    cam = service.recorder.cameras["gate"]
+    assert cam.segment_s == 4.0 and cam.audio is False
+    limits = service.recorder.store.limits
+    assert limits.camera_max_age_s == {"gate": 2 * 86400} and limits.keep_recent_s == 5400
+
+
 def test_wiring_builds_nothing_when_disabled(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path, None)
     ctx.config.recorder.enabled = False
