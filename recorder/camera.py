@@ -359,11 +359,12 @@ class CameraRecorder:
             return
         try:
             info = mp4.read(path)
-        except mp4.Mp4Error as exc:
+        except mp4.Mp4Error as exc:  # ffmpeg closed it: keep it, timed by the list line
             info = None
-            log.warning("%s: cannot read segment %s: %s", self.name, path.name, exc)
+            log.warning("%s: cannot read the boxes of segment %s (%s): indexed as listed",
+                        self.name, path.name, exc)
         video = info.video if info is not None else None
-        if video is None or video.frames == 0:
+        if info is not None and (video is None or video.frames == 0):
             # ffmpeg names a segment it opened even when no frame reached it (killed
             # before the camera sent one): an empty file is not footage
             self.empty_segments += 1
@@ -371,14 +372,15 @@ class CameraRecorder:
                         path.name)
             path.unlink(missing_ok=True)
             return
-        if video.squeezed:
+        if video is not None and video.squeezed:
             self.squeezed_frames += video.squeezed
             self.last_warning = (f"{video.squeezed} frame(s) of {path.name} squeezed "
                                  "(timestamps jumped)")
             log.warning("%s: %s", self.name, self.last_warning)
         if info is not None and info.audio is not None:
             self.audio_track = info.audio.codec or "audio"
-        seconds = video.seconds if video.seconds > 0 else end_s - start_s
+        seconds = video.seconds if video is not None and video.seconds > 0 \
+            else end_s - start_s
         offset = now - end_s  # the list line is written as the segment closes
         if self._offset is None or abs(offset - self._offset) > 1.0:
             self._offset = offset

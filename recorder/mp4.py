@@ -100,7 +100,8 @@ def _boxes(fh: BinaryIO, end: int):
 
 
 def read(path: Path) -> Mp4Info:
-    """The tracks and sample counts of `path`; raises Mp4Error if it is no MP4."""
+    """The tracks and sample counts of `path` (none for a file cut before its `moov`);
+    raises Mp4Error if it cannot be read as MP4 boxes."""
     info = Mp4Info()
     try:
         with open(path, "rb") as fh:
@@ -109,8 +110,6 @@ def read(path: Path) -> Mp4Info:
             _walk(fh, size, info, None)
     except (OSError, struct.error) as exc:
         raise Mp4Error(f"{path.name}: {exc}") from exc
-    if not info.tracks:
-        raise Mp4Error(f"{path.name}: no track")
     return info
 
 
