@@ -6,6 +6,10 @@ against the video bytes of the stream.
     .venv/bin/python bench/recording.py --cameras 4 --seconds 60
     .venv/bin/python bench/recording.py --soak 50        # + 50 kill -9 rounds
 
+Then the audio phase: a camera with a G.711 track, recorded video only and with its sound
+(AAC) by two recorders side by side, next to bare ffmpeg: ``audio_cost_cpu`` is what the
+sound adds, per camera and minute.
+
 Prints ``name<TAB>value<TAB>unit<TAB>note`` lines. CPU seconds come from the kernel's
 accounting per thread (/proc/*/task/*/schedstat, nanoseconds) over a steady window
 after start-up; the bench's own threads are left out of the daemon side. Targets:
@@ -173,6 +177,62 @@ def compare(source: StreamInput, cameras: int, seconds: float, segment_s: float,
     return base, recorded
 
 
+def with_g711(scene: Path, out: Path) -> Path:
+    """`scene` with a G.711 A-law track (8 kHz mono, a tone), as a cheap camera sends."""
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(scene), "-f",
+                    "lavfi", "-i", "sine=frequency=440:sample_rate=8000", "-shortest",
+                    "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_alaw",
+                    "-ac", "1", str(out)], check=True)
+    return out
+
+
+def audio_cost(source: StreamInput, cameras: int, seconds: float, segment_s: float,
+               work: Path) -> dict[str, float]:
+    """The same G.711 camera recorded video only (audio = false) and with its audio (to
+    AAC), by two recorders side by side, next to bare ffmpeg copying the video: what
+    recording sound costs."""
+    bare = [spawn(["ffmpeg", "-nostdin", "-loglevel", "error", *source.ffmpeg_args(),
+                   "-map", "0:v:0", "-c", "copy", "-f", "segment", "-segment_time",
+                   f"{segment_s:g}", "-segment_format", "mp4", "-segment_format_options",
+                   FRAGMENTED_MP4, "-reset_timestamps", "1",
+                   str(work / f"bare-audio-{i}-%06d.mp4")], stderr=subprocess.DEVNULL)
+            for i in range(cameras)]
+    names = [f"cam{i}" for i in range(cameras)]
+    recs = {audio: Recorder(work / ("with-audio" if audio else "video-only"),
+                            dict.fromkeys(names, source), segment_s=segment_s,
+                            limits=Limits(quota=100 * 2**30),
+                            audio=dict.fromkeys(names, audio))
+            for audio in (False, True)}
+    stop = threading.Event()
+    runners = [threading.Thread(target=r.run, args=(stop,), daemon=True) for r in recs.values()]
+    for runner in runners:
+        runner.start()
+    time.sleep(WARM_S + 2)
+
+    def kids(rec: Recorder) -> list[int]:
+        return [pid for c in rec.cameras.values() if (pid := c.process.pid) is not None]
+
+    pids = {audio: kids(rec) for audio, rec in recs.items()}
+    bare_pids = [p.pid for p in bare]
+    before = {audio: ffmpeg_cpu(p) for audio, p in pids.items()}
+    bare0 = ffmpeg_cpu(bare_pids)
+    time.sleep(seconds)
+    after = {audio: ffmpeg_cpu(p) for audio, p in pids.items()}
+    bare1 = ffmpeg_cpu(bare_pids)
+    stop.set()
+    for proc in bare:
+        terminate(proc, timeout=10)
+    for runner in runners:
+        runner.join(30)
+    disk = {audio: sum(f.stat().st_size for f in (work / ("with-audio" if audio else
+                                                          "video-only")).glob("*/*/*/*.mp4"))
+            for audio in (False, True)}
+    return {"bare_cpu": bare1 - bare0, "video_only_cpu": after[False] - before[False],
+            "with_audio_cpu": after[True] - before[True], "video_only_disk": disk[False],
+            "with_audio_disk": disk[True], "restarts": sum(
+                c.process.restarts for r in recs.values() for c in r.cameras.values())}
+
+
 def soak(source: StreamInput, rounds: int, work: Path) -> None:
     """kill -9 the recorder (or one of its ffmpegs, then it) at random moments; after
     each, reopen (recovery) and check index == disk and that every new segment plays."""
@@ -267,8 +327,26 @@ def main() -> int:
              if rec["video"] else "nan", "x", "segments only (the index is ~fixed size)")
         emit("bare_bytes_ratio", round(base["disk"] / base["video"], 4)
              if base["video"] else "nan", "x", "same for bare ffmpeg")
+        sound = audio_cost(StreamInput(str(with_g711(scene, work / "g711.mkv")),
+                                       {"re": None, "stream_loop": -1}),
+                           args.cameras, args.seconds, args.segment_s, work)
+        per_min = 60 / args.seconds / args.cameras
+        emit("audio_bare_ffmpeg_cpu", round(sound["bare_cpu"], 3), "cpu-s",
+             "baseline of the audio phase: bare ffmpeg copying the video of a G.711 camera")
+        emit("audio_off_ffmpeg_cpu", round(sound["video_only_cpu"], 3), "cpu-s",
+             "recorder's ffmpegs, audio = false, side by side")
+        emit("audio_on_ffmpeg_cpu", round(sound["with_audio_cpu"], 3), "cpu-s",
+             "recorder's ffmpegs, G.711 -> AAC 32 kbit/s")
+        emit("audio_cost_cpu", round((sound["with_audio_cpu"] - sound["video_only_cpu"])
+                                     * per_min, 3), "cpu-s/min/camera",
+             "what recording the sound adds, per camera")
+        emit("audio_cost_ratio", round(sound["with_audio_cpu"] / sound["video_only_cpu"], 2)
+             if sound["video_only_cpu"] else "nan", "x", "audio on / video only")
+        emit("audio_cost_bytes", round(sound["with_audio_disk"] / sound["video_only_disk"], 3)
+             if sound["video_only_disk"] else "nan", "x", "disk, audio on / video only")
+        emit("audio_restarts", sound["restarts"], "restarts", "should be 0")
         if args.json:
-            print(json.dumps({"bare": base, "recorder": rec}))
+            print(json.dumps({"bare": base, "recorder": rec, "audio": sound}))
         if args.soak:
             soak(StreamInput(url=str(render_scene(work / "small.mp4", seconds=10,
                                                   size=(320, 240), fps=15))),

@@ -69,14 +69,7 @@ def board_hwaccel(model_file: Path = Path("/proc/device-tree/model")) -> str:
 
 def input_args(source: StreamInput) -> list[str]:
     """ffmpeg input options from a StreamInput (`None`/`True` values are bare flags)."""
-    args: list[str] = []
-    for key, value in source.options.items():
-        if value is False:
-            continue
-        args.append(f"-{key}")
-        if value is not None and value is not True:
-            args.append(str(value))
-    return args
+    return source.option_args()
 
 
 def ffmpeg_args(source: StreamInput, width: int, height: int, fps: float,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drivers.cameras.progress import ProgressParser
 from drivers.process import spawn, terminate
 from recorder.index import Index, Segment
 
@@ -147,18 +148,20 @@ def export(root: Path, export_plan: ExportPlan, out: Path,
         listing.write_text(_concat_list(paths))
         args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats",
                 "-progress", "pipe:1", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-                "-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4",
-                str(part)]
+                "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-movflags", "+faststart",
+                "-f", "mp4", str(part)]
         # stderr goes to a file: a pipe read only after exit would stall a chatty ffmpeg
         # (thousands of warnings over a long export) once 64 KiB are waiting in it.
         with (Path(tmp) / "stderr.log").open("w+b") as stderr:
             proc = spawn(args, stdout=subprocess.PIPE, stderr=stderr)
             try:
                 assert proc.stdout is not None
+                parser = ProgressParser()
                 for raw in iter(proc.stdout.readline, b""):
-                    key, _, value = raw.decode(errors="replace").strip().partition("=")
-                    if key == "out_time_us" and on_progress is not None and value.isdigit():
-                        on_progress(int(value) / 1e6)
+                    block = parser.feed(raw.decode(errors="replace"))
+                    written = (block or {}).get("out_time_us", "")
+                    if on_progress is not None and written.isdigit():
+                        on_progress(int(written) / 1e6)
                 code = proc.wait()
             finally:
                 terminate(proc)

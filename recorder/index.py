@@ -186,14 +186,16 @@ class Index:
 
     def oldest(self, *, camera: str | None = None, protected: bool | None = False,
                before: float | None = None, since: float | None = None,
-               limit: int = 32) -> list[Segment]:
+               keep_recent_s: float = 0.0, limit: int = 32) -> list[Segment]:
         """The oldest segments; `protected` False/True/None = unprotected/protected/any.
 
         Without `before`, "oldest" is the order of recording (row ids), not the stamped
         start: a Pi without a clock stamps what it records before NTP sync with 1970
         times, and that footage is not older than what the last boot recorded. With
         `before` (max age: a question about time) it is the segments ending before it,
-        and starting at or after `since`, by start time."""
+        and starting at or after `since`, by start time. `keep_recent_s` leaves out each
+        camera's newest footage, as many segments (newest first, in recording order) as
+        it takes to hold that many seconds."""
         sql = "SELECT id, camera, path, start, end, bytes FROM segment s WHERE 1"
         args: list[object] = []
         if camera is not None:
@@ -208,6 +210,12 @@ class Index:
             args.append(since)
         if protected is not None:
             sql += f" AND {'' if protected else 'NOT'} {_PROTECTED}"
+        if keep_recent_s > 0:
+            sql += (" AND s.id NOT IN (SELECT id FROM (SELECT id, end - start AS d,"
+                    " SUM(end - start) OVER (PARTITION BY camera ORDER BY id DESC) AS newer"
+                    " FROM segment)"
+                    " WHERE newer - d < ?)")
+            args.append(keep_recent_s)
         sql += " ORDER BY start, id LIMIT ?" if before is not None else " ORDER BY id LIMIT ?"
         args.append(limit)
         return [_segment(r) for r in self.db.execute(sql, args)]
@@ -280,6 +288,15 @@ class Index:
 
     def clip(self, event_id: str) -> Clip | None:
         return next((c for c in self.clips() if c.event_id == event_id), None)
+
+    def clip_bytes(self, clip: Clip) -> int:
+        """Bytes of the segments `clip` covers."""
+        sql = ("SELECT SUM(bytes) FROM segment s WHERE s.start < ? AND s.end > ?")
+        args: list[object] = [clip.end, clip.start]
+        if clip.cameras:
+            sql += f" AND camera IN ({','.join('?' * len(clip.cameras))})"
+            args += list(clip.cameras)
+        return int(self.db.execute(sql, args).fetchone()[0] or 0)
 
     def release(self, event_id: str) -> None:
         with self.transaction():

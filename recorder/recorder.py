@@ -31,8 +31,9 @@ from typing import Any
 
 from drivers.cameras.base import StreamInput
 from recorder.camera import CameraRecorder
-from recorder.index import Segment
+from recorder.index import Clip, Segment
 from recorder.store import Limits, StorageFault, Store, classify, classify_text
+from support.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,14 @@ class Recorder:
         retry_cap_s: float = 30.0,
         ready: dict[str, Callable[[], bool | None]] | None = None,
         backoff_cap_s: dict[str, float] | None = None,
+        audio: dict[str, bool] | None = None,
+        fps: dict[str, float | None] | None = None,
+        camera_segment_s: dict[str, float] | None = None,
     ) -> None:
         ready = ready or {}
         backoff_cap_s = backoff_cap_s or {}
+        audio = audio or {}
+        fps = fps or {}
         self.store = Store(root, limits, require_mount=require_mount)
         self.segment_s = segment_s
         self._on_state = on_state or (lambda camera, state, reason: None)
@@ -74,22 +80,27 @@ class Recorder:
         self.retry_min_s = retry_min_s
         self.retry_cap_s = retry_cap_s
         self.cameras = {
-            name: CameraRecorder(name, source, self.store, segment_s,
+            name: CameraRecorder(name, source, self.store,
+                                 (camera_segment_s or {}).get(name, segment_s),
                                  on_segment=self._segment_closed, on_state=self._camera_state,
                                  on_frames=on_frames, on_error=self._camera_error,
                                  backoff_cap_s=backoff_cap_s.get(name, 30.0),
-                                 ready=ready.get(name))
+                                 ready=ready.get(name), audio=audio.get(name, False),
+                                 fps=fps.get(name))
             for name, source in cameras.items()
         }
+        self.store.on_release = self._clip_released
         self.state = "starting"
         self.reason = ""
+        self.detail = ""
+        self.released_clips = 0  # since start; the index counts them for good
         self.faults = 0
         self._pending: tuple[str, str] | None = None
         self._probe_requested = False
         self._unapplied: list[tuple[str, float, float, tuple[str, ...]]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._retry_in = retry_min_s
+        self._backoff = Backoff(retry_min_s, retry_cap_s, min_s=min(0.5, retry_min_s))
         self._retry_at = 0.0
         self._next_check = 0.0
         self._written: collections.deque[tuple[float, int]] = collections.deque()
@@ -231,8 +242,9 @@ class Recorder:
         self._close_store()
         for name in self.cameras:
             self._on_state(name, "offline", f"storage {reason}")
-        self._retry_in = self.retry_min_s
-        self._retry_at = time.monotonic() + self._retry_in
+        self._backoff.reset()
+        self._retry_at = time.monotonic() + self._backoff.next_delay()
+        self.detail = detail
         self._set_state("degraded", reason, {"detail": detail, "path": str(self.store.root)})
 
     def _resume(self) -> None:
@@ -241,14 +253,15 @@ class Recorder:
             self.store.make_space(self._headroom())
         except (StorageFault, OSError, sqlite3.Error) as exc:
             self.store.close()
-            self._retry_in = min(self._retry_in * 2, self.retry_cap_s)
-            self._retry_at = time.monotonic() + self._retry_in
+            self._retry_at = time.monotonic() + self._backoff.next_delay()
             reason = classify(exc)
+            self.detail = getattr(exc, "detail", str(exc))
             if reason != self.reason:
                 self._set_state("degraded", reason, {"detail": getattr(exc, "detail", str(exc)),
                                                      "path": str(self.store.root)})
             return
         log.info("recordings store usable again after %s", self.reason)
+        self.detail = ""
         with self._lock:
             self._pending = None
         self._apply_unapplied()
@@ -269,6 +282,29 @@ class Recorder:
             if self._pending is None:
                 self._pending = (reason, detail)
         self._wake.set()
+
+    def retry_now(self, camera: str) -> None:
+        """`camera` was seen reachable again (its probe worked): restart its ffmpeg now if
+        it is waiting out a backoff."""
+        cam = self.cameras.get(camera)
+        if cam is not None:
+            cam.retry_now()
+
+    def _clip_released(self, clip: Clip, covered: int) -> None:
+        """The event share took a clip's protection away (called under the store lock)."""
+        self.released_clips += 1
+        share = self.store.limits.event_share * self.store.limits.quota
+        log.warning("protected clip %s (%s, %.1f MB) released: protected footage exceeds the "
+                    "event share (%.0f MB); its footage now ages out like any other. Raise "
+                    "[recorder] event_share or quota (docs/storage.md)", clip.event_id,
+                    ",".join(clip.cameras) or "all cameras", covered / 1e6, share / 1e6)
+        try:
+            self._on_storage_state(self.state, "clip-released", {
+                "event_id": clip.event_id, "start": clip.start, "end": clip.end,
+                "cameras": list(clip.cameras), "bytes": covered,
+                "event_share_bytes": int(share)})
+        except Exception:
+            log.exception("storage state callback failed")
 
     # -- callbacks from camera threads --------------------------------------------------
     def _segment_closed(self, camera: str, segment: Segment) -> None:
@@ -317,31 +353,24 @@ class Recorder:
                 self._figures = self.store.figures()
         figures = dict(self._figures)
         counters = figures.pop("counters", {})
-        now = time.monotonic()
         return {
             "state": self.state,
             "reason": self.reason,
+            "detail": self.detail or None,
             **figures,
             "write_rate_bps": round(self.write_rate()),
             "recovered": counters.get("recovered", 0),
             "garbage": counters.get("garbage", 0),
             "last_recovery": dict(self._recovery),
             "faults": self.faults,
-            "cameras": {
-                name: {
-                    "state": cam.process.state,
-                    "reason": cam.process.reason,
-                    "restarts": cam.process.restarts,
-                    "segments": cam.segments,
-                    "last_segment_age_s": (round(now - cam.last_segment_at, 1)
-                                           if cam.last_segment_at is not None else None),
-                }
-                for name, cam in self.cameras.items()
-            },
+            "released_clips": counters.get("released_clips", 0),
+            "cameras": {name: cam.health() for name, cam in self.cameras.items()},
         }
 
     def summary(self) -> str:
         if self.state == "degraded":
-            return f"recorder degraded: {self.reason}"
+            other = self.detail.split(":", 1)[0] if self.detail.startswith("something else") \
+                else ""
+            return f"recorder degraded: {self.reason}" + (f" ({other})" if other else "")
         return f"recording {sum(c.process.state == 'online' for c in self.cameras.values())}" \
                f"/{len(self.cameras)}"

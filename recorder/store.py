@@ -30,7 +30,8 @@ from pathlib import Path
 
 from recorder import probe
 from recorder.export import sweep_pins
-from recorder.index import Index, IndexError_, Segment
+from recorder.index import Clip, Index, IndexError_, Segment
+from support.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,11 @@ class Limits:
     event_share: float = 0.3
     max_age_s: float | None = None
     min_free: int = 0
+    #: Per-camera age limits overriding `max_age_s`.
+    camera_max_age_s: dict[str, float] = field(default_factory=dict)
+    #: Footage per camera (seconds, the newest) that the filesystem floor never deletes:
+    #: when something else fills the disk, recording stops rather than erase the past.
+    keep_recent_s: float = 6 * 3600.0
 
 
 class Store:
@@ -150,6 +156,9 @@ class Store:
         #: Called as long recovery work goes on (each file, and about every second while
         #: one is checked): the recorder beats its supervisor's stall detector with it.
         self.on_progress: Callable[[], None] | None = None
+        #: Called with (clip, bytes it covered) when the event share takes a clip's
+        #: protection away: the recorder warns about it (log, event, health).
+        self.on_release: Callable[[Clip, int], None] | None = None
 
     # -- opening, checking ------------------------------------------------------------
     def check(self, *, same_disk: bool = True) -> None:
@@ -206,11 +215,7 @@ class Store:
             marker = self.root / MARKER
             try:
                 if not marker.exists():
-                    tmp = marker.with_suffix(".tmp")
-                    tmp.write_text(uuid.uuid4().hex + "\n")
-                    fsync_path(tmp)
-                    os.replace(tmp, marker)
-                    fsync_path(self.root, directory=True)
+                    atomic_write(marker, uuid.uuid4().hex + "\n")
                 found = marker.read_text().strip()
                 if self.identity is not None and found != self.identity:
                     log.warning("recordings disk changed (%s -> %s): opening the new one",
@@ -221,7 +226,8 @@ class Store:
                     # The reserve went (or never was): room for it and the floor first,
                     # before recovery writes anything.
                     self._shrink(lambda: self.limits.min_free + self.reserve_bytes
-                                 - self.free_bytes())
+                                 - self.free_bytes(), kinds=(False,),
+                                 keep_recent_s=self.limits.keep_recent_s)
                 self.last_recovery = self.recover()
                 self.used = self.index.usage()
                 self._keep_reserve()
@@ -248,17 +254,10 @@ class Store:
         reserve = self.root / RESERVE
         if reserve.exists():
             return
-        tmp = reserve.with_suffix(".tmp")
         try:
-            with tmp.open("wb") as fh:
-                fh.write(b"\0" * self.reserve_bytes)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, reserve)
-            fsync_path(self.root, directory=True)
+            atomic_write(reserve, bytes(self.reserve_bytes))
         except OSError as exc:
             log.warning("no room for the reserve file: %s", exc)
-            tmp.unlink(missing_ok=True)
 
     def _open_fault(self, exc: BaseException) -> str:
         """The fault an open failed with; SQLite says "disk I/O error" when it cannot
@@ -378,17 +377,23 @@ class Store:
         freed = 0
         with self.lock:
             index = self._index()
-            if lim.max_age_s and now > SANE_TIME:
+            if (lim.max_age_s or lim.camera_max_age_s) and now > SANE_TIME:
                 # Footage stamped before SANE_TIME was recorded before the clock was set
                 # (no RTC, no NTP yet): its age is unknown, so max age leaves it alone and
                 # the quotas (recording order) take it in turn.
-                while victims := index.oldest(protected=None, before=now - lim.max_age_s,
-                                              since=SANE_TIME):
-                    freed += self.delete(victims)
+                for camera in index.cameras():
+                    age = lim.camera_max_age_s.get(camera, lim.max_age_s)
+                    while age and (victims := index.oldest(
+                            camera=camera, protected=None, before=now - age,
+                            since=SANE_TIME)):
+                        freed += self.delete(victims)
             share = lim.event_share * lim.quota
             clips = index.clips()
             while clips and index.protected_bytes() > share:
-                index.release(clips.pop(0).event_id)
+                clip = clips.pop(0)
+                covered = index.clip_bytes(clip)
+                index.release(clip.event_id)
+                self._released(clip, covered)
             for camera, quota in lim.camera_quota.items():
                 # A camera's quota bounds its ring buffer; its protected footage counts
                 # against the event share (of the total quota) instead, so the camera
@@ -399,25 +404,49 @@ class Store:
                                       kinds=(False,))
             freed += self._shrink(lambda: self.total_used() + reserve - lim.quota)
             if lim.min_free:
-                freed += self._shrink(lambda: lim.min_free + reserve - self.free_bytes())
+                # The floor deletes old, unprotected footage only: the newest
+                # `keep_recent_s` of every camera and the clips stay, and when that is not
+                # enough recording stops (disk-full) rather than erase them.
+                freed += self._shrink(lambda: lim.min_free + reserve - self.free_bytes(),
+                                      kinds=(False,), keep_recent_s=lim.keep_recent_s)
                 short = lim.min_free + reserve - self.free_bytes()
                 if short > 0:
-                    raise StorageFault("disk-full", f"{self.free_bytes()} bytes free, "
-                                       f"floor {lim.min_free} + {reserve} for open segments")
+                    raise StorageFault("disk-full", f"something else uses "
+                                       f"{self.other_bytes() / 1e9:.1f} GB: "
+                                       f"{self.free_bytes()} bytes free, floor "
+                                       f"{lim.min_free} + {reserve} for open segments; "
+                                       "recent footage and clips kept")
             self._forget_old_clips(index)
         return freed
 
+    def other_bytes(self) -> int:
+        """Bytes used on the store's filesystem by something other than its footage."""
+        st = os.statvfs(self.root)
+        used = (st.f_blocks - st.f_bfree) * st.f_frsize
+        return max(used - self.total_used(), 0)
+
+    def _released(self, clip: Clip, covered: int) -> None:
+        if self.on_release is None:
+            log.warning("clip %s released (%d bytes): beyond the event share", clip.event_id,
+                        covered)
+            return
+        try:
+            self.on_release(clip, covered)
+        except Exception:
+            log.exception("release callback failed")
+
     def _shrink(self, excess, camera: str | None = None,
-                kinds: tuple[bool, ...] = (False, True)) -> int:
+                kinds: tuple[bool, ...] = (False, True), keep_recent_s: float = 0.0) -> int:
         """Delete oldest footage while `excess()` is positive: unprotected first, then
-        protected (unless `kinds` is (False,))."""
+        protected (unless `kinds` is (False,)), never a camera's newest `keep_recent_s`."""
         freed = 0
         index = self._index()
         while excess() > 0:
             need = excess()
             victims: list[Segment] = []
             for protected in kinds:
-                for s in index.oldest(camera=camera, protected=protected, limit=256):
+                for s in index.oldest(camera=camera, protected=protected, limit=256,
+                                      keep_recent_s=keep_recent_s):
                     victims.append(s)
                     need -= s.bytes
                     if need <= 0:

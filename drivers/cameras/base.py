@@ -51,14 +51,25 @@ class StreamInput:
         return f"StreamInput(url={mask_credentials(self.url)!r}, options={options!r})"
 
     def ffmpeg_args(self) -> list[str]:
-        """The input as ffmpeg command-line arguments, ending with ``-i URL``.
+        """The input as ffmpeg command-line arguments, ending with ``-i URL``: the one
+        translation of `options` into ffmpeg's, for every consumer. A value of None or True
+        is a bare flag (``{"re": None}`` -> ``-re``), False leaves the option out.
 
-        Example: ``["-rtsp_transport", "tcp", "-timeout", "10000000", "-i", "rtsp://..."]``.
+        >>> StreamInput("rtsp://cam/1", {"rtsp_transport": "tcp", "re": None}).ffmpeg_args()
+        ['-rtsp_transport', 'tcp', '-re', '-i', 'rtsp://cam/1']
         """
+        return [*self.option_args(), "-i", self.url]
+
+    def option_args(self) -> list[str]:
+        """`options` as ffmpeg arguments, for a command that places ``-i`` itself."""
         args: list[str] = []
         for key, value in self.options.items():
-            args += [f"-{key}", str(value)]
-        return [*args, "-i", self.url]
+            if value is False:
+                continue
+            args.append(f"-{key}")
+            if value is not None and value is not True:
+                args.append(str(value))
+        return args
 
 
 StateCallback = Callable[[str, str], None]  # (state, reason)

@@ -34,13 +34,16 @@ class ProbeError(Exception):
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """The first video stream of an input."""
+    """The first video stream of an input, and its first audio track (if any)."""
 
     codec: str
     width: int
     height: int
     fps: float | None
     profile: str = ""
+    pix_fmt: str = ""
+    audio: str = ""  # codec of the first audio track ('' = the stream has none)
+    audio_rate: int | None = None
 
     @property
     def recordable(self) -> bool:
@@ -49,6 +52,23 @@ class StreamInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def audio_recordable(self) -> bool:
+        """Whether the recorder can keep the audio track (it encodes it to AAC)."""
+        return bool(self.audio)
+
+    def audio_words(self, record: bool | None = None) -> str:
+        """The audio track in plain words, and whether it is recorded (`record`: the
+        camera's ``audio`` setting; None when not known)."""
+        if not self.audio:
+            return "no audio track"
+        rate = f" {self.audio_rate / 1000:g} kHz" if self.audio_rate else ""
+        if record is None:
+            return f"audio {self.audio}{rate} (recorded as AAC when the camera's audio = true)"
+        if record:
+            return f"audio {self.audio}{rate}: recorded as AAC"
+        return f"audio {self.audio}{rate}: not recorded (audio = false in the camera's config)"
 
     def __str__(self) -> str:
         fps = f" {self.fps:g} fps" if self.fps else ""
@@ -76,7 +96,7 @@ def _rate(text: str | None) -> float | None:
 def probe(stream: StreamInput, timeout: float = 10.0) -> StreamInfo:
     """Probe `stream`; raises ProbeError with a clear reason (credentials masked)."""
     args = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams",
-            "-select_streams", "v:0", "-analyzeduration", str(int(ANALYZE_S * 1e6)),
+            "-analyzeduration", str(int(ANALYZE_S * 1e6)),
             "-fpsprobesize", "5",  # the default waits ~4 s on a 5 fps MJPEG camera
             *stream.ffmpeg_args()]
     started = time.monotonic()
@@ -104,11 +124,16 @@ def probe(stream: StreamInput, timeout: float = 10.0) -> StreamInfo:
         streams = json.loads(out or b"{}").get("streams", [])
     except ValueError:
         raise ProbeError("ffprobe printed no JSON", errors) from None
-    if not streams:
+    video = [s for s in streams if s.get("codec_type") == "video"]
+    audio = [s for s in streams if s.get("codec_type") == "audio"]
+    if not video:
         raise ProbeError("no video stream in the input", errors)
-    s = streams[0]
+    s = video[0]
+    sound = audio[0] if audio else {}
     return StreamInfo(codec=s.get("codec_name", "unknown"), width=int(s.get("width") or 0),
                       height=int(s.get("height") or 0),
                       # r_frame_rate: avg_frame_rate is skewed by the burst at connect
                       fps=_rate(s.get("r_frame_rate")) or _rate(s.get("avg_frame_rate")),
-                      profile=s.get("profile", ""))
+                      profile=s.get("profile", ""), pix_fmt=s.get("pix_fmt", ""),
+                      audio=sound.get("codec_name", ""),
+                      audio_rate=int(sound["sample_rate"]) if sound.get("sample_rate") else None)

@@ -113,6 +113,7 @@ class CameraRegistry:
         self.recover_fps_ratio = max(low_fps_ratio, recover_fps_ratio
                                      if recover_fps_ratio is not None else low_fps_ratio + 0.15)
         self.fps_settle_s = fps_settle_s
+        self._reachable: list[Callable[[str], None]] = []
         self._cams: dict[str, _CameraStatus] = {}
         for cam in cameras:
             self._cams[cam.name] = _CameraStatus(cam, (expected_fps or {}).get(cam.name))
@@ -160,6 +161,17 @@ class CameraRegistry:
                     entry.slow = ""
                 entry.state, entry.reason, entry.since = state, reason, time.monotonic()
             self._derive(status)
+        if role == "probe" and state != "offline":
+            for callback in self._reachable:
+                try:
+                    callback(name)
+                except Exception:  # a failing listener must not break the probe
+                    log.exception("reachable listener failed")
+
+    def on_reachable(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(name)` whenever a probe of camera `name` worked: consumers
+        waiting out a backoff (the recorder) restart at once."""
+        self._reachable.append(callback)
 
     def report_frames(self, name: str, role: str, count: int, *,
                       expected_fps: float | None = None) -> None:

@@ -19,14 +19,24 @@ DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
 
 
 def with_credentials(url: str, username: str | None, password: str | None) -> str:
-    """`url` with `username:password@` inserted (percent-encoded), unless it has some."""
+    """`url` with `username:password@` inserted (percent-encoded), unless it has some: the
+    one place credentials go into a camera URL (the daemon, `ronda doctor`). An empty
+    password is no password.
+
+    >>> with_credentials("rtsp://cam:554/live", "admin", "p@ss:w/rd")
+    'rtsp://admin:p%40ss%3Aw%2Frd@cam:554/live'
+    >>> with_credentials("rtsp://cam/live", "admin", "")
+    'rtsp://admin@cam/live'
+    >>> with_credentials("rtsp://u:p@cam/live", "admin", "x")
+    'rtsp://u:p@cam/live'
+    """
     if not username:
         return url
     parts = urlsplit(url)
     if "@" in parts.netloc:
         return url
     auth = quote(username, safe="")
-    if password is not None:
+    if password:
         auth += ":" + quote(password, safe="")
     return urlunsplit(parts._replace(netloc=f"{auth}@{parts.netloc}"))
 

@@ -36,6 +36,9 @@ class CameraSettings(BaseModel):
                              description="Socket timeout: a camera silent this long is offline.")
     backoff_cap_s: float = Field(default=30.0, ge=1, le=3600,
                                  description="Longest wait between reconnect attempts.")
+    audio: bool = Field(default=True,
+                        description="Record the camera's audio track (G.711 or AAC, stored "
+                                    "as AAC) when it sends one; false records video only.")
     input_format: Literal["h264", "mjpeg", "yuyv422", "nv12"] | None = Field(
         default=None, description="usb: format to ask the camera for; unset = the best it "
                                   "offers (H.264 > MJPEG > raw). `ronda cameras list` shows them.")

@@ -89,23 +89,23 @@ def probe_streams(args: argparse.Namespace) -> int:
     from drivers.cameras.rtsp import input_options
     from firmware.config import read_secret
 
-    targets: list[tuple[str, StreamInput]] = []
+    targets: list[tuple[str, StreamInput, bool | None]] = []  # label, stream, audio setting
     if args.url:
         targets.append((mask_credentials(args.url), StreamInput(args.url,
-                                                                input_options(args.url))))
+                                                                input_options(args.url)), None))
     elif args.config:
         cfg = _configured(args.config)
         for s in cfg.cameras:
             if s.enabled and s.kind == "rtsp":
                 cam = make_camera(s, read_secret(s.password_file))
-                targets.append((f"{s.name} main", cam.main))
+                targets.append((f"{s.name} main", cam.main, s.audio))
                 if cam.detect is not cam.main:
-                    targets.append((f"{s.name} detect", cam.detect))
+                    targets.append((f"{s.name} detect", cam.detect, None))
     else:
         print("give a URL or --config FILE", file=sys.stderr)
         return 2
     failed = 0
-    for label, stream in targets:
+    for label, stream, audio in targets:
         try:
             info = probe(stream, args.timeout)
         except ProbeError as exc:
@@ -114,7 +114,8 @@ def probe_streams(args: argparse.Namespace) -> int:
             continue
         note = "" if info.recordable else "  (not recordable: set H.264 or H.265)"
         failed += not info.recordable
-        print(f"{label}: {info}{note}  [{stream}]")
+        sound = "" if label.endswith(" detect") else f", {info.audio_words(audio)}"
+        print(f"{label}: {info}{sound}{note}  [{stream}]")
     return 1 if failed else 0
 
 

@@ -6,6 +6,12 @@ real time, over RTSP/TCP at ``rtsp://127.0.0.1:<port>/<path>``, optionally behin
 basic authentication so that wrong-password tests are real. ``codec="mjpeg"`` serves a
 live MJPEG test pattern instead (a stream the recorder cannot stream-copy).
 
+Profiles of the cheap cameras a watch post really has: ``codec="h265"`` (main profile,
+4:2:0, what most 4 MP cameras send), ``audio="pcma"`` or ``"pcmu"`` (a G.711 track next to
+the video, 8 kHz mono, as their microphones deliver), and `join()`: a second RTSP client
+that joins the running (shared) media for a while, as the node's own probe, a phone app
+or the camera vendor's NVR do.
+
 The scene is rendered once (ffmpeg, libx264) and cached in the temp directory; the
 server pushes its access units through an ``appsrc``, so serving costs no encoding.
 The server half runs under Debian's ``/usr/bin/python3`` (python3-gi is not in the
@@ -34,16 +40,20 @@ from pathlib import Path
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 AUD = b"\x00\x00\x00\x01\x09"
+AUD_H265 = b"\x00\x00\x00\x01\x46\x01"
+CODECS = ("h264", "h265", "mjpeg")
+AUDIO = {"pcma": ("alawenc", "rtppcmapay", 8), "pcmu": ("mulawenc", "rtppcmupay", 0)}
 
 
 # ---- the launcher (venv side) ------------------------------------------------------------
 def scene_h264(*, seconds: float = 12.0, size: tuple[int, int] = (640, 360), fps: int = 15,
-               cache_dir: Path | None = None) -> Path:
-    """The street scene as a raw H.264 (Annex B) file with access unit delimiters, cached."""
+               cache_dir: Path | None = None, codec: str = "h264") -> Path:
+    """The street scene as a raw H.264 (or H.265: `codec="h265"`, main profile, 4:2:0)
+    Annex B file with access unit delimiters, a keyframe every second, cached."""
     cache = cache_dir or Path(tempfile.gettempdir()) / "ronda-test-camera"
     cache.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha1(f"v2 {seconds} {size} {fps}".encode()).hexdigest()[:12]
-    out = cache / f"scene-{key}.h264"
+    out = cache / f"scene-{key}.{codec}"
     if out.is_file() and out.stat().st_size > 0:
         return out
     from firmware.devtools.scene import render_scene
@@ -51,10 +61,17 @@ def scene_h264(*, seconds: float = 12.0, size: tuple[int, int] = (640, 360), fps
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         mkv = render_scene(Path(tmp) / "scene.mkv", seconds=seconds, size=size, fps=fps,
                            walk=(0.5, max(1.0, seconds - 0.5)))
-        part = Path(tmp) / "scene.h264"
+        part = Path(tmp) / f"scene.{codec}"
+        if codec == "h265":
+            encode = ["-c:v", "libx265", "-preset", "ultrafast", "-profile:v", "main",
+                      "-pix_fmt", "yuv420p", "-x265-params",
+                      f"keyint={fps}:min-keyint={fps}:scenecut=0:bframes=0:log-level=error",
+                      "-bsf:v", "hevc_metadata=aud=insert", "-f", "hevc"]
+        else:
+            encode = ["-c", "copy", "-bsf:v", "h264_mp4toannexb,h264_metadata=aud=insert",
+                      "-f", "h264"]
         subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(mkv),
-                        "-c", "copy", "-bsf:v", "h264_mp4toannexb,h264_metadata=aud=insert",
-                        "-f", "h264", str(part)], check=True)
+                        *encode, str(part)], check=True)
         os.replace(part, out)  # atomic: parallel tests may render the same scene
     return out
 
@@ -85,9 +102,15 @@ class RtspTestCamera:
 
     def __init__(self, port: int | None = None, path: str = "cam", *, user: str | None = None,
                  password: str | None = None, codec: str = "h264", seconds: float = 12.0,
-                 size: tuple[int, int] = (640, 360), fps: int = 15) -> None:
-        if codec not in ("h264", "mjpeg"):
-            raise ValueError(f"codec must be h264 or mjpeg, not {codec!r}")
+                 size: tuple[int, int] = (640, 360), fps: int = 15,
+                 audio: str | None = None, jump_after: float = 0.0,
+                 jump_s: float = 2.0) -> None:
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {', '.join(CODECS)}, not {codec!r}")
+        if audio is not None and audio not in AUDIO:
+            raise ValueError(f"audio must be one of {', '.join(AUDIO)} or None, not {audio!r}")
+        self.audio = audio
+        self.jump_after, self.jump_s = jump_after, jump_s
         if port is None:
             from firmware.devtools.broker import free_port  # venv side only
 
@@ -125,9 +148,14 @@ class RtspTestCamera:
         args = [SYSTEM_PYTHON, str(Path(__file__).resolve()), "--serve",
                 "--port", str(self.port), "--path", self.path, "--codec", self.codec,
                 "--fps", str(self.fps)]
-        if self.codec == "h264":
-            scene = scene_h264(seconds=self.seconds, size=self.size, fps=self.fps)
+        if self.codec != "mjpeg":
+            scene = scene_h264(seconds=self.seconds, size=self.size, fps=self.fps,
+                               codec=self.codec)
             args += ["--file", str(scene)]
+        if self.audio:
+            args += ["--audio", self.audio]
+        if self.jump_after:
+            args += ["--jump-after", str(self.jump_after), "--jump-s", str(self.jump_s)]
         if self.user:
             args += ["--user", self.user, "--password", self.password or ""]
         log = self.log_path.open("ab")
@@ -160,6 +188,18 @@ class RtspTestCamera:
         time.sleep(outage_s)
         self.start()
 
+    def join(self, seconds: float = 3.0, *, wait: bool = True) -> subprocess.Popen:
+        """A second client: ffmpeg plays the stream (every track) for `seconds` and
+        discards it, as a probe, a phone app or another NVR joining the shared media do."""
+        from drivers.process import spawn
+
+        proc = spawn(["ffmpeg", "-nostdin", "-v", "quiet", "-rtsp_transport", "tcp",
+                      "-i", self.url, "-t", f"{seconds:g}", "-f", "null", "-"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if wait:
+            proc.wait(seconds + 30)
+        return proc
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -176,13 +216,20 @@ class RtspTestCamera:
 
 
 # ---- the server (/usr/bin/python3 side) ------------------------------------------------------
-def _access_units(data: bytes) -> list[tuple[bytes, bool]]:
+def _access_units(data: bytes, codec: str = "h264") -> list[tuple[bytes, bool]]:
     """Split an Annex B stream with AUDs into (access unit, is keyframe)."""
-    units, start = [], data.find(AUD)
+    aud = AUD_H265 if codec == "h265" else AUD
+
+    def keyframe(nal_header: int) -> bool:
+        if codec == "h265":
+            return 16 <= (nal_header >> 1) & 0x3F <= 21  # IRAP pictures
+        return (nal_header & 0x1F) == 5  # IDR
+
+    units, start = [], data.find(aud)
     while start != -1:
-        end = data.find(AUD, start + len(AUD))
+        end = data.find(aud, start + len(aud))
         unit = data[start:] if end == -1 else data[start:end]
-        key = any((unit[i + 3] & 0x1F) == 5 for i in range(len(unit) - 4)
+        key = any(keyframe(unit[i + 3]) for i in range(len(unit) - 4)
                   if unit[i:i + 3] == b"\x00\x00\x01")
         units.append((unit, key))
         start = end
@@ -212,32 +259,70 @@ def _serve(opts: argparse.Namespace) -> int:  # pragma: no cover - runs in the c
             "( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=320,"
             f"height=240,framerate={opts.fps}/1 ! jpegenc ! rtpjpegpay name=pay0 pt=26 )")
     else:
-        units = _access_units(Path(opts.file).read_bytes())
+        units = _access_units(Path(opts.file).read_bytes(), opts.codec)
         if not units or not units[0][1]:
             print("scene file must start with a keyframe and carry AUDs", file=sys.stderr)
             return 2
+        video = "h265" if opts.codec == "h265" else "h264"
+        audio = ""
+        if opts.audio:  # a live G.711 track, 8 kHz mono, next to the video
+            encoder, payloader, pt = AUDIO[opts.audio]
+            # an appsrc, not audiotestsrc: a generator answers seek queries, which makes
+            # the RTSP server seek the media on PLAY, and a live media cannot seek
+            audio = (" appsrc name=audio is-live=true format=time do-timestamp=true "
+                     "caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 "
+                     f"! {encoder} ! tee allow-not-linked=true ! {payloader} name=pay1 pt={pt}")
         factory.set_launch(
             "( appsrc name=src is-live=true format=time do-timestamp=true "
-            f"caps=video/x-h264,stream-format=byte-stream,alignment=au,framerate={opts.fps}/1 "
-            "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )")
+            f"caps=video/x-{video},stream-format=byte-stream,alignment=au,"
+            f"framerate={opts.fps}/1 ! {video}parse ! rtp{video}pay name=pay0 pt=96 "
+            f"config-interval=1{audio} )")
         period = 1.0 / opts.fps
 
         def push(src: Gst.Element, stop: threading.Event) -> None:
             n, t0 = 0, time.monotonic()
+            jump_at = n_jump = None
+            if opts.jump_after:  # the camera's video clock steps back once, as cheap ones do
+                jump_at = int(opts.jump_after * opts.fps)
+                n_jump = int(opts.jump_s * Gst.SECOND)
             while not stop.is_set():
                 unit, _key = units[n % len(units)]
                 buf = Gst.Buffer.new_wrapped(unit)
                 buf.duration = int(period * Gst.SECOND)
+                clock = src.get_clock()
+                if jump_at is not None and n >= jump_at and clock is not None:
+                    # do-timestamp's running time, less the jump
+                    running = clock.get_time() - src.get_base_time()
+                    buf.pts = buf.dts = max(running - n_jump, 0)
                 if src.emit("push-buffer", buf) != Gst.FlowReturn.OK:
                     return
                 n += 1
                 stop.wait(max(0.0, t0 + n * period - time.monotonic()))
+
+        def push_audio(src: Gst.Element, stop: threading.Event) -> None:
+            # a quiet 440 Hz tone, 20 ms (160 samples) a buffer, as a G.711 camera sends
+            import array
+            import math
+
+            chunk = array.array("h", (int(3000 * math.sin(2 * math.pi * 440 * i / 8000))
+                                      for i in range(160))).tobytes()
+            n, t0 = 0, time.monotonic()
+            while not stop.is_set():
+                buf = Gst.Buffer.new_wrapped(chunk)
+                buf.duration = 20 * Gst.MSECOND
+                if src.emit("push-buffer", buf) != Gst.FlowReturn.OK:
+                    return
+                n += 1
+                stop.wait(max(0.0, t0 + n * 0.02 - time.monotonic()))
 
         def configure(_factory: object, media: GstRtspServer.RTSPMedia) -> None:
             src = media.get_element().get_by_name("src")
             stop = threading.Event()
             media.connect("unprepared", lambda *_: stop.set())
             threading.Thread(target=push, args=(src, stop), daemon=True).start()
+            audio_src = media.get_element().get_by_name("audio")
+            if audio_src is not None:
+                threading.Thread(target=push_audio, args=(audio_src, stop), daemon=True).start()
 
         factory.connect("media-configure", configure)
     if opts.user:
@@ -272,16 +357,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "  scripts/test-camera --port 8554\n"
                     "  scripts/test-camera --port 8554 --user admin --password s3cret\n"
                     "  scripts/test-camera --codec mjpeg   # a codec the recorder refuses\n"
+                    "  scripts/test-camera --codec h265 --audio pcma   # a cheap 4 MP camera\n"
                     "  ffplay -rtsp_transport tcp rtsp://127.0.0.1:8554/cam")
     p.add_argument("--port", type=int, default=8554, help="TCP port (default 8554)")
     p.add_argument("--path", default="cam", help="stream path (default: cam)")
     p.add_argument("--user", help="require RTSP basic auth with this user name")
     p.add_argument("--password", default="", help="password for --user")
-    p.add_argument("--codec", choices=["h264", "mjpeg"], default="h264",
-                   help="h264 (the scene, default) or mjpeg (a test pattern)")
+    p.add_argument("--codec", choices=list(CODECS), default="h264",
+                   help="h264 (the scene, default), h265 (the scene, main profile 4:2:0) "
+                        "or mjpeg (a test pattern)")
+    p.add_argument("--audio", choices=list(AUDIO),
+                   help="add a G.711 audio track: pcma (A-law) or pcmu (mu-law)")
     p.add_argument("--size", default="1280x720", help="scene size WxH (default 1280x720)")
     p.add_argument("--fps", type=int, default=15, help="frames per second (default 15)")
     p.add_argument("--seconds", type=float, default=20.0, help="scene loop length (default 20)")
+    p.add_argument("--jump-after", type=float, default=0.0, metavar="S",
+                   help="after S seconds, step the video clock back (--jump-s) once")
+    p.add_argument("--jump-s", type=float, default=2.0, help="size of that step (default 2)")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--file", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -294,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(v) for v in opts.size.lower().split("x"))
     cam = RtspTestCamera(opts.port, opts.path, user=opts.user, password=opts.password,
                          codec=opts.codec, seconds=opts.seconds, size=(width, height),
-                         fps=opts.fps)
+                         fps=opts.fps, audio=opts.audio)
     try:
         cam.start()
     except (OSError, RuntimeError) as exc:

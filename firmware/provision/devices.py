@@ -12,20 +12,12 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
+from drivers.cameras.rtsp import with_credentials
 from firmware import config as config_mod
 from firmware.provision.check import FAIL, OK, SKIP, WARN, Check
 
 # ---- cameras ---------------------------------------------------------------------------
-
-
-def _with_password(url: str, username: str | None, password: str | None) -> str:
-    if not username or "@" in urlsplit(url).netloc:
-        return url
-    parts = urlsplit(url)
-    auth = quote(username, safe="") + (f":{quote(password, safe='')}" if password else "")
-    return urlunsplit(parts._replace(netloc=f"{auth}@{parts.netloc}"))
 
 
 def _probe(args: list[str], target: str, timeout_s: float) -> tuple[dict[str, Any], str]:
@@ -64,12 +56,12 @@ def check_camera(cam: Any, timeout_s: float = 10.0) -> Check:
             args += ["-rtsp_transport", cam.transport, "-timeout", str(int(timeout_s * 1e6))]
         else:
             args += ["-rw_timeout", str(int(timeout_s * 1e6))]
-        data, err = _probe(args, _with_password(cam.url, cam.username, password), timeout_s)
+        data, err = _probe(args, with_credentials(cam.url, cam.username, password), timeout_s)
         shown = _mask(cam.url)
         sub_data, sub_err = {}, ""
         if cam.substream_url and not err:
             sub_data, sub_err = _probe(
-                args, _with_password(cam.substream_url, cam.username, password), timeout_s)
+                args, with_credentials(cam.substream_url, cam.username, password), timeout_s)
     if err:
         hint = _camera_hint(err)
         if "no answer" in err:

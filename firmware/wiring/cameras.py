@@ -27,6 +27,7 @@ from firmware.component import Component
 from firmware.config import read_secret
 from firmware.events import CameraStateEvent, Command, Snapshot
 from firmware.wiring import Context
+from support.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ class CameraService(Component):
     def __init__(self, registry: CameraRegistry, *,
                  probe_timeout_s: dict[str, float] | None = None,
                  backoff_cap_s: dict[str, float] | None = None, reprobe_s: float = 600.0,
-                 idle_reprobe_s: float = 30.0, tick_s: float = 1.0) -> None:
+                 idle_reprobe_s: float = 30.0, tick_s: float = 1.0,
+                 audio: dict[str, bool] | None = None) -> None:
         super().__init__()
         self.registry = registry
         self.tick_s = tick_s
@@ -47,10 +49,13 @@ class CameraService(Component):
         self.idle_reprobe_s = idle_reprobe_s  # nobody reads it: the probe is all we know
         self._probe_timeout = probe_timeout_s or {}
         self._backoff_cap = backoff_cap_s or {}
+        self._audio = audio or {}  # the cameras' `audio` settings, for health
         self._next_probe: dict[str, float] = {}
-        self._probe_delay: dict[str, float] = {}
+        self._backoff: dict[str, Backoff] = {}  # probe retries of a failing camera
         self._probing: dict[str, threading.Thread] = {}
         self.probes = 0
+        self.skipped_probes = 0  # re-probes left out while the recorder had the stream
+        self._described: set[str] = set()  # cameras a probe has described
         self._said: dict[str, str] = {}  # last probe failure logged, per camera
 
     def run(self) -> None:
@@ -88,9 +93,15 @@ class CameraService(Component):
         now = time.monotonic()
         for name, due in list(self._next_probe.items()):
             running = self._probing.get(name)
-            delay = self._probe_delay.get(name, 2.0)
+            delay = self._retry(name).ceiling_s
             if self.registry.state(name)[0] == "offline" and due - now > delay:
                 due = self._next_probe[name] = now + delay  # gone offline: find out why
+            if due <= now and name in self._described and self._recording(name):
+                # Another RTSP session while the recorder records would be one more client
+                # of the camera, for nothing: what the probe tells is known already.
+                self._next_probe[name] = now + self.reprobe_s
+                self.skipped_probes += 1
+                continue
             if due <= now and (running is None or not running.is_alive()):
                 thread = threading.Thread(target=self._probe_one, args=(self.registry.get(name),),
                                           name=f"probe:{name}", daemon=True)
@@ -98,10 +109,17 @@ class CameraService(Component):
                 self._next_probe[name] = float("inf")  # set again when the probe ends
                 thread.start()
 
+    def _retry(self, name: str) -> Backoff:
+        """The probe's retry policy for camera `name` (from 2 s up to its backoff cap)."""
+        if name not in self._backoff:
+            cap = max(self._backoff_cap.get(name, 30.0), 2.0)
+            self._backoff[name] = Backoff(2.0, cap, min_s=1.0)
+        return self._backoff[name]
+
     def _probe_one(self, cam: Camera) -> None:
         self.probes += 1
         timeout = self._probe_timeout.get(cam.name, 10.0)
-        delay = self._probe_delay.get(cam.name, 2.0)
+        retry = self._retry(cam.name)
         try:
             info = probe(cam.main, timeout)
         except ProbeError as exc:
@@ -110,29 +128,37 @@ class CameraService(Component):
                                                                exc.reason)
             self._said[cam.name] = exc.reason
             self.registry.report_state(cam.name, "probe", "offline", exc.reason)
-            self._probe_delay[cam.name] = min(delay * 2, self._backoff_cap.get(cam.name, 30.0))
-            self._next_probe[cam.name] = time.monotonic() + delay
+            self._next_probe[cam.name] = time.monotonic() + retry.next_delay()
             return
         self._said.pop(cam.name, None)
+        self._described.add(cam.name)
         self.registry.expect_fps(cam.name, info.fps, if_unset=True)  # what the camera sends
         self.registry.report_info(cam.name, codec=info.codec,
                                   resolution=f"{info.width}x{info.height}",
-                                  probed_fps=info.fps)
+                                  probed_fps=info.fps, audio=info.audio_words(
+                                      self._audio.get(cam.name)))
         if info.recordable:
             self.registry.report_state(cam.name, "probe", "online", "")
         else:
             self.registry.report_state(
                 cam.name, "probe", "degraded",
                 f"unsupported codec {info.codec}: set the camera's main stream to H.264 or H.265")
-        cap = self._backoff_cap.get(cam.name, 30.0)
         if self.registry.state(cam.name)[0] == "offline":  # works for us, not for consumers
-            self._probe_delay[cam.name] = min(delay * 2, cap)
-            self._next_probe[cam.name] = time.monotonic() + delay
+            self._next_probe[cam.name] = time.monotonic() + retry.next_delay()
             return
-        consumed = any(role in ("main", "detect") for role in self.registry.roles(cam.name))
-        self._probe_delay[cam.name] = 2.0
+        retry.reset()
+        consumed = self._consumed(cam.name)
         self._next_probe[cam.name] = time.monotonic() + (
             self.reprobe_s if consumed else self.idle_reprobe_s)
+
+    def _consumed(self, name: str) -> bool:
+        """Whether a consumer (recorder, detection) reads the camera's streams."""
+        return any(role in ("main", "detect") for role in self.registry.roles(name))
+
+    def _recording(self, name: str) -> bool:
+        """Whether the recorder has the camera's main stream now: a re-probe would then
+        only tell what the recorder already knows, as one more client of the camera."""
+        return self.registry.roles(name).get("main", ("", ""))[0] == "online"
 
 
 class SnapshotService:
@@ -198,4 +224,5 @@ def build(ctx: Context) -> list[Component]:
     ctx.bus.subscribe(Command, snapshots.on_command, name="cameras:snapshot")
     return [CameraService(registry,
                           probe_timeout_s={c.name: c.timeout_s for c in enabled},
-                          backoff_cap_s={c.name: c.backoff_cap_s for c in enabled})]
+                          backoff_cap_s={c.name: c.backoff_cap_s for c in enabled},
+                          audio={c.name: c.audio for c in enabled})]

@@ -7,7 +7,9 @@
 - each camera's ffmpeg restarts as soon as the registry camera is ``reachable`` again
   (ManagedProcess ``ready=``), its backoff capped by the camera's ``backoff_cap_s``;
 - storage state changes (degraded: disk full, read-only, missing; ok again) become
-  `StorageEvent`s;
+  `StorageEvent`s, and so does a protected clip released by the event share
+  (``reason="clip-released"``, the clip in ``detail``);
+- a camera whose probe works again restarts its recording at once (``on_reachable``);
 - ``ctx.shared["recorder"]`` offers ``protect(event_id, start, end, cameras)``, and
   `ProtectClip` messages on the bus call it.
 
@@ -40,6 +42,9 @@ def limits_from(settings: RecorderSettings) -> Limits:
         event_share=settings.event_share,
         max_age_s=settings.max_age_days * 86400 if settings.max_age_days else None,
         min_free=int(settings.min_free),
+        keep_recent_s=settings.keep_recent_h * 3600,
+        camera_max_age_s={name: days * 86400
+                          for name, days in settings.camera_max_age_days.items()},
     )
 
 
@@ -100,14 +105,21 @@ def build(ctx: Context) -> list[Component]:
             registry.report_frames(camera, "main", count)
 
     def on_storage_state(state: str, reason: str, detail: dict[str, Any]) -> None:
-        log.warning("recordings store %s%s", state, f": {reason}" if reason else "")
+        # ("clip-released" is already logged by the recorder, with what to change)
+        if reason != "clip-released":
+            log.warning("recordings store %s%s", state, f": {reason}" if reason else "")
         ctx.bus.publish(StorageEvent(state=state, reason=reason, detail=detail))
 
     recorder = Recorder(settings.path, inputs, segment_s=settings.segment_s,
                         limits=limits_from(settings), require_mount=settings.require_mount,
                         on_state=on_state, on_frames=on_frames,
                         on_storage_state=on_storage_state, ready=ready,
-                        backoff_cap_s={c.name: c.backoff_cap_s for c in enabled})
+                        backoff_cap_s={c.name: c.backoff_cap_s for c in enabled},
+                        audio={c.name: c.audio for c in enabled},
+                        camera_segment_s=dict(settings.camera_segment_s),
+                        fps={c.name: float(c.fps) for c in enabled})
+    if registry is not None:  # a probe that works again restarts the camera's ffmpeg now
+        registry.on_reachable(recorder.retry_now)
     service = RecorderService(recorder)
     ctx.shared["recorder"] = service
     ctx.bus.subscribe(ProtectClip, service.on_protect, name="recorder:protect")

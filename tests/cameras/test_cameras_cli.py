@@ -53,11 +53,28 @@ def test_list_without_devices_is_graceful(tmp_path, capsys):
 
 def test_probe_command_masks_password_and_says_why(rtsp_camera, capsys):
     assert main(["cameras", "probe", rtsp_camera.plain_url]) == 0
-    assert "h264 640x360 15 fps" in capsys.readouterr().out
+    assert "h264 640x360 15 fps, no audio track" in capsys.readouterr().out
     assert main(["cameras", "probe", "rtsp://admin:hunter2@127.0.0.1:1/cam",
                  "--timeout", "2"]) == 1
     out = capsys.readouterr().out
     assert "connection refused" in out and "hunter2" not in out
+
+
+def test_probe_command_says_whether_the_audio_is_recorded(tmp_path, capsys):
+    import tomli_w
+
+    from firmware.devtools.rtsp_camera import RtspTestCamera
+
+    with RtspTestCamera(audio="pcma", seconds=4) as cam:
+        assert main(["cameras", "probe", cam.url]) == 0
+        assert "audio pcm_alaw 8 kHz (recorded as AAC when" in capsys.readouterr().out
+        cfg = tmp_path / "ronda.toml"
+        cfg.write_text(tomli_w.dumps({
+            "node": {"id": "n1", "data_dir": str(tmp_path)},
+            "cameras": [{"name": "gate", "url": cam.url, "audio": False}]}))
+        assert main(["cameras", "probe", "--config", str(cfg)]) == 0
+        assert ("gate main: h264 640x360 15 fps, audio pcm_alaw 8 kHz: not recorded "
+                "(audio = false in the camera's config)") in capsys.readouterr().out
 
 
 def test_help_teaches_with_examples():

@@ -95,3 +95,38 @@ def test_registry_snapshot_and_command(tmp_path, rtsp_camera):
     finally:
         service.stop()
         bus.stop()
+
+
+def test_reprobe_leaves_a_recording_camera_alone_and_health_says_audio(tmp_path):
+    """The periodic re-probe is one more RTSP client of the camera: while the recorder has
+    the main stream it is left out (what it would tell is known). Health says whether the
+    camera's audio track is recorded."""
+    from firmware.devtools.rtsp_camera import RtspTestCamera
+
+    with RtspTestCamera(codec="h265", audio="pcmu", seconds=4) as cam:
+        ctx, _bus, [service] = build_area(tmp_path, [
+            {"name": "gate", "url": cam.url, "audio": False}])
+        service.reprobe_s = service.idle_reprobe_s = 0.3
+        service.tick_s = 0.1
+        registry = ctx.shared["cameras"]
+        service.start()
+        try:
+            deadline = time.monotonic() + 30
+            while "audio" not in registry.health()["gate"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            health = registry.health()["gate"]
+            assert health["codec"] == "hevc"
+            assert health["audio"] == ("audio pcm_mulaw 8 kHz: not recorded "
+                                       "(audio = false in the camera's config)")
+            registry.report_state("gate", "main", "online")  # the recorder has the stream
+            time.sleep(0.5)
+            probes = service.probes
+            time.sleep(1.5)
+            assert service.probes == probes and service.skipped_probes >= 2
+            registry.report_state("gate", "main", "offline", "exited")  # now it is needed
+            deadline = time.monotonic() + 10
+            while service.probes == probes and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert service.probes > probes
+        finally:
+            service.stop(timeout=10)

@@ -7,6 +7,7 @@ import errno
 import os
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,6 +92,30 @@ def test_protected_clips_survive_and_event_share_releases_the_oldest(
     store.close()
 
 
+def test_released_clip_warns_in_log_event_and_health(
+        tmp_path: Path, segment_files: list[Path], caplog: pytest.LogCaptureFixture) -> None:
+    """A clip larger than the event share loses its protection loudly."""
+    from recorder.recorder import Recorder
+
+    size = max(p.stat().st_size for p in segment_files)
+    events: list[tuple[str, str, dict]] = []
+    rec = Recorder(tmp_path / "rec", {}, limits=Limits(quota=12 * size, event_share=0.3),
+                   on_storage_state=lambda *e: events.append(e))
+    rec.start()
+    fill_store(rec.store, segment_files, "gate", [T0 + i for i in range(10)], tmp_path)
+    rec.protect("panic-7", T0, T0 + 6, ["gate"])  # 6 segments: more than 30 % of 12
+    with caplog.at_level("WARNING", logger="recorder.recorder"):
+        rec.store.make_space({"gate": size})
+    assert [(state, reason) for state, reason, _ in events] == [("ok", "clip-released")]
+    detail = events[0][2]
+    assert detail["event_id"] == "panic-7" and detail["cameras"] == ["gate"]
+    assert detail["bytes"] >= 4 * min(p.stat().st_size for p in segment_files)
+    assert any("panic-7" in r.getMessage() and "event_share" in r.getMessage()
+               for r in caplog.records)
+    assert rec.health()["released_clips"] == 1
+    rec.stop()
+
+
 def test_per_camera_quota_and_max_age(tmp_path: Path, segment_files: list[Path]) -> None:
     size = max(p.stat().st_size for p in segment_files)
     store = open_store(tmp_path / "rec", camera_quota={"lane": 4 * size}, max_age_s=3600)
@@ -106,6 +131,17 @@ def test_per_camera_quota_and_max_age(tmp_path: Path, segment_files: list[Path])
     assert_index_matches_disk(tmp_path / "rec")
 
 
+def test_per_camera_max_age_overrides_the_store_wide_one(
+        tmp_path: Path, segment_files: list[Path]) -> None:
+    store = open_store(tmp_path / "rec", max_age_s=3600, camera_max_age_s={"road": 2000})
+    for camera in ("road", "yard"):
+        fill_store(store, segment_files, camera, [T0 + i * 300 for i in range(10)], tmp_path)
+    store.make_space({}, now=T0 + 4500)
+    left = {c: [r[3] - T0 for r in rows(tmp_path / "rec") if r[1] == c] for c in ("road", "yard")}
+    assert left == {"road": [2700.0], "yard": [300.0 * i for i in range(3, 10)]}
+    store.close()
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     if os.geteuid() != 0:
@@ -117,20 +153,58 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_filesystem_floor(tmpfs: Path, segment_files: list[Path]) -> None:
-    store = open_store(tmpfs / "rec", min_free=int(2.5 * 2**20))
+def test_filesystem_floor_keeps_recent_footage_and_clips(
+        tmpfs: Path, segment_files: list[Path]) -> None:
+    """The floor deletes old footage for space, but when something else fills the disk it
+    keeps each camera's newest `keep_recent_s` and every clip, and stops (disk-full, naming
+    what the other thing uses) instead of erasing them."""
+    store = open_store(tmpfs / "rec", min_free=int(2.5 * 2**20), keep_recent_s=20)
     fill_store(store, segment_files * 8, "gate", [T0 + i for i in range(80)], tmpfs)
+    store.protect("panic", T0 + 2.5, T0 + 3.5, [])  # an old clip: segments 2 and 3
     store.make_space({"gate": 50_000})
     assert store.free_bytes() >= 2.5 * 2**20 + 50_000
     assert rows(tmpfs / "rec"), "deleted more than needed"
-    # Someone else fills the disk: after deleting all it may, the store gives up loudly.
+    # Someone else fills the disk: the floor deletes what it may, then gives up loudly.
     with (tmpfs / "filler").open("wb") as fh:
         fh.write(b"\0" * (store.free_bytes() - 100_000))
     with pytest.raises(StorageFault) as fault:
         store.make_space({"gate": 50_000})
     assert fault.value.reason == "disk-full"
-    assert rows(tmpfs / "rec") == []
+    assert "something else uses" in fault.value.detail
+    kept = [r[3] - T0 for r in rows(tmpfs / "rec")]
+    assert kept[:2] == [2.0, 3.0], "the clip's segments went"
+    assert kept[2:] == [float(i) for i in range(60, 80)], "not exactly the newest 20 s kept"
     store.close()
+
+
+def test_recorder_stays_degraded_while_something_else_fills_the_disk(
+        tmpfs: Path, segment_files: list[Path]) -> None:
+    from recorder.recorder import Recorder
+
+    events: list[tuple[str, str, dict]] = []
+    rec = Recorder(tmpfs / "rec", {}, limits=Limits(quota=2**30, min_free=2**20,
+                                                    keep_recent_s=3600),
+                   on_storage_state=lambda *e: events.append(e), check_every_s=0.0,
+                   retry_min_s=0.05, retry_cap_s=0.1)
+    rec.start()
+    fill_store(rec.store, segment_files, "gate", [T0 + i for i in range(20)], tmpfs)
+    filler = tmpfs / "grown.log"
+    with filler.open("wb") as fh:
+        fh.write(b"\0" * (rec.store.free_bytes() - 2**19))
+    for _ in range(5):  # the periodic check, then retries to reopen: all still too full
+        rec.poll()
+        time.sleep(0.12)
+    assert rec.state == "degraded" and rec.reason == "disk-full"
+    assert "something else uses" in rec.summary(), rec.summary()
+    assert [e[:2] for e in events] == [("degraded", "disk-full")]
+    assert "something else uses" in events[0][2]["detail"]
+    assert len(rows(tmpfs / "rec")) == 20, "recent footage erased"
+    filler.unlink()  # the log is rotated away: recording resumes by itself
+    for _ in range(5):
+        rec.poll()
+        time.sleep(0.12)
+    assert rec.state == "ok" and events[-1][:2] == ("ok", "")
+    rec.stop()
 
 
 def test_recovery_settles_every_kind_of_leftover(tmp_path: Path,
@@ -234,7 +308,7 @@ def test_full_disk_reopens_by_giving_up_the_reserve(tmpfs: Path) -> None:
     segs = commit_blobs(store, "gate", [T0 + 10 * i for i in range(16)], 200_000)
     store.close()
     _fill_disk(tmpfs / "filler")  # something else takes the last byte
-    store = Store(root, Limits(quota=2**30))
+    store = Store(root, Limits(quota=2**30, keep_recent_s=0))  # (the floor may take all)
     store.open()
     kept = [r[2] for r in rows(root)]
     assert kept and kept == [s.path for s in segs[-len(kept):]], "oldest must go first"

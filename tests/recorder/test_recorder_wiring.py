@@ -106,17 +106,23 @@ class ReachableCamera(Camera):
 
 def test_wiring_restarts_ffmpeg_when_the_camera_is_reachable_again(tmp_path: Path) -> None:
     """The recorder's ffmpeg waits on the registry camera's `reachable` (ManagedProcess
-    ready=) and the camera's own backoff cap, as detection's decoder does."""
+    ready=) and the camera's own backoff cap, as detection's decoder does; a probe that
+    works again ends its backoff wait at once."""
     camera = ReachableCamera("gate", StreamInput(url="rtsp://127.0.0.1:9/main"))
-    ctx = make_ctx(tmp_path, CameraRegistry([camera]))
+    registry = CameraRegistry([camera])
+    ctx = make_ctx(tmp_path, registry)
     ctx.config.cameras[0].backoff_cap_s = 7.0
     [service] = wiring.build(ctx)
-    process = service.recorder.cameras["gate"].process
-    assert process._ready == camera.reachable
-    assert process.backoff_cap_s == 7.0
+    cam = service.recorder.cameras["gate"]
+    assert cam._ready == camera.reachable
+    assert cam.process.backoff_cap_s == 7.0
+    cam.process.state = "offline"  # waiting out a backoff
+    assert cam._ready_check() is True  # reachable, but not seen down: the wait goes on
+    registry.report_state("gate", "probe", "online")  # the probe got the stream
+    assert [cam._ready_check(), cam._ready_check()] == [False, True]  # the wait ends
     # Without a registry there is nothing to ask: the plain backoff applies.
     [plain] = wiring.build(make_ctx(tmp_path / "plain", None))
-    assert plain.recorder.cameras["gate"].process._ready is None
+    assert plain.recorder.cameras["gate"]._ready is None
 
 
 def test_wiring_without_registry_falls_back_to_the_config_url(tmp_path: Path) -> None:
@@ -125,6 +131,19 @@ def test_wiring_without_registry_falls_back_to_the_config_url(tmp_path: Path) ->
     assert service.recorder.cameras["gate"].source == StreamInput(
         url="rtsp://127.0.0.1:9/unused")
     assert service.recorder.store.limits.camera_quota == {"gate": 40 * 2**20}
+
+
+def test_wiring_per_camera_overrides(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, None)
+    ctx.config.recorder.camera_segment_s = {"gate": 4.0}
+    ctx.config.recorder.camera_max_age_days = {"gate": 2.0}
+    ctx.config.recorder.keep_recent_h = 1.5
+    ctx.config.cameras[0].audio = False
+    [service] = wiring.build(ctx)
+    cam = service.recorder.cameras["gate"]
+    assert cam.segment_s == 4.0 and cam.audio is False
+    limits = service.recorder.store.limits
+    assert limits.camera_max_age_s == {"gate": 2 * 86400} and limits.keep_recent_s == 5400
 
 
 def test_wiring_builds_nothing_when_disabled(tmp_path: Path) -> None:
