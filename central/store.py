@@ -1,0 +1,232 @@
+"""What the ingest does with one message: validate it, then store it idempotently.
+
+Every message under `<prefix>/<node>/...` is checked against the node contract's JSON
+Schemas (`mqtt/schemas/`); a payload that fails is kept in `rejects` (topic, reason, the
+first bytes) and counted, never silently dropped. Writes are idempotent, so a message
+delivered twice (QoS 1 redelivery, a state topic heard by every worker) changes nothing
+the second time: events by their `id`, health by (node, ts), state topics by upsert.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+from central.db import Cursor
+from mqtt import schema
+
+NODE = re.compile(r"^[a-z0-9-]+$")
+ALARM_TYPES = ("panic", "alarm")
+MAX_REJECT_BYTES = 512
+
+
+@dataclass
+class Message:
+    """One MQTT message as the ingest received it."""
+
+    topic: str
+    payload: bytes
+    received: float = field(default_factory=time.time)
+    retain: bool = False
+
+
+@dataclass
+class Outcome:
+    """What a batch did: the console's live view reacts to `alarms_changed`."""
+
+    events: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    alarms_changed: int = 0
+
+
+_VALIDATORS: dict[str, Any] = {}
+
+
+def validator(name: str) -> Any:
+    if name not in _VALIDATORS:
+        doc = schema.load(name)
+        _VALIDATORS[name] = jsonschema.Draft202012Validator(doc)
+    return _VALIDATORS[name]
+
+
+class Rejected(ValueError):
+    """A payload that breaks the contract; the message says how."""
+
+
+def parse(name: str, payload: bytes) -> dict[str, Any]:
+    """The JSON document of a payload, valid against the schema `name`, or Rejected."""
+    try:
+        doc = json.loads(payload)
+    except ValueError as exc:
+        raise Rejected(f"not JSON: {exc}") from None
+    error = next(iter(validator(name).iter_errors(doc)), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(document)"
+        raise Rejected(f"{name} schema: {where}: {error.message}"[:300])
+    return doc
+
+
+class Store:
+    """Writes messages of one topic prefix into the database, in the caller's transaction."""
+
+    def __init__(self, prefix: str = "ronda/v1") -> None:
+        self.prefix = prefix.rstrip("/")
+
+    def split(self, topic: str) -> tuple[str, str] | None:
+        """(node, topic below the node root) or None for a topic outside the contract."""
+        if not topic.startswith(self.prefix + "/"):
+            return None
+        node, _, rest = topic[len(self.prefix) + 1:].partition("/")
+        if not NODE.match(node) or not rest:
+            return None
+        return node, rest
+
+    def apply(self, cur: Cursor, msg: Message, out: Outcome) -> None:
+        """Store one message (raises only on database errors)."""
+        where = self.split(msg.topic)
+        if where is None:
+            return
+        node, rest = where
+        parts = rest.split("/")
+        try:
+            if rest == "events":
+                self._event(cur, node, parse("event", msg.payload), msg, out)
+            elif len(parts) == 3 and parts[0] == "events" and parts[2] == "snapshot":
+                self._snapshot(cur, node, parts[1], msg)
+            elif rest == "status":
+                self._status(cur, node, msg)
+            elif rest == "health":
+                self._health(cur, node, parse("health", msg.payload), msg)
+            elif len(parts) == 2 and parts[0] == "outputs":
+                self._output(cur, node, parse("output", msg.payload), msg)
+            elif len(parts) == 3 and parts[0] == "cameras" and parts[2] == "snapshot":
+                self._camera(cur, node, parts[1], msg)
+            elif rest == "reply":
+                self._reply(cur, node, parse("reply", msg.payload), msg)
+            # cmd/<action> is ours (and operators'); anything else is not in the contract
+        except Rejected as exc:
+            out.rejected += 1
+            cur.execute("INSERT INTO rejects (topic, error, payload, received) VALUES (?,?,?,?)",
+                        (msg.topic, str(exc),
+                         msg.payload[:MAX_REJECT_BYTES].decode("utf-8", "replace"),
+                         msg.received))
+
+    # -- one kind each ---------------------------------------------------------------------
+    @staticmethod
+    def _node(cur: Cursor, node: str, now: float) -> None:
+        cur.execute("INSERT INTO nodes (id, first_seen, last_seen) VALUES (?,?,?) "
+                    "ON CONFLICT (id) DO NOTHING", (node, now, now))
+
+    def _event(self, cur: Cursor, node: str, doc: dict[str, Any], msg: Message,
+               out: Outcome) -> None:
+        if doc["node"] != node:
+            raise Rejected(f"event names node {doc['node']!r} on {node!r}'s topic")
+        self._node(cur, node, msg.received)
+        cur.execute(
+            "INSERT INTO events (id, node, seq, type, kind, phase, alarm_id, camera, ts, received,"
+            " doc) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
+            (doc["id"], node, doc["seq"], doc["type"], doc.get("kind"), doc.get("phase"),
+             doc.get("alarm_id"), doc.get("camera"), doc["ts"], msg.received,
+             json.dumps(doc, separators=(",", ":"))))
+        if cur.rowcount == 0:
+            out.duplicates += 1
+            cur.execute("UPDATE nodes SET duplicates = duplicates + 1, last_seen = ? "
+                        "WHERE id = ?", (msg.received, node))
+            return
+        out.events += 1
+        seq = doc["seq"]
+        cur.execute(
+            "UPDATE nodes SET events = events + 1, last_seen = ?,"
+            " min_seq = CASE WHEN min_seq IS NULL OR ? < min_seq THEN ? ELSE min_seq END,"
+            " max_seq = CASE WHEN max_seq IS NULL OR ? > max_seq THEN ? ELSE max_seq END"
+            " WHERE id = ?", (msg.received, seq, seq, seq, seq, node))
+        if doc["type"] in ALARM_TYPES:
+            self._alarm(cur, node, doc, msg, out)
+
+    @staticmethod
+    def _alarm(cur: Cursor, node: str, doc: dict[str, Any], msg: Message, out: Outcome) -> None:
+        out.alarms_changed += 1
+        if doc["phase"] == "raised":
+            cur.execute(
+                "INSERT INTO alarms (node, alarm_id, kind, source, raised_ts, received, updated,"
+                " presses) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (node, alarm_id) DO NOTHING",
+                (node, doc["alarm_id"], doc["kind"], doc["source"], doc["ts"], msg.received,
+                 msg.received, int(doc.get("presses") or 1)))
+        else:  # a later phase at the post (silenced, cleared, recovered): shown on the alarm
+            cur.execute(
+                "INSERT INTO alarms (node, alarm_id, kind, source, raised_ts, received, updated,"
+                " post_phase) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (node, alarm_id) DO UPDATE"
+                " SET post_phase = excluded.post_phase, updated = excluded.updated",
+                (node, doc["alarm_id"], doc["kind"], doc["source"], doc["ts"], msg.received,
+                 msg.received, doc["phase"]))
+
+    def _snapshot(self, cur: Cursor, node: str, event_id: str, msg: Message) -> None:
+        if msg.payload[:3] != b"\xff\xd8\xff":
+            raise Rejected("event snapshot is not a JPEG")
+        self._node(cur, node, msg.received)
+        cur.execute("INSERT INTO snapshots (event_id, node, jpeg, received) VALUES (?,?,?,?) "
+                    "ON CONFLICT (event_id) DO NOTHING",
+                    (event_id, node, msg.payload, msg.received))
+
+    def _camera(self, cur: Cursor, node: str, camera: str, msg: Message) -> None:
+        if msg.payload[:3] != b"\xff\xd8\xff":
+            raise Rejected("camera snapshot is not a JPEG")
+        self._node(cur, node, msg.received)
+        cur.execute("INSERT INTO camera_snapshots (node, camera, jpeg, received) VALUES (?,?,?,?)"
+                    " ON CONFLICT (node, camera) DO UPDATE SET jpeg = excluded.jpeg,"
+                    " received = excluded.received", (node, camera, msg.payload, msg.received))
+
+    def _status(self, cur: Cursor, node: str, msg: Message) -> None:
+        state = msg.payload.decode("ascii", "replace").strip()
+        if state not in ("online", "offline"):
+            raise Rejected(f"status must be online or offline, got {state[:40]!r}")
+        self._node(cur, node, msg.received)
+        # A retained copy heard on (re)subscribing says nothing about *when*: keep the older
+        # time of a state we already know, so "offline for N minutes" stays true.
+        cur.execute("UPDATE nodes SET status = ?, status_ts = CASE WHEN status = ? AND ?"
+                    " THEN status_ts ELSE ? END, last_seen = ? WHERE id = ?",
+                    (state, state, msg.retain, msg.received, msg.received, node))
+
+    def _health(self, cur: Cursor, node: str, doc: dict[str, Any], msg: Message) -> None:
+        self._node(cur, node, msg.received)
+        storage = doc.get("storage") or {}
+        disk = storage.get("used_percent") if isinstance(storage, dict) else None
+        cur.execute(
+            "INSERT INTO health (node, ts, received, temperature_c, disk_percent, undervoltage,"
+            " uptime_s, cpu_percent) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (node, ts) DO NOTHING",
+            (node, doc["ts"], msg.received, doc.get("temperature_c"),
+             disk if isinstance(disk, (int, float)) else None,
+             None if doc.get("undervoltage") is None else int(bool(doc["undervoltage"])),
+             doc.get("uptime_s"), doc.get("cpu_percent")))
+        location = doc.get("location")
+        lat, lon = (location if isinstance(location, list) and len(location) == 2
+                    else (None, None))
+        cur.execute(
+            "UPDATE nodes SET health = ?, health_ts = ?, last_seen = ?,"
+            " name = CASE WHEN ? <> '' THEN ? ELSE name END,"
+            " lat = CASE WHEN ? IS NOT NULL THEN ? ELSE lat END,"
+            " lon = CASE WHEN ? IS NOT NULL THEN ? ELSE lon END"
+            " WHERE id = ? AND (health_ts IS NULL OR health_ts <= ?)",
+            (json.dumps(doc, separators=(",", ":")), doc["ts"], msg.received,
+             doc.get("name") or "", doc.get("name") or "", lat, lat, lon, lon, node, doc["ts"]))
+
+    def _output(self, cur: Cursor, node: str, doc: dict[str, Any], msg: Message) -> None:
+        self._node(cur, node, msg.received)
+        cur.execute("INSERT INTO outputs (node, name, state, cause, ts, until) VALUES (?,?,?,?,?,?)"
+                    " ON CONFLICT (node, name) DO UPDATE SET state = excluded.state,"
+                    " cause = excluded.cause, ts = excluded.ts, until = excluded.until"
+                    " WHERE outputs.ts IS NULL OR outputs.ts <= excluded.ts",
+                    (node, doc["name"], doc["state"], doc["cause"], doc["ts"], doc["until"]))
+
+    def _reply(self, cur: Cursor, node: str, doc: dict[str, Any], msg: Message) -> None:
+        self._node(cur, node, msg.received)
+        cur.execute("INSERT INTO replies (node, cmd_id, action, ok, message, data, ts, received)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    (node, doc["id"], doc["action"], int(doc["ok"]), doc["message"],
+                     json.dumps(doc["data"]), doc["ts"], msg.received))
