@@ -20,7 +20,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,8 @@ class Database:
             self.dialect = "sqlite"
             self.path = Path(url.removeprefix("sqlite:///"))
         else:
-            raise ValueError(f"database url must be sqlite:///PATH or postgresql://..., got {url!r}")
+            raise ValueError(
+                f"database url must be sqlite:///PATH or postgresql://..., got {url!r}")
         self._local = threading.local()
         self._all: list[Any] = []
         self._lock = threading.Lock()
@@ -72,10 +73,8 @@ class Database:
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:
-            try:
+            with suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
         self._local = threading.local()
 
     # -- statements ------------------------------------------------------------------------

@@ -17,6 +17,10 @@ Why it is built this way:
   (status, health, outputs, camera snapshots) are subscribed by every worker without
   sharing, because a broker does not send retained messages to a shared subscription (MQTT 5,
   4.8.2); their writes are idempotent, so hearing them twice changes nothing.
+  Measured limit: Mosquitto 2.0 does not restore shared subscriptions from its persistence
+  file, so events published after a broker restart and before the workers resubscribe are
+  lost to a `$share` group (the console shows them as a seq gap, "N events lost"). One
+  worker without a group (the default) keeps its plain subscription across the restart.
 - **Duplicates.** QoS 1 means "at least once": an event id seen before is counted, not
   stored again (`events.id` is the primary key).
 """
@@ -59,7 +63,7 @@ class IngestWorker:
     """Subscribes under `prefix` and stores what it hears into `db`."""
 
     def __init__(self, db: Database, opts: ClientOptions, *, prefix: str = "ronda/v1",
-                 client_id: str = "ronda-central-ingest-1", group: str | None = "ronda-central",
+                 client_id: str = "ronda-central-ingest-1", group: str | None = None,
                  session_expiry_s: int = 7 * 86400, batch_max: int = 500,
                  on_change: Callable[[Outcome], None] | None = None) -> None:
         self.db = db
@@ -144,8 +148,11 @@ class IngestWorker:
         sock = client.socket()
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if not flags.session_present:  # a new session (first start, or it expired)
-            client.subscribe(subscriptions(self.prefix, self.group))
+        # Subscribe on every connect, even to a resumed session: Mosquitto 2.0 does not
+        # restore *shared* subscriptions from its persistence file after a restart (found by
+        # test_broker_restart_...). Subscribing again is harmless: the same filters replace
+        # themselves, and the retained copies it brings are idempotent writes.
+        client.subscribe(subscriptions(self.prefix, self.group))
         log.info("ingest %s connected to %s (session %s)", self.client_id, self.opts.broker,
                  "resumed" if flags.session_present else "new")
         self.connected.set()

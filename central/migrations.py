@@ -27,7 +27,8 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
     [
         """CREATE TABLE nodes (
             id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', lat DOUBLE PRECISION,
-            lon DOUBLE PRECISION, status TEXT NOT NULL DEFAULT 'unknown', status_ts DOUBLE PRECISION,
+            lon DOUBLE PRECISION, status TEXT NOT NULL DEFAULT 'unknown',
+            status_ts DOUBLE PRECISION,
             health TEXT, health_ts DOUBLE PRECISION, last_seen DOUBLE PRECISION,
             events INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0,
             min_seq INTEGER, max_seq INTEGER, first_seen DOUBLE PRECISION)""",

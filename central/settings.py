@@ -51,8 +51,9 @@ class MqttSettings(BaseModel):
     broker: str = "mqtt://127.0.0.1:1883"
     prefix: str = "ronda/v1"
     client_id: str = Field(default="ronda-central-ingest-1", min_length=1, max_length=64)
-    group: str = Field(default="ronda-central", pattern=r"^[A-Za-z0-9_-]*$",
-                       description="shared-subscription group; '' subscribes without $share")
+    group: str = Field(default="", pattern=r"^[A-Za-z0-9_-]*$",
+                       description="shared-subscription group of several workers; '' (one "
+                       "worker) subscribes without $share, which survives a Mosquitto restart")
     session_expiry_s: int = Field(default=7 * 86400, ge=60)
     ca_file: Path | None = None
     cert_file: Path | None = None

@@ -9,6 +9,7 @@ package creates it) or `nobody`; the data dir is theirs. Example::
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -17,7 +18,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-
 
 
 def _bin(name: str) -> str:
@@ -80,10 +80,8 @@ class LocalPostgres:
 
     def stop(self) -> None:
         if self.data.exists():
-            try:
+            with contextlib.suppress(RuntimeError):
                 self._run([_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
-            except RuntimeError:
-                pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> LocalPostgres:
