@@ -81,7 +81,7 @@ class LocalPostgres:
     def stop(self) -> None:
         if self.data.exists():
             with contextlib.suppress(RuntimeError):
-                self._run([_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+                self._run([_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> LocalPostgres:
