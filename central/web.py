@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -124,9 +125,11 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
     async def login_page(request: Request) -> Response:
         if request.method == "GET":
             return FileResponse(STATIC / "login.html")
-        form = await request.form()
-        token = await run_in_threadpool(login, db, str(form.get("username", "")),
-                                        str(form.get("password", "")), settings.web.session_hours)
+        # a urlencoded form of two fields: parsed here rather than with python-multipart
+        form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
+        token = await run_in_threadpool(login, db, (form.get("username") or [""])[0],
+                                        (form.get("password") or [""])[0],
+                                        settings.web.session_hours)
         if token is None:
             return RedirectResponse("/login?failed=1", 303)
         resp = RedirectResponse("/", 303)
