@@ -105,7 +105,10 @@ def _ingest_process(config: Path) -> subprocess.Popen:
                                  "ingest"], cwd=ROOT, stdout=subprocess.PIPE, stderr=log,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
     line = proc.stdout.readline().decode()
-    assert "running" in line, line
+    if "running" not in line:
+        proc.kill()
+        proc.wait(10)
+        raise AssertionError(f"the ingest did not start: {line}")
     return proc
 
 
