@@ -1,7 +1,8 @@
 // Ronda Central console: plain JavaScript, no libraries, no CDN. Data is only ever set as
 // text (textContent), never as HTML, so nothing a node publishes can inject markup.
 "use strict";
-const ronda = window.ronda = { beeps: 0, sounding: false, alarms: [], nodes: [], me: null };
+const ronda = window.ronda = { beeps: 0, sounding: false, alarms: [], nodes: [], me: null,
+  firstSeen: {} };  // alarm_id -> when this page first showed it (ms): the bench reads it
 
 function el(tag, attrs, ...children) {
   const ns = ["svg", "circle", "text", "image", "g", "polyline", "title", "a", "rect", "line"]
@@ -110,6 +111,8 @@ async function refreshAlarms() {
   ronda.alarms = list;
   const ol = $("alarms");
   ol.replaceChildren(...list.map(alarmCard));
+  const shown = Date.now();
+  for (const a of list) if (!(a.alarm_id in ronda.firstSeen)) ronda.firstSeen[a.alarm_id] = shown;
   $("alarm-count").textContent = list.length;
   $("no-alarms").hidden = list.length > 0;
   setAlert(list.some((a) => a.state === "new"));
