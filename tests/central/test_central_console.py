@@ -104,6 +104,24 @@ def test_panic_to_console_ack_silence_audit_and_agency_webhook(tmp_path: Path, b
             assert sent["alarm"]["location"] == [-7.4797, 110.2177]
             assert sent["operator"] == "ops"
 
+            # the post's page: health history, outputs, its events (the panic among them)
+            driver.get(f"{console.url}/node/{NODE}")
+            wait_js(driver, "window.ronda.ready && document.querySelectorAll("
+                    "'#node-events tr').length >= 1", 15, "the node page")
+            assert driver.execute_script("return document.querySelectorAll("
+                                         "'#node-charts figure').length") == 4
+            summary = driver.execute_script("return document.getElementById("
+                                            "'node-summary').textContent")
+            assert "0 events lost" in summary and "-7.4797" in summary
+            outputs = driver.execute_script("return document.getElementById("
+                                            "'node-outputs').textContent")
+            assert "siren: off" in outputs
+            node_png = tmp_path / "central-node-page.png"
+            driver.save_screenshot(str(node_png))
+            print(f"screenshot of the node page: {node_png}")
+            driver.get(f"{console.url}/maintenance")
+            wait_js(driver, "window.ronda.ready", 15, "the maintenance page")
+
         audit = db.query("SELECT username, action, target, result FROM audit ORDER BY id")
         actions = [(r["username"], r["action"], r["result"]) for r in audit]
         assert ("ops", "alarm.claim", "ok") in actions
