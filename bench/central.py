@@ -161,7 +161,11 @@ def _cpu(pid: int) -> float:
     return t.user + t.system
 
 
+LOG_DIR: list[Path] = []
+
+
 def bench_console(pg: LocalPostgres, nodes: int, presses: int, tmp: Path) -> None:
+    LOG_DIR.append(tmp)
     url = pg.url(f"console_{uuid.uuid4().hex[:6]}")
     db = Database(url).migrate()
     add_user(db, "bench", "bench-password", "operator")
@@ -172,7 +176,8 @@ def bench_console(pg: LocalPostgres, nodes: int, presses: int, tmp: Path) -> Non
                                          "mqtt": {"broker": broker.url}}))
         console = subprocess.Popen([sys.executable, "-m", "central", "--config", str(config),
                                     "serve", "--port", str(port)], cwd=ROOT, env=ENV,
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.PIPE,
+                                   stderr=(tmp / "console.log").open("ab"))
         console.stdout.readline()
         fleet = CityFleet(ClientOptions(broker=broker.url), nodes=nodes, rate_per_node=0.02,
                           duration_s=60 + presses * 1.5, crash_fraction=0.0,
@@ -243,7 +248,11 @@ def _presses(driver: object, port: int, presses: int) -> list[float]:
                       "source": "button:panic", "presses": 1}
             doc = {**event_payload(fields, node, topics, False), "seq": seq}
             client.publish(topics.events, encode(doc), qos=1)
-            seen = wait_js(driver, f"ronda.firstSeen['{alarm_id}']", 20, "the alarm card")
+            try:
+                seen = wait_js(driver, f"ronda.firstSeen['{alarm_id}']", 20, "the alarm card")
+            except AssertionError:
+                print((LOG_DIR[0] / "console.log").read_text()[-3000:], file=sys.stderr)
+                raise
             out.append(seen - now * 1000)
             time.sleep(0.3 + (seq % 3) * 0.2)
     finally:
@@ -258,13 +267,15 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--presses", type=int, default=30)
     parser.add_argument("--skip-console", action="store_true")
+    parser.add_argument("--skip-ingest", action="store_true")
     args = parser.parse_args()
     cpu0 = time.process_time()
     with tempfile.TemporaryDirectory(prefix="ronda-bench-central-") as tmp_name, \
             LocalPostgres() as pg:
         tmp = Path(tmp_name)
-        bench_baseline(args.events)
-        for workers in (1, 2):
+        for workers in () if args.skip_ingest else (1, 2):
+            if workers == 1:
+                bench_baseline(args.events)
             bench_ingest(f"sqlite:///{tmp}/bench-{workers}.sqlite3", "sqlite", workers,
                          args.events, tmp)
             bench_ingest(pg.url(f"bench_{workers}"), "postgresql", workers, args.events, tmp)

@@ -208,6 +208,8 @@ class IngestWorker:
         with self.db.tx() as cur:
             for msg in ordered:
                 self.store.apply(cur, msg, out)
+            self.store.finish(cur, out)
+        self.store.committed(out)
         self.batches += 1
         self.stored += out.events
         self.duplicates += out.duplicates

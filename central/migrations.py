@@ -29,7 +29,8 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
             id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', lat DOUBLE PRECISION,
             lon DOUBLE PRECISION, status TEXT NOT NULL DEFAULT 'unknown',
             status_ts DOUBLE PRECISION,
-            health TEXT, health_ts DOUBLE PRECISION, last_seen DOUBLE PRECISION,
+            health TEXT, health_ts DOUBLE PRECISION, health_received DOUBLE PRECISION,
+            health_problems TEXT, last_seen DOUBLE PRECISION,
             events INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0,
             min_seq INTEGER, max_seq INTEGER, first_seen DOUBLE PRECISION)""",
         """CREATE TABLE health (

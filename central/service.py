@@ -57,15 +57,20 @@ def run_web(settings: CentralSettings, with_ingest: bool = False,
             port: int | None = None) -> int:
     import uvicorn
 
-    from central.web import create_app
+    from central.web import ChangeFeed, create_app
 
     db = Database(settings.database.url).migrate()
-    worker = make_worker(db, settings).start() if with_ingest else None
+    feed = ChangeFeed(db)
+    worker = None
+    if with_ingest:  # in one process the ingest tells the live view at once
+        worker = make_worker(db, settings)
+        worker.on_change = lambda out: feed.poke() if out.alarms_changed else None
+        worker.start()
     commander = Commander(db, client_options(settings), settings.commands.key_file,
                           prefix=settings.mqtt.prefix,
                           reply_timeout_s=settings.commands.reply_timeout_s)
     webhooks = WebhookSender(db, settings).start()
-    app = create_app(db, settings, commander, webhooks)
+    app = create_app(db, settings, commander, webhooks, feed)
     config = uvicorn.Config(app, host=settings.web.host, port=port or settings.web.port,
                             log_level="warning", access_log=False)
     server = uvicorn.Server(config)

@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 
 from central.db import Cursor
+from central.views import health_problems
 from mqtt import schema
 
 NODE = re.compile(r"^[a-z0-9-]+$")
@@ -43,6 +44,10 @@ class Outcome:
     duplicates: int = 0
     rejected: int = 0
     alarms_changed: int = 0
+    # per node: [new events, duplicates, min seq, max seq, last received], written once
+    # per batch by `Store.finish` (one UPDATE per node, not one per event)
+    counters: dict[str, list] = field(default_factory=dict)
+    nodes: set[str] = field(default_factory=set)
 
 
 _VALIDATORS: dict[str, Any] = {}
@@ -77,6 +82,25 @@ class Store:
 
     def __init__(self, prefix: str = "ronda/v1") -> None:
         self.prefix = prefix.rstrip("/")
+        self.known: set[str] = set()  # node rows committed: no INSERT needed for them
+
+    def committed(self, out: Outcome) -> None:
+        """Call after the batch's transaction committed."""
+        self.known |= out.nodes
+
+    def finish(self, cur: Cursor, out: Outcome) -> None:
+        """The batch's per-node counters, in node order (a fixed lock order)."""
+        for node in sorted(out.counters):
+            new, dups, lo, hi, seen = out.counters[node]
+            cur.execute(
+                "UPDATE nodes SET events = events + ?, duplicates = duplicates + ?,"
+                " last_seen = CASE WHEN last_seen IS NULL OR last_seen < ? THEN ? ELSE last_seen"
+                " END,"
+                " min_seq = CASE WHEN ? IS NOT NULL AND (min_seq IS NULL OR ? < min_seq) THEN ?"
+                " ELSE min_seq END,"
+                " max_seq = CASE WHEN ? IS NOT NULL AND (max_seq IS NULL OR ? > max_seq) THEN ?"
+                " ELSE max_seq END WHERE id = ?",
+                (new, dups, seen, seen, lo, lo, lo, hi, hi, hi, node))
 
     def split(self, topic: str) -> tuple[str, str] | None:
         """(node, topic below the node root) or None for a topic outside the contract."""
@@ -98,17 +122,17 @@ class Store:
             if rest == "events":
                 self._event(cur, node, parse("event", msg.payload), msg, out)
             elif len(parts) == 3 and parts[0] == "events" and parts[2] == "snapshot":
-                self._snapshot(cur, node, parts[1], msg)
+                self._snapshot(cur, node, parts[1], msg, out)
             elif rest == "status":
-                self._status(cur, node, msg)
+                self._status(cur, node, msg, out)
             elif rest == "health":
-                self._health(cur, node, parse("health", msg.payload), msg)
+                self._health(cur, node, parse("health", msg.payload), msg, out)
             elif len(parts) == 2 and parts[0] == "outputs":
-                self._output(cur, node, parse("output", msg.payload), msg)
+                self._output(cur, node, parse("output", msg.payload), msg, out)
             elif len(parts) == 3 and parts[0] == "cameras" and parts[2] == "snapshot":
-                self._camera(cur, node, parts[1], msg)
+                self._camera(cur, node, parts[1], msg, out)
             elif rest == "reply":
-                self._reply(cur, node, parse("reply", msg.payload), msg)
+                self._reply(cur, node, parse("reply", msg.payload), msg, out)
             # cmd/<action> is ours (and operators'); anything else is not in the contract
         except Rejected as exc:
             out.rejected += 1
@@ -118,34 +142,35 @@ class Store:
                          msg.received))
 
     # -- one kind each ---------------------------------------------------------------------
-    @staticmethod
-    def _node(cur: Cursor, node: str, now: float) -> None:
+    def _node(self, cur: Cursor, node: str, now: float, out: Outcome) -> None:
+        if node in self.known or node in out.nodes:
+            return
         cur.execute("INSERT INTO nodes (id, first_seen, last_seen) VALUES (?,?,?) "
                     "ON CONFLICT (id) DO NOTHING", (node, now, now))
+        out.nodes.add(node)
 
     def _event(self, cur: Cursor, node: str, doc: dict[str, Any], msg: Message,
                out: Outcome) -> None:
         if doc["node"] != node:
             raise Rejected(f"event names node {doc['node']!r} on {node!r}'s topic")
-        self._node(cur, node, msg.received)
+        self._node(cur, node, msg.received, out)
         cur.execute(
             "INSERT INTO events (id, node, seq, type, kind, phase, alarm_id, camera, ts, received,"
             " doc) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
             (doc["id"], node, doc["seq"], doc["type"], doc.get("kind"), doc.get("phase"),
              doc.get("alarm_id"), doc.get("camera"), doc["ts"], msg.received,
              json.dumps(doc, separators=(",", ":"))))
+        counter = out.counters.setdefault(node, [0, 0, None, None, msg.received])
+        counter[4] = max(counter[4], msg.received)
         if cur.rowcount == 0:
             out.duplicates += 1
-            cur.execute("UPDATE nodes SET duplicates = duplicates + 1, last_seen = ? "
-                        "WHERE id = ?", (msg.received, node))
+            counter[1] += 1
             return
         out.events += 1
         seq = doc["seq"]
-        cur.execute(
-            "UPDATE nodes SET events = events + 1, last_seen = ?,"
-            " min_seq = CASE WHEN min_seq IS NULL OR ? < min_seq THEN ? ELSE min_seq END,"
-            " max_seq = CASE WHEN max_seq IS NULL OR ? > max_seq THEN ? ELSE max_seq END"
-            " WHERE id = ?", (msg.received, seq, seq, seq, seq, node))
+        counter[0] += 1
+        counter[2] = seq if counter[2] is None else min(counter[2], seq)
+        counter[3] = seq if counter[3] is None else max(counter[3], seq)
         if doc["type"] in ALARM_TYPES:
             self._alarm(cur, node, doc, msg, out)
 
@@ -166,35 +191,38 @@ class Store:
                 (node, doc["alarm_id"], doc["kind"], doc["source"], doc["ts"], msg.received,
                  msg.received, doc["phase"]))
 
-    def _snapshot(self, cur: Cursor, node: str, event_id: str, msg: Message) -> None:
+    def _snapshot(self, cur: Cursor, node: str, event_id: str, msg: Message,
+                  out: Outcome) -> None:
         if msg.payload[:3] != b"\xff\xd8\xff":
             raise Rejected("event snapshot is not a JPEG")
-        self._node(cur, node, msg.received)
+        self._node(cur, node, msg.received, out)
         cur.execute("INSERT INTO snapshots (event_id, node, jpeg, received) VALUES (?,?,?,?) "
                     "ON CONFLICT (event_id) DO NOTHING",
                     (event_id, node, msg.payload, msg.received))
 
-    def _camera(self, cur: Cursor, node: str, camera: str, msg: Message) -> None:
+    def _camera(self, cur: Cursor, node: str, camera: str, msg: Message,
+                out: Outcome) -> None:
         if msg.payload[:3] != b"\xff\xd8\xff":
             raise Rejected("camera snapshot is not a JPEG")
-        self._node(cur, node, msg.received)
+        self._node(cur, node, msg.received, out)
         cur.execute("INSERT INTO camera_snapshots (node, camera, jpeg, received) VALUES (?,?,?,?)"
                     " ON CONFLICT (node, camera) DO UPDATE SET jpeg = excluded.jpeg,"
                     " received = excluded.received", (node, camera, msg.payload, msg.received))
 
-    def _status(self, cur: Cursor, node: str, msg: Message) -> None:
+    def _status(self, cur: Cursor, node: str, msg: Message, out: Outcome) -> None:
         state = msg.payload.decode("ascii", "replace").strip()
         if state not in ("online", "offline"):
             raise Rejected(f"status must be online or offline, got {state[:40]!r}")
-        self._node(cur, node, msg.received)
+        self._node(cur, node, msg.received, out)
         # A retained copy heard on (re)subscribing says nothing about *when*: keep the older
         # time of a state we already know, so "offline for N minutes" stays true.
         cur.execute("UPDATE nodes SET status = ?, status_ts = CASE WHEN status = ? AND ?"
                     " THEN status_ts ELSE ? END, last_seen = ? WHERE id = ?",
                     (state, state, msg.retain, msg.received, msg.received, node))
 
-    def _health(self, cur: Cursor, node: str, doc: dict[str, Any], msg: Message) -> None:
-        self._node(cur, node, msg.received)
+    def _health(self, cur: Cursor, node: str, doc: dict[str, Any], msg: Message,
+                out: Outcome) -> None:
+        self._node(cur, node, msg.received, out)
         storage = doc.get("storage") or {}
         disk = storage.get("used_percent") if isinstance(storage, dict) else None
         cur.execute(
@@ -208,24 +236,28 @@ class Store:
         lat, lon = (location if isinstance(location, list) and len(location) == 2
                     else (None, None))
         cur.execute(
-            "UPDATE nodes SET health = ?, health_ts = ?, last_seen = ?,"
+            "UPDATE nodes SET health = ?, health_ts = ?, health_received = ?,"
+            " health_problems = ?, last_seen = ?,"
             " name = CASE WHEN ? <> '' THEN ? ELSE name END,"
             " lat = CASE WHEN ? IS NOT NULL THEN ? ELSE lat END,"
             " lon = CASE WHEN ? IS NOT NULL THEN ? ELSE lon END"
             " WHERE id = ? AND (health_ts IS NULL OR health_ts <= ?)",
             (json.dumps(doc, separators=(",", ":")), doc["ts"], msg.received,
+             json.dumps(health_problems(doc, doc["ts"], msg.received)), msg.received,
              doc.get("name") or "", doc.get("name") or "", lat, lat, lon, lon, node, doc["ts"]))
 
-    def _output(self, cur: Cursor, node: str, doc: dict[str, Any], msg: Message) -> None:
-        self._node(cur, node, msg.received)
+    def _output(self, cur: Cursor, node: str, doc: dict[str, Any], msg: Message,
+                out: Outcome) -> None:
+        self._node(cur, node, msg.received, out)
         cur.execute("INSERT INTO outputs (node, name, state, cause, ts, until) VALUES (?,?,?,?,?,?)"
                     " ON CONFLICT (node, name) DO UPDATE SET state = excluded.state,"
                     " cause = excluded.cause, ts = excluded.ts, until = excluded.until"
                     " WHERE outputs.ts IS NULL OR outputs.ts <= excluded.ts",
                     (node, doc["name"], doc["state"], doc["cause"], doc["ts"], doc["until"]))
 
-    def _reply(self, cur: Cursor, node: str, doc: dict[str, Any], msg: Message) -> None:
-        self._node(cur, node, msg.received)
+    def _reply(self, cur: Cursor, node: str, doc: dict[str, Any], msg: Message,
+               out: Outcome) -> None:
+        self._node(cur, node, msg.received, out)
         cur.execute("INSERT INTO replies (node, cmd_id, action, ok, message, data, ts, received)"
                     " VALUES (?,?,?,?,?,?,?,?)",
                     (node, doc["id"], doc["action"], int(doc["ok"]), doc["message"],

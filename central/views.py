@@ -22,16 +22,10 @@ def _health(row: dict[str, Any]) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def problems(row: dict[str, Any], settings: CentralSettings, now: float) -> list[str]:
-    """Why a node needs a technician (empty when nothing is wrong)."""
+def health_problems(health: dict[str, Any], health_ts: float | None,
+                    received: float | None) -> list[str]:
+    """What a health report itself says is wrong (computed once, when it arrives)."""
     found = []
-    web = settings.web
-    health = _health(row)
-    if row["status"] == "offline" and now - (row["status_ts"] or now) > web.offline_after_s:
-        minutes = (now - row["status_ts"]) / 60
-        found.append(f"offline for {minutes:.0f} min")
-    if row["last_seen"] is not None and now - row["last_seen"] > web.silent_after_s:
-        found.append(f"silent for {(now - row['last_seen']) / 3600:.0f} h")
     for name, cam in sorted((health.get("cameras") or {}).items()):
         if isinstance(cam, dict) and cam.get("state") not in ("online", "starting"):
             reason = cam.get("reason") or ""
@@ -47,11 +41,25 @@ def problems(row: dict[str, Any], settings: CentralSettings, now: float) -> list
         found.append("undervoltage (power supply)")
     if health.get("clock_synced") is False:
         found.append("clock not synchronised")
-    elif health and row["health_ts"] is not None and row["last_seen"] is not None \
-            and abs(row["health_ts"] - (row["health_received"] or row["last_seen"])) > CLOCK_SKEW_S:
+    elif health and health_ts is not None and received is not None \
+            and abs(health_ts - received) > CLOCK_SKEW_S:
         found.append("clock off by more than 2 min")
     if (health.get("outbox") or {}).get("drops"):
         found.append(f"{health['outbox']['drops']} events dropped from a full outbox")
+    return found
+
+
+def problems(row: dict[str, Any], settings: CentralSettings, now: float) -> list[str]:
+    """Why a node needs a technician (empty when nothing is wrong)."""
+    found = []
+    web = settings.web
+    if row["status"] == "offline" and now - (row["status_ts"] or now) > web.offline_after_s:
+        minutes = (now - row["status_ts"]) / 60
+        found.append(f"offline for {minutes:.0f} min")
+    if row["last_seen"] is not None and now - row["last_seen"] > web.silent_after_s:
+        found.append(f"silent for {(now - row['last_seen']) / 3600:.0f} h")
+    if row.get("health_problems"):
+        found += json.loads(row["health_problems"])
     return found
 
 
@@ -68,10 +76,9 @@ def node_state(row: dict[str, Any], settings: CentralSettings, now: float,
     return "online"
 
 
-NODE_COLUMNS = ("n.id, n.name, n.lat, n.lon, n.status, n.status_ts, n.health, n.health_ts,"
-                " n.last_seen, n.events, n.duplicates, n.min_seq, n.max_seq,"
-                " (SELECT max(h.received) FROM health h WHERE h.node = n.id"
-                "  AND h.ts = n.health_ts) AS health_received")
+NODE_COLUMNS = ("n.id, n.name, n.lat, n.lon, n.status, n.status_ts, n.health_ts,"
+                " n.health_received, n.health_problems, n.last_seen, n.events, n.duplicates,"
+                " n.min_seq, n.max_seq")
 
 
 def lost(row: dict[str, Any]) -> int:
@@ -151,7 +158,7 @@ def alarms(db: Database, open_only: bool = True, kinds: list[str] | None = None,
 
 
 def node_page(db: Database, settings: CentralSettings, node: str) -> dict | None:
-    row = db.one(f"SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = ?", (node,))
+    row = db.one(f"SELECT {NODE_COLUMNS}, n.health FROM nodes n WHERE n.id = ?", (node,))
     if row is None:
         return None
     now = time.time()

@@ -13,6 +13,7 @@ send (CSRF). Roles are checked on the server for every call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -59,28 +60,47 @@ class ChangeFeed:
         self.listeners: set[asyncio.Queue[str]] = set()
         self.last: Any = None
         self.task: asyncio.Task | None = None
+        self.wake = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def poke(self) -> None:
+        """Look now (thread-safe): an ingest in this process stored an alarm change."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.wake.set)
 
     def fingerprint(self) -> Any:
         row = self.db.one("SELECT count(*) AS n, max(updated) AS u FROM alarms")
         return (row["n"], row["u"]) if row else None
 
+    def snapshot(self) -> tuple[Any, str | None]:
+        """The fingerprint and, when it changed, the open queue as JSON (once for all)."""
+        now = self.fingerprint()
+        if now == self.last:
+            return now, None
+        return now, json.dumps(views.alarms(self.db), separators=(",", ":"))
+
     async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
         while True:
             try:
-                now = await run_in_threadpool(self.fingerprint)
+                now, queue = await run_in_threadpool(self.snapshot)
             except Exception:  # database away for a moment: keep the listeners
-                now = self.last
-            if now != self.last:
+                now, queue = self.last, None
+            if queue is not None:
                 self.last = now
+                message = f"event: alarms\ndata: {queue}\n\n"
                 for q in list(self.listeners):
-                    q.put_nowait("alarms")
-            await asyncio.sleep(self.interval_s)
+                    q.put_nowait(message)
+            self.wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.interval_s)
 
 
 def create_app(db: Database, settings: CentralSettings, commander: Commander | None = None,
-               webhooks: WebhookSender | None = None) -> Starlette:
+               webhooks: WebhookSender | None = None,
+               feed: ChangeFeed | None = None) -> Starlette:
     """The console app over `db` (migrated), sending commands through `commander`."""
-    feed = ChangeFeed(db)
+    feed = feed or ChangeFeed(db)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -297,8 +317,7 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
                 yield b"retry: 1000\nevent: hello\ndata: {}\n\n"
                 while True:
                     try:
-                        kind = await asyncio.wait_for(q.get(), 15)
-                        yield f"event: {kind}\ndata: {{}}\n\n".encode()
+                        yield (await asyncio.wait_for(q.get(), 15)).encode()
                     except asyncio.TimeoutError:
                         yield b": keepalive\n\n"
             finally:

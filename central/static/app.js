@@ -106,8 +106,8 @@ function alarmCard(a) {
   return li;
 }
 
-async function refreshAlarms() {
-  const list = await get("/api/alarms");
+async function refreshAlarms(pushed) {
+  const list = pushed || await get("/api/alarms");
   ronda.alarms = list;
   const ol = $("alarms");
   ol.replaceChildren(...list.map(alarmCard));
@@ -247,8 +247,10 @@ async function main() {
   if (!path.startsWith("/agency/")) await refreshAlarms();
   const source = new EventSource("/api/stream");
   source.addEventListener("hello", () => { $("live").textContent = "live"; });
-  source.addEventListener("alarms", () => {
-    if (path.startsWith("/agency/")) showAgency(decodeURIComponent(path.slice(8))); else refreshAlarms();
+  // the server pushes the open queue itself: no extra round trip when a panic arrives
+  source.addEventListener("alarms", (ev) => {
+    if (path.startsWith("/agency/")) showAgency(decodeURIComponent(path.slice(8)));
+    else refreshAlarms(JSON.parse(ev.data));
   });
   source.onerror = () => { $("live").textContent = "reconnecting…"; };
   setInterval(refresh, 10000);

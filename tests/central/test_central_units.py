@@ -59,10 +59,11 @@ def test_the_command_key_must_be_private(tmp_path: Path):
 def _row(health: dict | None = None, **kw) -> dict:
     now = time.time()
     row = {"id": "rw-1", "status": "online", "status_ts": now, "last_seen": now,
-           "health": json.dumps(health) if health is not None else None,
            "health_ts": now, "health_received": now, "min_seq": None, "max_seq": None,
            "events": 0}
     row.update(kw)
+    row["health_problems"] = json.dumps(views.health_problems(
+        health or {}, row["health_ts"], row["health_received"]))
     return row
 
 
