@@ -200,12 +200,18 @@ def bench_console(pg: LocalPostgres, nodes: int, presses: int, tmp: Path) -> Non
                         "return performance.getEntriesByType('navigation')[0].loadEventEnd"))
                 say("map_load_baseline_login_page", sorted(static)[2], "ms",
                     "the static login page in the same browser: its floor")
-                loads, api = [], []
+                loads, api, marks = [], [], []
                 for _ in range(5):
                     driver.get(base + "/")
                     wait_js(driver, "window.ronda && window.ronda.mapDrawn", 30, "the map")
                     loads.append(driver.execute_script(
                         "return ronda.mapDrawn - performance.timeOrigin"))
+                    marks.append(driver.execute_script(
+                        "const r = {}; for (const e of performance.getEntriesByType('resource'))"
+                        " r[e.name.split('/').slice(3).join('/')] = [Math.round(e.startTime),"
+                        " Math.round(e.responseEnd)];"
+                        " r.dom = Math.round(performance.getEntriesByType('navigation')[0]"
+                        ".domContentLoadedEventEnd); return r;"))
                     api.append(driver.execute_async_script(
                         "const done = arguments[0], t = performance.now();"
                         " fetch('/api/nodes').then(r => r.json())"
@@ -216,6 +222,7 @@ def bench_console(pg: LocalPostgres, nodes: int, presses: int, tmp: Path) -> Non
                 say("map_load_median", loads[len(loads) // 2], "ms",
                     f"{shown} posts drawn; navigation start -> map drawn, 5 loads")
                 say("map_load_max", loads[-1], "ms")
+                print(f"map load timeline (ms from navigation): {marks[-1]}", file=sys.stderr)
                 say("map_api_nodes_median", sorted(api)[len(api) // 2], "ms",
                     "GET /api/nodes alone (baseline of the page)")
                 latencies = _presses(driver, broker.port, presses)
@@ -281,6 +288,8 @@ def main() -> int:
             bench_ingest(pg.url(f"bench_{workers}"), "postgresql", workers, args.events, tmp)
         if not args.skip_console:
             bench_console(pg, args.nodes, args.presses, tmp)
+    say("machine_load_1min", os.getloadavg()[0], "runnable", f"{os.cpu_count()} CPUs; figures "
+        "are noisy when this is far above the CPU count")
     say("bench_process_cpu", time.process_time() - cpu0, "CPU s", "this script (publishers, sim)")
     say("bench_process_rss", psutil.Process().memory_info().rss / 2**20, "MiB")
     return 0

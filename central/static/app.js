@@ -233,18 +233,27 @@ async function showAgency(id) {
 
 // -- routing and live updates --------------------------------------------------------------------
 async function main() {
-  ronda.me = await get("/api/me");
+  const path = location.pathname;
+  const home = !/^\/(node|agency|maintenance|audit)/.test(path);
+  // the home page's three calls go out together, and the map is drawn once, with alarms
+  const [me, nodes, alarms] = await Promise.all([get("/api/me"),
+    home ? get("/api/nodes") : null, home ? get("/api/alarms") : null]);
+  ronda.me = me;
   $("who").textContent = `${ronda.me.name} (${ronda.me.agency || ronda.me.role})`;
   for (const a of document.querySelectorAll("[data-role=admin]")) a.hidden = ronda.me.role !== "admin";
-  const path = location.pathname;
   let refresh = null;
   if (path.startsWith("/node/")) { $("view-node").hidden = false; refresh = () => showNode(decodeURIComponent(path.slice(6))); }
   else if (path === "/maintenance") { $("view-maintenance").hidden = false; refresh = showMaintenance; }
   else if (path === "/audit") { $("view-audit").hidden = false; refresh = showAudit; }
   else if (path.startsWith("/agency/")) { $("view-agency").hidden = false; $("nav").hidden = true; refresh = () => showAgency(decodeURIComponent(path.slice(8))); }
   else { $("view-home").hidden = false; refresh = async () => { await refreshNodes(); }; }
-  await refresh();
-  if (!path.startsWith("/agency/")) await refreshAlarms();
+  if (home) {
+    ronda.nodes = nodes;
+    await refreshAlarms(alarms);  // draws the map too
+  } else {
+    await refresh();
+    if (!path.startsWith("/agency/")) await refreshAlarms();
+  }
   const source = new EventSource("/api/stream");
   source.addEventListener("hello", () => { $("live").textContent = "live"; });
   // the server pushes the open queue itself: no extra round trip when a panic arrives
