@@ -141,7 +141,9 @@ def test_panic_to_console_ack_silence_audit_and_agency_webhook(tmp_path: Path, b
 
 
 def test_roles_viewer_cannot_act_agency_sees_only_its_kinds(tmp_path: Path, broker, pg_url):
-    config, _ = write_console(tmp_path, pg_url, broker.url, None)
+    # tiles from a URL nothing serves: the <image> elements are there, the dots still drawn
+    config, _ = write_console(tmp_path, pg_url, broker.url, None,
+                              tiles_url="http://127.0.0.1:9/tiles/{z}/{x}/{y}.png")
     console = Console(config, tmp_path / "console.log")
     db = Database(pg_url)
     try:
@@ -150,13 +152,26 @@ def test_roles_viewer_cannot_act_agency_sees_only_its_kinds(tmp_path: Path, brok
             for i, kind in enumerate(("panic", "fire", "medical")):
                 cur.execute("INSERT INTO alarms (node, alarm_id, kind, raised_ts, updated)"
                             " VALUES (?,?,?,?,?)", ("rw-x", f"a{i}", kind, now, now))
+            cur.execute("INSERT INTO nodes (id, status, last_seen, lat, lon) VALUES"
+                        " ('rw-x', 'online', ?, -7.48, 110.22), ('rw-y', 'online', ?, NULL,"
+                        " NULL)", (now, now))
         with chromium() as driver:
+            login(driver, console.url, "view", "wrong-password")
+            wait_js(driver, "location.search.includes('failed')", 10, "the refusal")
             login(driver, console.url, "view", "view-password")
             wait_js(driver, "window.ronda && window.ronda.ready", 20, "the console")
             wait_js(driver, "document.querySelectorAll('#alarms li.alarm').length === 3", 10,
                     "three alarms")
             assert driver.execute_script("return document.querySelectorAll("
                                          "'#alarms button').length") == 0
+            tiles = driver.execute_script("return [...document.querySelectorAll("
+                                          "'image.tile')].map(i => i.getAttribute('href'))")
+            assert tiles and all(t.startswith("http://127.0.0.1:9/tiles/") for t in tiles)
+            assert driver.execute_script(
+                "return document.querySelector('text.grid-label').textContent") == \
+                "1 posts without a position"
+            assert driver.execute_script("return document.querySelector("
+                                         "'circle.post.alarm[data-node=\"rw-x\"]') !== null")
             status = driver.execute_async_script(
                 "const done = arguments[0]; fetch('/api/alarms/1/ack', {method: 'POST',"
                 " headers: {'X-Ronda': '1'}}).then(r => done(r.status));")
@@ -175,8 +190,9 @@ def test_roles_viewer_cannot_act_agency_sees_only_its_kinds(tmp_path: Path, brok
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{console.url}/api/alarms")
         assert err.value.code == 401
-        refused = [r for r in db.query("SELECT * FROM audit WHERE action = 'login'")]
-        assert {r["username"] for r in refused} >= {"view", "damkar"}
+        logins = {(r["username"], r["result"])
+                  for r in db.query("SELECT * FROM audit WHERE action = 'login'")}
+        assert {("view", "refused"), ("view", "ok"), ("damkar", "ok")} <= logins
     finally:
         console.stop()
         db.close()
