@@ -206,9 +206,7 @@ class IngestWorker:
         out = Outcome()
         ordered = sorted(messages, key=lambda m: m.topic[len(self.prefix) + 1:].split("/")[0])
         with self.db.tx() as cur:
-            for msg in ordered:
-                self.store.apply(cur, msg, out)
-            self.store.finish(cur, out)
+            self.store.apply_all(cur, ordered, out)
         self.store.committed(out)
         self.batches += 1
         self.stored += out.events

@@ -111,17 +111,35 @@ class Store:
             return None
         return node, rest
 
+    def apply_all(self, cur: Cursor, messages: list[Message], out: Outcome) -> None:
+        """Store a batch: events together (one round trip on PostgreSQL), the rest one by one,
+        then the per-node counters."""
+        events: list[tuple[str, dict[str, Any], Message]] = []
+        for msg in messages:
+            where = self.split(msg.topic)
+            if where is None or where[1] != "events":
+                self.apply(cur, msg, out)
+                continue
+            try:
+                doc = parse("event", msg.payload)
+                if doc["node"] != where[0]:
+                    raise Rejected(f"event names node {doc['node']!r} on {where[0]!r}'s topic")
+                events.append((where[0], doc, msg))
+            except Rejected as exc:
+                self._reject(cur, msg, exc, out)
+        if events:
+            self._events(cur, events, out)
+        self.finish(cur, out)
+
     def apply(self, cur: Cursor, msg: Message, out: Outcome) -> None:
-        """Store one message (raises only on database errors)."""
+        """Store one message other than an event (raises only on database errors)."""
         where = self.split(msg.topic)
         if where is None:
             return
         node, rest = where
         parts = rest.split("/")
         try:
-            if rest == "events":
-                self._event(cur, node, parse("event", msg.payload), msg, out)
-            elif len(parts) == 3 and parts[0] == "events" and parts[2] == "snapshot":
+            if len(parts) == 3 and parts[0] == "events" and parts[2] == "snapshot":
                 self._snapshot(cur, node, parts[1], msg, out)
             elif rest == "status":
                 self._status(cur, node, msg, out)
@@ -135,11 +153,14 @@ class Store:
                 self._reply(cur, node, parse("reply", msg.payload), msg, out)
             # cmd/<action> is ours (and operators'); anything else is not in the contract
         except Rejected as exc:
-            out.rejected += 1
-            cur.execute("INSERT INTO rejects (topic, error, payload, received) VALUES (?,?,?,?)",
-                        (msg.topic, str(exc),
-                         msg.payload[:MAX_REJECT_BYTES].decode("utf-8", "replace"),
-                         msg.received))
+            self._reject(cur, msg, exc, out)
+
+    @staticmethod
+    def _reject(cur: Cursor, msg: Message, exc: Rejected, out: Outcome) -> None:
+        out.rejected += 1
+        cur.execute("INSERT INTO rejects (topic, error, payload, received) VALUES (?,?,?,?)",
+                    (msg.topic, str(exc),
+                     msg.payload[:MAX_REJECT_BYTES].decode("utf-8", "replace"), msg.received))
 
     # -- one kind each ---------------------------------------------------------------------
     def _node(self, cur: Cursor, node: str, now: float, out: Outcome) -> None:
@@ -149,30 +170,43 @@ class Store:
                     "ON CONFLICT (id) DO NOTHING", (node, now, now))
         out.nodes.add(node)
 
-    def _event(self, cur: Cursor, node: str, doc: dict[str, Any], msg: Message,
-               out: Outcome) -> None:
-        if doc["node"] != node:
-            raise Rejected(f"event names node {doc['node']!r} on {node!r}'s topic")
-        self._node(cur, node, msg.received, out)
-        cur.execute(
-            "INSERT INTO events (id, node, seq, type, kind, phase, alarm_id, camera, ts, received,"
-            " doc) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
-            (doc["id"], node, doc["seq"], doc["type"], doc.get("kind"), doc.get("phase"),
-             doc.get("alarm_id"), doc.get("camera"), doc["ts"], msg.received,
-             json.dumps(doc, separators=(",", ":"))))
-        counter = out.counters.setdefault(node, [0, 0, None, None, msg.received])
-        counter[4] = max(counter[4], msg.received)
-        if cur.rowcount == 0:
-            out.duplicates += 1
-            counter[1] += 1
-            return
-        out.events += 1
-        seq = doc["seq"]
-        counter[0] += 1
-        counter[2] = seq if counter[2] is None else min(counter[2], seq)
-        counter[3] = seq if counter[3] is None else max(counter[3], seq)
-        if doc["type"] in ALARM_TYPES:
-            self._alarm(cur, node, doc, msg, out)
+    def _events(self, cur: Cursor, events: list[tuple[str, dict[str, Any], Message]],
+                out: Outcome) -> None:
+        """Insert events, dropping ids already stored; count, and raise alarms for new ones."""
+        sql = ("INSERT INTO events (id, node, seq, type, kind, phase, alarm_id, camera, ts,"
+               " received, doc) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING")
+        rows = []
+        for node, doc, msg in events:
+            self._node(cur, node, msg.received, out)
+            rows.append((doc["id"], node, doc["seq"], doc["type"], doc.get("kind"),
+                         doc.get("phase"), doc.get("alarm_id"), doc.get("camera"), doc["ts"],
+                         msg.received, json.dumps(doc, separators=(",", ":"))))
+        inserted: set[str] = set()
+        if cur.db.dialect == "postgresql":  # one pipelined round trip for the whole batch
+            cur.cur.executemany(cur.db.sql(sql + " RETURNING id"), rows, returning=True)
+            while True:
+                inserted.update(r[0] for r in cur.cur.fetchall())
+                if not cur.cur.nextset():
+                    break
+        else:
+            for row in rows:
+                if cur.execute(sql, row).rowcount:
+                    inserted.add(row[0])
+        for node, doc, msg in events:
+            counter = out.counters.setdefault(node, [0, 0, None, None, msg.received])
+            counter[4] = max(counter[4], msg.received)
+            if doc["id"] not in inserted:  # stored before, or twice in this batch
+                out.duplicates += 1
+                counter[1] += 1
+                continue
+            inserted.discard(doc["id"])
+            out.events += 1
+            seq = doc["seq"]
+            counter[0] += 1
+            counter[2] = seq if counter[2] is None else min(counter[2], seq)
+            counter[3] = seq if counter[3] is None else max(counter[3], seq)
+            if doc["type"] in ALARM_TYPES:
+                self._alarm(cur, node, doc, msg, out)
 
     @staticmethod
     def _alarm(cur: Cursor, node: str, doc: dict[str, Any], msg: Message, out: Outcome) -> None:

@@ -49,7 +49,7 @@ def test_every_kind_is_stored_invalid_is_kept_aside_duplicates_and_gaps_counted(
                                                        "message": "pong", "data": {},
                                                        "ts": 1.0}), qos=1)
         wait_for(lambda: count(db, "replies") == 1 and count(db, "rejects") == 2
-                 and count(db, "events") == 2 and count(db, "outputs") == 1, 15, "ingest")
+                 and count(db, "events") == 2 and count(db, "outputs") == 1, 40, "ingest")
         wait_for(lambda: db.scalar("SELECT duplicates FROM nodes WHERE id='rw-01'") == 1, 5,
                  "the duplicate counted")
         row = db.one("SELECT * FROM nodes WHERE id = 'rw-01'")
