@@ -122,8 +122,10 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
                     return JSONResponse({"error": "missing X-Ronda header"}, 403)
                 if role is not None and not user.can(role):
                     return JSONResponse({"error": f"needs the {role} role"}, 403)
-                body = await request.json() if post and await request.body() else {}
                 try:
+                    body = await request.json() if post and await request.body() else {}
+                    if not isinstance(body, dict):
+                        raise ValueError("the body must be a JSON object")
                     result = await run_in_threadpool(fn, request, user, body)
                 except LookupError as exc:
                     return JSONResponse({"error": str(exc)}, 404)
