@@ -107,7 +107,7 @@ def run_demo(sim_nodes: int = 300, port: int = 8080, seconds: float = 0) -> int:
                                     stderr=(work / f"{node_id}.log").open("ab"))
             procs.append(proc)
             nodes.append(proc)
-        fleet = CityFleet(ClientOptions(broker=url), nodes=sim_nodes, rate_per_node=0.02,
+        fleet = CityFleet(ClientOptions(broker=url), nodes=sim_nodes, rate_per_node=0.003,
                           duration_s=seconds or 7 * 86400, crash_fraction=0.05,
                           health_interval_s=30)
         threading.Thread(target=fleet.run, daemon=True).start()

@@ -201,7 +201,8 @@ async function showNode(id) {
     chart("disk used", h.map((r) => [r.ts, r.disk_percent]), " %"),
     chart("undervoltage", h.map((r) => [r.ts, r.undervoltage]), ""),
     chart("uptime", h.map((r) => [r.ts, r.uptime_s === null ? null : Math.round(r.uptime_s / 3600 * 10) / 10]), " h"));
-  $("node-cameras").replaceChildren(...n.cameras.map((c) => el("figure", { class: "camera" },
+  if (!n.cameras.length) $("node-cameras").replaceChildren(el("p", { class: "muted" }, "no cameras reported"));
+  else $("node-cameras").replaceChildren(...n.cameras.map((c) => el("figure", { class: "camera" },
     c.snapshot_ts ? el("img", { src: `/api/nodes/${encodeURIComponent(n.id)}/cameras/${encodeURIComponent(c.name)}.jpg?t=${c.snapshot_ts}`, alt: c.name })
       : el("p", { class: "muted" }, "no snapshot yet"),
     el("figcaption", {}, `${c.name}: ${c.state || "?"} · ${c.snapshot_ts ? "picture " + ago(c.snapshot_ts) : ""}`))));

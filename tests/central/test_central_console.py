@@ -24,6 +24,16 @@ from central.db import Database
 NODE = "e2e-rw01"
 
 
+def _jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (40, 90, 160)).save(out, "JPEG")
+    return out.getvalue()
+
+
 @pytest.fixture
 def pg_url(postgres) -> str:
     import uuid
@@ -152,6 +162,8 @@ def test_roles_viewer_cannot_act_agency_sees_only_its_kinds(tmp_path: Path, brok
             for i, kind in enumerate(("panic", "fire", "medical")):
                 cur.execute("INSERT INTO alarms (node, alarm_id, kind, raised_ts, updated)"
                             " VALUES (?,?,?,?,?)", ("rw-x", f"a{i}", kind, now, now))
+            cur.execute("INSERT INTO camera_snapshots (node, camera, jpeg, received) VALUES"
+                        " (?,?,?,?)", ("rw-x", "gang", _jpeg(), now))
             cur.execute("INSERT INTO nodes (id, status, last_seen, lat, lon) VALUES"
                         " ('rw-x', 'online', ?, -7.48, 110.22), ('rw-y', 'online', ?, NULL,"
                         " NULL)", (now, now))
@@ -176,6 +188,11 @@ def test_roles_viewer_cannot_act_agency_sees_only_its_kinds(tmp_path: Path, brok
                 "const done = arguments[0]; fetch('/api/alarms/1/ack', {method: 'POST',"
                 " headers: {'X-Ronda': '1'}}).then(r => done(r.status));")
             assert status == 403
+            # the node page shows the camera's latest picture
+            driver.get(f"{console.url}/node/rw-x")
+            wait_js(driver, "document.querySelector('#node-cameras img') &&"
+                    " document.querySelector('#node-cameras img').naturalWidth === 64", 15,
+                    "the camera's snapshot")
             driver.delete_all_cookies()
             login(driver, console.url, "damkar", "damkar-password")
             wait_js(driver, "location.pathname === '/agency/damkar' && window.ronda.ready", 20,
