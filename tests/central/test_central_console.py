@@ -15,9 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser import chromium, login, wait_js
+from central_browser import chromium, login, wait_js
+from central_console_kit import Console, RealNode, WebhookReceiver, write_console
 from central_kit import wait_for
-from console_kit import Console, RealNode, WebhookReceiver, write_console
 
 from central.db import Database
 
@@ -41,6 +41,7 @@ def pg_url(postgres) -> str:
     return postgres.url(f"e2e_{uuid.uuid4().hex[:8]}")
 
 
+@pytest.mark.slow
 def test_panic_to_console_ack_silence_audit_and_agency_webhook(tmp_path: Path, broker, pg_url):
     receiver = WebhookReceiver(b"damkar-shared-secret", fail_first=1)
     config, public = write_console(tmp_path, pg_url, broker.url, receiver)
@@ -150,6 +151,7 @@ def test_panic_to_console_ack_silence_audit_and_agency_webhook(tmp_path: Path, b
         db.close()
 
 
+@pytest.mark.slow
 def test_roles_viewer_cannot_act_agency_sees_only_its_kinds(tmp_path: Path, broker, pg_url):
     # tiles from a URL nothing serves: the <image> elements are there, the dots still drawn
     config, _ = write_console(tmp_path, pg_url, broker.url, None,

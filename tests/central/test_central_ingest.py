@@ -70,6 +70,7 @@ def test_every_kind_is_stored_invalid_is_kept_aside_duplicates_and_gaps_counted(
         worker.stop()
 
 
+@pytest.mark.slow
 def test_broker_restart_with_nodes_sending_meanwhile_loses_nothing(db, broker):
     worker = IngestWorker(db, ClientOptions(broker=broker.url), client_id="t-ingest-b").start()
     assert worker.wait_connected()
@@ -112,6 +113,7 @@ def _ingest_process(config: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_ingest_mid_burst_then_restart_loses_nothing(db, db_url, broker,
                                                                     tmp_path):
     config = _config(tmp_path, db_url, broker.url)
@@ -179,6 +181,7 @@ def test_audit_log_refuses_update_and_delete(db):
     assert db.one("SELECT result FROM audit")["result"] == "ok"
 
 
+@pytest.mark.slow
 def test_a_shared_group_after_a_mosquitto_restart_shows_what_it_missed_as_lost(db, broker):
     """Mosquitto 2.0 forgets shared subscriptions on restart (docs/central.md): events sent
     before the group resubscribes never reach it, and the console says so."""

@@ -15,6 +15,7 @@ from central.settings import CentralSettings
 from mqtt.tools import ClientOptions
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_200_posts_with_a_burst_two_workers_zero_lost_zero_duplicated(db: Database, broker):
     opts = ClientOptions(broker=broker.url)
