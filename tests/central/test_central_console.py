@@ -178,6 +178,12 @@ def test_roles_viewer_cannot_act_agency_sees_only_its_kinds(tmp_path: Path, brok
                     "three alarms")
             assert driver.execute_script("return document.querySelectorAll("
                                          "'#alarms button').length") == 0
+            # an alarm stored by an ingest elsewhere (not this process) appears by itself
+            with db.tx() as cur:
+                cur.execute("INSERT INTO alarms (node, alarm_id, kind, raised_ts, updated)"
+                            " VALUES (?,?,?,?,?)", ("rw-y", "a9", "panic", now, time.time()))
+            wait_js(driver, "document.querySelectorAll('#alarms li.alarm').length === 4", 10,
+                    "the fourth alarm, live")
             tiles = driver.execute_script("return [...document.querySelectorAll("
                                           "'image.tile')].map(i => i.getAttribute('href'))")
             assert tiles and all(t.startswith("http://127.0.0.1:9/tiles/") for t in tiles)
@@ -190,6 +196,9 @@ def test_roles_viewer_cannot_act_agency_sees_only_its_kinds(tmp_path: Path, brok
                 "const done = arguments[0]; fetch('/api/alarms/1/ack', {method: 'POST',"
                 " headers: {'X-Ronda': '1'}}).then(r => done(r.status));")
             assert status == 403
+            assert driver.execute_async_script(
+                "const done = arguments[0]; fetch('/api/audit').then(r => done(r.status));") \
+                == 403
             # the node page shows the camera's latest picture
             driver.get(f"{console.url}/node/rw-x")
             wait_js(driver, "document.querySelector('#node-cameras img') &&"
@@ -199,13 +208,19 @@ def test_roles_viewer_cannot_act_agency_sees_only_its_kinds(tmp_path: Path, brok
             login(driver, console.url, "damkar", "damkar-password")
             wait_js(driver, "location.pathname === '/agency/damkar' && window.ronda.ready", 20,
                     "the agency's view")
-            wait_js(driver, "document.querySelectorAll('#agency-alarms tr').length === 2", 10,
-                    "damkar's two alarms (fire, panic)")
+            wait_js(driver, "document.querySelectorAll('#agency-alarms tr').length === 3", 10,
+                    "damkar's three alarms (fire, two panics)")
             status = driver.execute_async_script(
                 "const done = arguments[0]; fetch('/api/agency/psc119')"
                 ".then(r => done(r.status));")
             assert status == 403
-        # no session: no data; a cross-site form cannot act (no X-Ronda header)
+            driver.delete_all_cookies()
+            login(driver, console.url, "boss", "boss-password")
+            driver.get(f"{console.url}/audit")
+            wait_js(driver, "window.ronda.ready && [...document.querySelectorAll('#audit tr')]"
+                    ".some(tr => tr.textContent.includes('refused'))", 15,
+                    "the audit log with the refused login")
+        # no session: no data
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{console.url}/api/alarms")
         assert err.value.code == 401
