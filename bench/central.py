@@ -8,6 +8,9 @@ Figures (name<TAB>value<TAB>unit<TAB>note):
   (`ronda-central ingest`, a `$share` group when k = 2) storing into SQLite or PostgreSQL:
   events/s from the first publish to the last row committed, lost and duplicated rows,
   CPU seconds of the workers;
+- ``fleet_<n>_*``: `--nodes` simulated posts (`CityFleet`: fleet-sim's contract, rate and
+  last wills) opening with a burst, into one and two ingest workers on PostgreSQL: rows
+  lost, seq holes, posts shown offline at the end;
 - ``panic_to_browser_*``: with `--nodes` simulated posts connected (CityFleet, realistic
   rates), a panic event published -> the alarm card shown in headless Chromium (the page's
   own clock, same machine), p50/p99 over `--presses` presses;
@@ -161,6 +164,44 @@ def _cpu(pid: int) -> float:
     return t.user + t.system
 
 
+def bench_fleet(db_url: str, label: str, workers: int, nodes: int, seconds: float,
+                tmp: Path) -> None:
+    """`nodes` simulated posts at fleet-sim's default rate, opening with a burst (every post
+    raises an event in the same second), into `workers` ingest processes."""
+    db = Database(db_url).migrate()
+    with LocalBroker(extra_config=BROKER_CONFIG, persistence=True) as broker:
+        config = tmp / f"central-fleet-{label}-{workers}.toml"
+        config.write_text(tomli_w.dumps({"database": {"url": db_url}, "mqtt": {
+            "broker": broker.url, "group": "bench" if workers > 1 else ""}}))
+        procs = []
+        for k in range(workers):
+            proc = subprocess.Popen([sys.executable, "-m", "central", "--config", str(config),
+                                     "ingest", "--client-id", f"fleet-{label}-{k}"], cwd=ROOT,
+                                    env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            proc.stdout.readline()
+            procs.append(proc)
+        result = CityFleet(ClientOptions(broker=broker.url), nodes=nodes, duration_s=seconds,
+                           burst=True, crash_fraction=0.1).run()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and int(
+                db.scalar("SELECT count(*) FROM events")) < result.sent:
+            time.sleep(0.1)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+    stored = int(db.scalar("SELECT count(*) FROM events"))
+    holes = int(db.scalar("SELECT coalesce(sum(max_seq - min_seq + 1 - events), 0) FROM nodes"))
+    offline = int(db.scalar("SELECT count(*) FROM nodes WHERE status = 'offline'"))
+    db.close()
+    name = f"fleet_{nodes}_{label}_{workers}w"
+    say(f"{name}_sent", result.sent, "events",
+        f"burst of {nodes} then {seconds:.0f} s at 0.2/s per post; {result.duplicates} "
+        "redeliveries seen by the sim's own checker")
+    say(f"{name}_lost_rows", result.sent - stored, "events")
+    say(f"{name}_seq_holes", holes, "events")
+    say(f"{name}_offline_at_end", offline, "posts", f"of {nodes} (wills and orderly stops)")
+
+
 LOG_DIR: list[Path] = []
 
 
@@ -275,6 +316,8 @@ def main() -> int:
     parser.add_argument("--presses", type=int, default=30)
     parser.add_argument("--skip-console", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--skip-fleet", action="store_true")
+    parser.add_argument("--fleet-s", type=float, default=15)
     args = parser.parse_args()
     cpu0 = time.process_time()
     with tempfile.TemporaryDirectory(prefix="ronda-bench-central-") as tmp_name, \
@@ -286,6 +329,10 @@ def main() -> int:
             bench_ingest(f"sqlite:///{tmp}/bench-{workers}.sqlite3", "sqlite", workers,
                          args.events, tmp)
             bench_ingest(pg.url(f"bench_{workers}"), "postgresql", workers, args.events, tmp)
+        if not args.skip_fleet:
+            for workers in (1, 2):
+                bench_fleet(pg.url(f"fleet_{workers}"), "postgresql", workers, args.nodes,
+                            args.fleet_s, tmp)
         if not args.skip_console:
             bench_console(pg, args.nodes, args.presses, tmp)
     say("machine_load_1min", os.getloadavg()[0], "runnable", f"{os.cpu_count()} CPUs; figures "
