@@ -39,6 +39,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from central.db import Database
 from central.store import Message, Outcome, Store
@@ -52,11 +53,17 @@ SHARED = ("events", "events/+/snapshot", "reply")
 STATE = ("status", "health", "outputs/+", "cameras/+/snapshot")
 
 
-def subscriptions(prefix: str, group: str | None) -> list[tuple[str, int]]:
-    """The topic filters of a worker: shared ones for events/replies, plain ones for state."""
+def subscriptions(prefix: str, group: str | None) -> list[tuple[str, SubscribeOptions]]:
+    """The topic filters of a worker: shared ones for events/replies, plain ones for state.
+
+    The state filters ask for retained messages only when the subscription is new (MQTT 5
+    retain handling 1): resubscribing on every reconnect must not make the broker send every
+    post's retained health and camera JPEG again.
+    """
     share = f"$share/{group}/" if group else ""
-    return ([(f"{share}{prefix}/+/{t}", 1) for t in SHARED]
-            + [(f"{prefix}/+/{t}", 1) for t in STATE])
+    once = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+    return ([(f"{share}{prefix}/+/{t}", SubscribeOptions(qos=1)) for t in SHARED]
+            + [(f"{prefix}/+/{t}", once) for t in STATE])
 
 
 class IngestWorker:

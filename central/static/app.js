@@ -79,7 +79,9 @@ function alarmCard(a) {
   }
   for (const n of a.notes) li.append(el("div", { class: "note" }, `${n.author}: ${n.text}`));
   for (const d of a.dispatches) {
-    const state = d.delivered_ts ? "delivered" : d.last_error ? `pending (${d.last_error})` : "sending";
+    const state = d.delivered_ts ? "webhook delivered"
+      : d.last_error && d.last_error.startsWith("no webhook") ? "by phone (no webhook)"
+        : d.last_error ? `webhook pending, retrying (${d.last_error})` : "sending";
     li.append(el("div", { class: "dispatch" }, `dispatched to ${d.agency} by ${d.author} — ${state}`));
   }
   if (canOperate()) {
