@@ -10,6 +10,7 @@ goes off and its reply shows -> audit rows -> dispatch -> the agency got a signe
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,6 +21,8 @@ from central_console_kit import Console, RealNode, WebhookReceiver, write_consol
 from central_kit import wait_for
 
 from central.db import Database
+from central.devtools.fleet import CityFleet
+from mqtt.tools import ClientOptions
 
 NODE = "e2e-rw01"
 
@@ -48,6 +51,11 @@ def test_panic_to_console_ack_silence_audit_and_agency_webhook(tmp_path: Path, b
     console = Console(config, tmp_path / "console.log")
     node = RealNode(tmp_path, NODE, broker.url, public, location=[-7.4797, 110.2177])
     other = RealNode(tmp_path, "e2e-rw02", broker.url, public, location=[-7.4702, 110.2301])
+    # simulated posts around them (status, health with positions, wills; no random events)
+    fleet = CityFleet(ClientOptions(broker=broker.url), nodes=60, rate_per_node=1e-9,
+                      duration_s=20, crash_fraction=0.0)
+    sim = threading.Thread(target=fleet.run, daemon=True)
+    sim.start()
     db = Database(pg_url)
     try:
         with chromium() as driver:
@@ -57,6 +65,8 @@ def test_panic_to_console_ack_silence_audit_and_agency_webhook(tmp_path: Path, b
             wait_js(driver, f"document.querySelector('circle.post[data-node=\"{NODE}\"]')"
                     " && document.querySelector('circle.post[data-node=\"e2e-rw02\"]')",
                     30, "both posts on the map")
+            wait_js(driver, "document.querySelectorAll('circle.post').length >= 62", 30,
+                    "the simulated posts too")
             assert driver.execute_script(
                 f"return document.querySelector('circle.post[data-node=\"{NODE}\"]')"
                 ".getAttribute('class')") in ("post online", "post degraded")
@@ -146,6 +156,7 @@ def test_panic_to_console_ack_silence_audit_and_agency_webhook(tmp_path: Path, b
     finally:
         node.stop()
         other.stop()
+        sim.join(60)
         console.stop()
         receiver.close()
         db.close()
