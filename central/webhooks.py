@@ -80,7 +80,17 @@ class WebhookSender:
         nxt = self.db.scalar("SELECT min(next_try) FROM dispatches WHERE delivered_ts IS NULL")
         return 60.0 if nxt is None else max(0.05, min(60.0, float(nxt) - time.time()))
 
+    def _lease(self, dispatch: int) -> bool:
+        """Take the dispatch for one try (two consoles never POST the same one at once)."""
+        now = time.time()
+        with self.db.tx() as cur:
+            cur.execute("UPDATE dispatches SET next_try = ? WHERE id = ? AND delivered_ts IS NULL"
+                        " AND next_try <= ?", (now + self.timeout_s + 30, dispatch, now))
+            return cur.rowcount == 1
+
     def _try(self, row: dict) -> None:
+        if not self._lease(row["id"]):
+            return
         agency = self.settings.agency(row["agency"])
         attempts = int(row["attempts"]) + 1
         if agency is None or not agency.webhook_url:
