@@ -107,3 +107,15 @@ def test_health_carries_the_posts_name_and_position_and_stays_valid():
                          outbox={"depth": 0, "bytes": 0, "drops": 0})
     assert doc["location"] is None
     jsonschema.validate(doc, schema.load("health"))
+
+
+def test_a_dispatch_is_leased_by_one_sender_at_a_time(db):
+    from central.webhooks import WebhookSender
+
+    with db.tx() as cur:
+        cur.execute("INSERT INTO dispatches (alarm, agency, author, ts, body, next_try)"
+                    " VALUES (1, 'damkar', 'ops', 0, '{}', 0)")
+    first, second = WebhookSender(db, CentralSettings()), WebhookSender(db, CentralSettings())
+    dispatch = db.scalar("SELECT id FROM dispatches")
+    assert first._lease(dispatch)
+    assert not second._lease(dispatch)
