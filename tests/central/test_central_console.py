@@ -98,6 +98,12 @@ def test_panic_to_console_ack_silence_audit_and_agency_webhook(tmp_path: Path, b
             click("claim")
             wait_js(driver, f"document.querySelector('{card}.claimed')", 10, "claimed")
             assert not driver.execute_script("return ronda.sounding")  # claimed: quiet
+            driver.execute_script(f"document.querySelector('{card} input[data-field=note]')"
+                                  ".value = 'Pak RT called: smoke behind the mosque';")
+            click("note")
+            wait_js(driver, f"[...document.querySelectorAll('{card} .note')].some(n => "
+                    "n.textContent === 'ops: Pak RT called: smoke behind the mosque')", 10,
+                    "the note on the card")
             click("ack")
             wait_js(driver, f"document.querySelector('{card}.acked') ||"
                     " !document.querySelector('" + card + "')", 10, "acknowledged")
@@ -146,6 +152,7 @@ def test_panic_to_console_ack_silence_audit_and_agency_webhook(tmp_path: Path, b
         audit = db.query("SELECT username, action, target, result FROM audit ORDER BY id")
         actions = [(r["username"], r["action"], r["result"]) for r in audit]
         assert ("ops", "alarm.claim", "ok") in actions
+        assert ("ops", "alarm.note", "ok") in actions
         assert ("ops", "alarm.ack", "ok") in actions
         assert ("ops", "command.siren", "sent") in actions
         assert ("ops", "command.siren.reply", "ok: siren off") in actions
