@@ -60,6 +60,8 @@ def problems(row: dict[str, Any], settings: CentralSettings, now: float) -> list
         found.append(f"silent for {(now - row['last_seen']) / 3600:.0f} h")
     if row.get("health_problems"):
         found += json.loads(row["health_problems"])
+    if lost(row):
+        found.append(f"{lost(row)} events lost (seq gaps)")
     return found
 
 

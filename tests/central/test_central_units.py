@@ -88,6 +88,8 @@ def test_maintenance_rules_name_each_problem():
     assert views.node_state(_row({"clock_synced": True}), s, now, {"rw-1"}) == "alarm"
     skewed = _row({"clock_synced": True}, health_ts=now - 600)
     assert views.problems(skewed, s, now) == ["clock off by more than 2 min"]
+    holes = _row({"clock_synced": True}, min_seq=1, max_seq=10, events=7)
+    assert views.problems(holes, s, now) == ["3 events lost (seq gaps)"]
 
 
 def test_webhook_signature_is_hmac_sha256_of_timestamp_and_body():
