@@ -15,10 +15,13 @@ APT_PACKAGES := ffmpeg mosquitto mosquitto-clients libsystemd-dev pkg-config lib
 	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly systemd e2fsprogs dosfstools \
 	util-linux fdisk xz-utils debootstrap kmod iproute2 mtools gstreamer1.0-plugins-bad
+# The Command Center service (central/): its tests run a real PostgreSQL and drive the
+# console in headless Chromium through chromedriver.
+APT_PACKAGES += postgresql chromium chromium-driver
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup demo test bench lint clean
+.PHONY: all setup demo test bench lint clean demo-central
 all: test
 
 $(STAMPS)/apt: Makefile
@@ -34,7 +37,7 @@ $(STAMPS)/venv: setup.py $(STAMPS)/apt
 	@echo "== setting up $(VENV)"
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[detect,dev,systemd]'
+	@$(PY) -m pip install -q -e '.[detect,dev,systemd,central]'
 	@touch $@
 
 $(STAMPS)/models: scripts/fetch-test-models $(STAMPS)/venv
@@ -45,6 +48,10 @@ setup: $(STAMPS)/models
 
 demo: setup
 	$(VENV)/bin/ronda demo
+
+# The Command Center console: broker, console, two real nodes, simulated posts.
+demo-central: setup
+	$(VENV)/bin/ronda-central demo
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -13,9 +13,11 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(
-        include=["firmware*", "drivers*", "recorder*", "inference*", "mqtt*", "support*"]
+        include=["firmware*", "drivers*", "recorder*", "inference*", "mqtt*", "support*",
+                 "central*"]
     ),
-    package_data={"mqtt": ["schemas/*.json"], "firmware": ["data/*"]},
+    package_data={"mqtt": ["schemas/*.json"], "firmware": ["data/*"],
+                  "central": ["static/*"]},
     install_requires=[
         "pydantic>=2.5,<3",
         "tomli>=2; python_version<'3.11'",
@@ -40,6 +42,14 @@ setup(
             "tflite-runtime==2.14.0; python_version<'3.12'",
             "opencv-python-headless>=4.8,<4.12",
         ],
+        # The Command Center service (`ronda-central`, docs/central.md), on a city server.
+        "central": [
+            "starlette>=0.37",
+            "uvicorn>=0.29",
+            "argon2-cffi>=23.1",
+            "psycopg[binary]>=3.1",
+            "jsonschema>=4.20",
+        ],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -47,7 +57,9 @@ setup(
             "ruff>=0.6",
             "jsonschema>=4.20",
             "scikit-image>=0.22",
+            "selenium>=4.15",
         ],
     },
-    entry_points={"console_scripts": ["ronda=firmware.cli:main"]},
+    entry_points={"console_scripts": ["ronda=firmware.cli:main",
+                                      "ronda-central=central.cli:main"]},
 )

@@ -48,9 +48,23 @@ class NodeSettings(BaseModel):
     id: str = Field(pattern=NODE_ID, max_length=64,
                     description="One MQTT topic level, e.g. 'mgl-kemirirejo-rw05'.")
     name: str = Field(default="", description="Human name, e.g. 'Pos Ronda RW 05 Kemirirejo'.")
-    location: str = ""
+    location: str | tuple[float, float] = Field(
+        default="", description="Where the post is: an address, or [lat, lon] in degrees "
+        "(WGS 84), which the node publishes in its health for the Command Center's map.")
     data_dir: Path = Field(default=Path("/var/lib/ronda"),
                            description="State: outbox, alarm state, indexes.")
+
+    @field_validator("location")
+    @classmethod
+    def _on_earth(cls, value: str | tuple[float, float]) -> str | tuple[float, float]:
+        if isinstance(value, tuple) and not (-90 <= value[0] <= 90 and -180 <= value[1] <= 180):
+            raise ValueError("[lat, lon]: latitude -90..90, longitude -180..180")
+        return value
+
+    @property
+    def position(self) -> list[float] | None:
+        """[lat, lon] when `location` is coordinates, else None."""
+        return list(self.location) if isinstance(self.location, tuple) else None
 
 
 class Config(BaseModel):

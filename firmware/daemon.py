@@ -46,6 +46,8 @@ class Daemon:
         """The node's health: identity, uptime and each component's figures."""
         return {
             "node": self.config.node.id,
+            "name": self.config.node.name,
+            "location": self.config.node.position,
             "version": __version__,
             "ts": time.time(),
             "uptime_s": round(time.time() - self.started, 1),

@@ -52,6 +52,13 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def _position(value: Any) -> list[float] | None:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_num(v) is not None
+                                                                    for v in value):
+        return [float(value[0]), float(value[1])]
+    return None
+
+
 def health_payload(report: dict[str, Any], *, mqtt: dict[str, Any],
                    outbox: dict[str, Any], node: str = "") -> dict[str, Any]:
     """The `health` document from the daemon's health report.
@@ -81,6 +88,8 @@ def health_payload(report: dict[str, Any], *, mqtt: dict[str, Any],
     return {
         "v": SCHEMA_VERSION,
         "node": str(report.get("node") or node),
+        "name": str(report.get("name") or ""),
+        "location": _position(report.get("location")),
         "version": report.get("version") or system.get("version"),
         "ts": ts,
         "time": iso(ts),

@@ -22,6 +22,7 @@ ALLOWED = {
     "inference": {"inference", "drivers", "support"},
     "mqtt": {"mqtt", "support"},
     "firmware": {"firmware", "drivers", "recorder", "inference", "mqtt", "support"},
+    "central": {"central", "mqtt", "support"},  # the Command Center service, never firmware
 }
 
 

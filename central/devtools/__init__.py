@@ -1,0 +1,1 @@
+"""Development and test helpers of the central service (a throwaway PostgreSQL, the demo)."""

@@ -1,0 +1,352 @@
+"""The operators' web console (Starlette): pages, JSON API, live updates over SSE.
+
+Pages are one static HTML shell (`static/console.html`) with plain JavaScript, no CDN and
+no build step: the console must work in a Command Center whose internet link is down. The
+server renders no HTML from data, so what nodes publish cannot inject markup (the page
+sets text, never innerHTML with data).
+
+Security: a session cookie (HttpOnly, SameSite=Strict, Secure behind HTTPS); every state
+change is a POST that must carry the `X-Ronda: 1` header, which a cross-site form cannot
+send (CSRF). Roles are checked on the server for every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from central import views
+from central.auth import User, audit, login, logout, session_user
+from central.commands import Commander
+from central.db import Database
+from central.settings import CentralSettings
+from central.webhooks import WebhookSender
+
+STATIC = Path(__file__).resolve().parent / "static"
+COOKIE = "ronda_session"
+
+
+class ChangeFeed:
+    """Polls the alarm table's fingerprint and wakes every SSE listener on a change.
+
+    Polling the database (not an in-process signal) works whether the ingest runs in this
+    process or in other workers on other machines.
+    """
+
+    def __init__(self, db: Database, interval_s: float = 0.2) -> None:
+        self.db = db
+        self.interval_s = interval_s
+        self.listeners: set[asyncio.Queue[str]] = set()
+        self.last: Any = None
+        self.task: asyncio.Task | None = None
+        self.wake = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def poke(self) -> None:
+        """Look now (thread-safe): an ingest in this process stored an alarm change."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.wake.set)
+
+    def fingerprint(self) -> Any:
+        row = self.db.one("SELECT count(*) AS n, max(updated) AS u FROM alarms")
+        return (row["n"], row["u"]) if row else None
+
+    def snapshot(self) -> tuple[Any, str | None]:
+        """The fingerprint and, when it changed, the open queue as JSON (once for all)."""
+        now = self.fingerprint()
+        if now == self.last:
+            return now, None
+        return now, json.dumps(views.alarms(self.db), separators=(",", ":"))
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        while True:
+            try:
+                now, queue = await run_in_threadpool(self.snapshot)
+            except Exception:  # database away for a moment: keep the listeners
+                now, queue = self.last, None
+            if queue is not None:
+                self.last = now
+                message = f"event: alarms\ndata: {queue}\n\n"
+                for q in list(self.listeners):
+                    q.put_nowait(message)
+            self.wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.interval_s)
+
+
+def create_app(db: Database, settings: CentralSettings, commander: Commander | None = None,
+               webhooks: WebhookSender | None = None,
+               feed: ChangeFeed | None = None) -> Starlette:
+    """The console app over `db` (migrated), sending commands through `commander`."""
+    feed = feed or ChangeFeed(db)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        feed.task = asyncio.create_task(feed.run())
+        yield
+        feed.task.cancel()
+
+    def user_of(request: Request) -> User | None:
+        return session_user(db, request.cookies.get(COOKIE))
+
+    def api(role: str | None = "viewer", post: bool = False) -> Callable:
+        """Decorator: a JSON endpoint that needs a session with `role` (None: agencies too)."""
+        def wrap(fn: Callable) -> Callable:
+            async def endpoint(request: Request) -> Response:
+                user = await run_in_threadpool(user_of, request)
+                if user is None:
+                    return JSONResponse({"error": "not logged in"}, 401)
+                if post and request.headers.get("x-ronda") != "1":
+                    return JSONResponse({"error": "missing X-Ronda header"}, 403)
+                if role is not None and not user.can(role):
+                    return JSONResponse({"error": f"needs the {role} role"}, 403)
+                try:
+                    body = await request.json() if post and await request.body() else {}
+                    if not isinstance(body, dict):
+                        raise ValueError("the body must be a JSON object")
+                    result = await run_in_threadpool(fn, request, user, body)
+                except LookupError as exc:
+                    return JSONResponse({"error": str(exc)}, 404)
+                except ValueError as exc:
+                    return JSONResponse({"error": str(exc)}, 400)
+                return result if isinstance(result, Response) else JSONResponse(result)
+            return endpoint
+        return wrap
+
+    # -- pages -----------------------------------------------------------------------------
+    async def page(request: Request) -> Response:
+        user = await run_in_threadpool(user_of, request)
+        if user is None:
+            return RedirectResponse("/login", 303)
+        if user.agency and not request.url.path.startswith(f"/agency/{user.agency}"):
+            return RedirectResponse(f"/agency/{user.agency}", 303)
+        return FileResponse(STATIC / "console.html", headers={"Cache-Control": "no-store"})
+
+    async def login_page(request: Request) -> Response:
+        if request.method == "GET":
+            return FileResponse(STATIC / "login.html")
+        # a urlencoded form of two fields: parsed here rather than with python-multipart
+        form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
+        token = await run_in_threadpool(login, db, (form.get("username") or [""])[0],
+                                        (form.get("password") or [""])[0],
+                                        settings.web.session_hours)
+        if token is None:
+            return RedirectResponse("/login?failed=1", 303)
+        resp = RedirectResponse("/", 303)
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict",
+                        secure=settings.web.secure_cookies,
+                        max_age=int(settings.web.session_hours * 3600))
+        return resp
+
+    async def logout_page(request: Request) -> Response:
+        token = request.cookies.get(COOKIE)
+        if token:
+            await run_in_threadpool(logout, db, token)
+        resp = RedirectResponse("/login", 303)
+        resp.delete_cookie(COOKIE)
+        return resp
+
+    # -- read ------------------------------------------------------------------------------
+    @api(role=None)
+    def me(_r: Request, user: User, _b: dict) -> dict:
+        return {"name": user.name, "role": user.role, "agency": user.agency,
+                "tiles_url": settings.web.tiles_url,
+                "tiles_attribution": settings.web.tiles_attribution,
+                "agencies": [a.model_dump(include={"id", "name", "phone", "kinds"})
+                             for a in settings.agencies],
+                "commands": commander is not None and commander.key is not None}
+
+    @api()
+    def get_nodes(_r: Request, _u: User, _b: dict) -> list:
+        return views.nodes(db, settings)
+
+    @api()
+    def get_node(request: Request, _u: User, _b: dict) -> dict:
+        page_ = views.node_page(db, settings, request.path_params["node"])
+        if page_ is None:
+            raise LookupError("no such node")
+        return page_
+
+    @api()
+    def get_alarms(request: Request, _u: User, _b: dict) -> list:
+        return views.alarms(db, open_only=request.query_params.get("all") != "1")
+
+    @api()
+    def get_maintenance(_r: Request, _u: User, _b: dict) -> list:
+        return views.maintenance(db, settings)
+
+    @api(role="admin")
+    def get_audit(_r: Request, _u: User, _b: dict) -> list:
+        return db.query("SELECT id, ts, username, action, target, detail, result FROM audit"
+                        " ORDER BY id DESC LIMIT 500")
+
+    @api(role=None)
+    def agency_alarms(request: Request, user: User, _b: dict) -> dict:
+        agency = settings.agency(request.path_params["agency"])
+        if agency is None:
+            raise LookupError("no such agency")
+        if user.agency not in (None, agency.id):
+            return JSONResponse({"error": "another agency's view"}, 403)
+        return {"agency": agency.model_dump(include={"id", "name", "phone", "kinds"}),
+                "alarms": views.alarms(db, open_only=False, kinds=agency.kinds, limit=100)}
+
+    @api(role=None)
+    def event_snapshot(request: Request, _u: User, _b: dict) -> Response:
+        row = db.one("SELECT jpeg FROM snapshots WHERE event_id = ?",
+                     (request.path_params["event"],))
+        if row is None:
+            raise LookupError("no snapshot")
+        return Response(bytes(row["jpeg"]), media_type="image/jpeg")
+
+    @api()
+    def camera_snapshot(request: Request, _u: User, _b: dict) -> Response:
+        row = db.one("SELECT jpeg FROM camera_snapshots WHERE node = ? AND camera = ?",
+                     (request.path_params["node"], request.path_params["camera"]))
+        if row is None:
+            raise LookupError("no snapshot")
+        return Response(bytes(row["jpeg"]), media_type="image/jpeg",
+                        headers={"Cache-Control": "no-store"})
+
+    # -- act -------------------------------------------------------------------------------
+    def alarm_row(request: Request) -> dict:
+        row = db.one("SELECT * FROM alarms WHERE id = ?", (int(request.path_params["alarm"]),))
+        if row is None:
+            raise LookupError("no such alarm")
+        return row
+
+    def set_alarm(alarm: dict, user: User, action: str, sets: str, params: tuple,
+                  detail: dict | None = None) -> dict:
+        with db.tx() as cur:
+            cur.execute(f"UPDATE alarms SET {sets}, updated = ? WHERE id = ?",
+                        (*params, time.time(), alarm["id"]))
+        audit(db, user.name, f"alarm.{action}", f"{alarm['node']}/{alarm['alarm_id']}",
+              detail, "ok")
+        return {"ok": True}
+
+    @api(role="operator", post=True)
+    def claim(request: Request, user: User, _b: dict) -> dict:
+        alarm = alarm_row(request)
+        if alarm["state"] == "acked":
+            raise ValueError("already acknowledged")
+        return set_alarm(alarm, user, "claim", "state = 'claimed', claimed_by = ?", (user.name,))
+
+    @api(role="operator", post=True)
+    def ack(request: Request, user: User, _b: dict) -> dict:
+        alarm = alarm_row(request)
+        return set_alarm(alarm, user, "ack", "state = 'acked', acked_by = ?, acked_ts = ?,"
+                         " claimed_by = COALESCE(claimed_by, ?)",
+                         (user.name, time.time(), user.name))
+
+    @api(role="operator", post=True)
+    def note(request: Request, user: User, body: dict) -> dict:
+        alarm = alarm_row(request)
+        text = str(body.get("text", "")).strip()
+        if not text or len(text) > 2000:
+            raise ValueError("a note has 1 to 2000 characters")
+        with db.tx() as cur:
+            cur.execute("INSERT INTO notes (alarm, author, ts, text) VALUES (?,?,?,?)",
+                        (alarm["id"], user.name, time.time(), text))
+        return set_alarm(alarm, user, "note", "state = state", (), {"text": text})
+
+    @api(role="operator", post=True)
+    def dispatch(request: Request, user: User, body: dict) -> dict:
+        alarm = alarm_row(request)
+        agency = settings.agency(str(body.get("agency", "")))
+        if agency is None:
+            raise ValueError("unknown agency")
+        node = db.one("SELECT name, lat, lon FROM nodes WHERE id = ?", (alarm["node"],)) or {}
+        now = time.time()
+        doc = {"v": 1, "type": "dispatch", "agency": agency.id, "alarm": {
+            "node": alarm["node"], "post": node.get("name") or alarm["node"],
+            "location": ([node["lat"], node["lon"]] if node.get("lat") is not None else None),
+            "alarm_id": alarm["alarm_id"], "kind": alarm["kind"], "source": alarm["source"],
+            "raised_ts": alarm["raised_ts"]}, "operator": user.name, "ts": now,
+            "note": str(body.get("note", ""))[:2000]}
+        with db.tx() as cur:
+            cur.execute("INSERT INTO dispatches (alarm, agency, author, ts, body, next_try,"
+                        " last_error) VALUES (?,?,?,?,?,?,?)",
+                        (alarm["id"], agency.id, user.name, now,
+                         json.dumps(doc, separators=(",", ":")),
+                         now if agency.webhook_url else None,
+                         None if agency.webhook_url else "no webhook: call " + agency.phone))
+        if webhooks is not None:
+            webhooks.wake()
+        return {**set_alarm(alarm, user, "dispatch", "state = state", (),
+                            {"agency": agency.id}), "phone": agency.phone}
+
+    @api(role="operator", post=True)
+    def silence(request: Request, user: User, _b: dict) -> dict:
+        alarm = alarm_row(request)
+        if commander is None:
+            raise ValueError("commands are not configured")
+        result = commander.send(user.name, alarm["node"], "siren", {"state": "off"},
+                                alarm=alarm["id"])
+        with db.tx() as cur:  # touch the alarm so every console shows the reply
+            cur.execute("UPDATE alarms SET updated = ? WHERE id = ?", (time.time(), alarm["id"]))
+        return result
+
+    async def stream(request: Request) -> Response:
+        user = await run_in_threadpool(user_of, request)
+        if user is None:
+            return PlainTextResponse("not logged in", 401)
+        q: asyncio.Queue[str] = asyncio.Queue()
+        feed.listeners.add(q)
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                yield b"retry: 1000\nevent: hello\ndata: {}\n\n"
+                while True:
+                    try:
+                        yield (await asyncio.wait_for(q.get(), 15)).encode()
+                    except asyncio.TimeoutError:
+                        yield b": keepalive\n\n"
+            finally:
+                feed.listeners.discard(q)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    routes = [
+        Route("/", page), Route("/map", page), Route("/alarms", page),
+        Route("/maintenance", page), Route("/audit", page), Route("/node/{node}", page),
+        Route("/agency/{agency}", page),
+        Route("/login", login_page, methods=["GET", "POST"]),
+        Route("/logout", logout_page, methods=["GET", "POST"]),
+        Route("/api/me", me), Route("/api/nodes", get_nodes), Route("/api/nodes/{node}", get_node),
+        Route("/api/nodes/{node}/cameras/{camera}.jpg", camera_snapshot),
+        Route("/api/events/{event}/snapshot.jpg", event_snapshot),
+        Route("/api/alarms", get_alarms), Route("/api/maintenance", get_maintenance),
+        Route("/api/audit", get_audit), Route("/api/agency/{agency}", agency_alarms),
+        Route("/api/alarms/{alarm:int}/claim", claim, methods=["POST"]),
+        Route("/api/alarms/{alarm:int}/ack", ack, methods=["POST"]),
+        Route("/api/alarms/{alarm:int}/note", note, methods=["POST"]),
+        Route("/api/alarms/{alarm:int}/dispatch", dispatch, methods=["POST"]),
+        Route("/api/alarms/{alarm:int}/silence", silence, methods=["POST"]),
+        Route("/api/stream", stream),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.feed = feed
+    return app

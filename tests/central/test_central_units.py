@@ -1,0 +1,123 @@
+"""Small parts of the central service: config errors, the command key's mode, the
+maintenance rules, the webhook signature, the node's published position."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from central import views
+from central.commands import CommandKeyError, load_key
+from central.settings import CentralSettings
+from central.webhooks import signature
+from mqtt import schema
+from mqtt.payloads import health_payload
+from mqtt.signing import generate_keypair, private_key_pem
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "central", *args], cwd=ROOT, text=True,
+                          capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, **kw)
+
+
+def test_bad_config_names_the_field_and_exits_78(tmp_path: Path):
+    bad = tmp_path / "central.toml"
+    bad.write_text('[web]\nport = "eighty"\n[[agencies]]\nname = "no id"\n[mqtt]\nbrokr = 1\n')
+    proc = run_cli("--config", str(bad), "check-config")
+    assert proc.returncode == 78
+    for field in ("web.port", "agencies.0.id", "mqtt.brokr"):
+        assert field in proc.stderr, proc.stderr
+    good = tmp_path / "ok.toml"
+    good.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/db.sqlite3"\n')
+    assert run_cli("--config", str(good), "check-config").returncode == 0
+    assert "schema version 1" in run_cli("--config", str(good), "migrate").stdout
+
+
+def test_the_command_key_must_be_private(tmp_path: Path):
+    key = tmp_path / "command.pem"
+    key.write_bytes(private_key_pem(generate_keypair()[0]))
+    key.chmod(0o644)
+    with pytest.raises(CommandKeyError, match="chmod 600"):
+        load_key(key)
+    key.chmod(0o600)
+    assert load_key(key) is not None
+    with pytest.raises(CommandKeyError, match="No such file"):
+        load_key(tmp_path / "missing.pem")
+
+
+def _row(health: dict | None = None, **kw) -> dict:
+    now = time.time()
+    row = {"id": "rw-1", "status": "online", "status_ts": now, "last_seen": now,
+           "health_ts": now, "health_received": now, "min_seq": None, "max_seq": None,
+           "events": 0}
+    row.update(kw)
+    row["health_problems"] = json.dumps(views.health_problems(
+        health or {}, row["health_ts"], row["health_received"]))
+    return row
+
+
+def test_maintenance_rules_name_each_problem():
+    s, now = CentralSettings(), time.time()
+    assert views.problems(_row({"clock_synced": True}), s, now) == []
+    sick = {"clock_synced": False, "undervoltage": True,
+            "cameras": {"gang": {"state": "offline", "fps": None, "reason": "no route to host"},
+                        "pos": {"state": "online", "fps": 15}},
+            "storage": {"state": "degraded", "reason": "disk-full"},
+            "outbox": {"drops": 3}}
+    found = views.problems(_row(sick), s, now)
+    assert found == ["camera gang offline: no route to host", "disk: disk-full",
+                     "undervoltage (power supply)", "clock not synchronised",
+                     "3 events dropped from a full outbox"]
+    old = now - 2 * 86400
+    silent = _row({"clock_synced": True}, status="offline", status_ts=old, last_seen=old)
+    assert views.problems(silent, s, now) == ["offline for 2880 min", "silent for 48 h"]
+    assert views.node_state(silent, s, now, set()) == "offline"
+    just_gone = _row({"clock_synced": True}, status="offline", status_ts=now - 10)
+    assert views.node_state(just_gone, s, now, set()) == "degraded"
+    assert views.node_state(_row({"clock_synced": True}), s, now, {"rw-1"}) == "alarm"
+    skewed = _row({"clock_synced": True}, health_ts=now - 600)
+    assert views.problems(skewed, s, now) == ["clock off by more than 2 min"]
+    holes = _row({"clock_synced": True}, min_seq=1, max_seq=10, events=7)
+    assert views.problems(holes, s, now) == ["3 events lost (seq gaps)"]
+
+
+def test_webhook_signature_is_hmac_sha256_of_timestamp_and_body():
+    body = b'{"a":1}'
+    expected = hmac.new(b"s3cret", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert signature(b"s3cret", 1700000000, body) == f"sha256={expected}"
+
+
+def test_health_carries_the_posts_name_and_position_and_stays_valid():
+    report = {"node": "rw-1", "name": "Pos RW 1", "location": [-7.48, 110.22], "ts": 1.0,
+              "components": {}}
+    doc = health_payload(report, mqtt={"connected": True},
+                         outbox={"depth": 0, "bytes": 0, "drops": 0})
+    assert doc["name"] == "Pos RW 1" and doc["location"] == [-7.48, 110.22]
+    jsonschema.validate(doc, schema.load("health"))
+    doc = health_payload({"node": "rw-1", "ts": 1.0}, mqtt={"connected": True},
+                         outbox={"depth": 0, "bytes": 0, "drops": 0})
+    assert doc["location"] is None
+    jsonschema.validate(doc, schema.load("health"))
+
+
+def test_a_dispatch_is_leased_by_one_sender_at_a_time(db):
+    from central.webhooks import WebhookSender
+
+    with db.tx() as cur:
+        cur.execute("INSERT INTO dispatches (alarm, agency, author, ts, body, next_try)"
+                    " VALUES (1, 'damkar', 'ops', 0, '{}', 0)")
+    first, second = WebhookSender(db, CentralSettings()), WebhookSender(db, CentralSettings())
+    dispatch = db.scalar("SELECT id FROM dispatches")
+    assert first._lease(dispatch)
+    assert not second._lease(dispatch)
