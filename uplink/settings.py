@@ -1,0 +1,64 @@
+"""`[uplink]` config: where live video goes, the bandwidth cap, the upload queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: The longest a `live` command may ask for (renewable by sending it again).
+MAX_TTL_S = 600
+MEDIA_SCHEMES = ("rtmp", "rtmps", "rtsp", "rtsps", "srt")
+
+
+class UplinkSettings(BaseModel):
+    """Live push on request, footage upload on request, shared bandwidth cap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    media_url: str | None = Field(
+        default=None,
+        description="Where `live` pushes: a template with {node}, {camera}, {stream} and "
+                    "optionally {secret} (the first line of media_secret_file), e.g. "
+                    "rtmp://cc.example/live/{node}-{camera}?key={secret} or "
+                    "rtsp://cc.example:8554/ronda/{node}/{camera}. Unset: `live` is refused.")
+    media_secret_file: Path | None = Field(default=None, json_schema_extra={"secret": True})
+    max_uplink_kbps: int = Field(
+        default=0, ge=0, le=10_000_000,
+        description="One cap for everything the uplink sends (0: none). Live goes first; "
+                    "uploads get what live leaves.")
+    main_kbps: int = Field(default=4000, gt=0, le=200_000,
+                           description="Bitrate assumed for a main stream until measured.")
+    sub_kbps: int = Field(default=800, gt=0, le=200_000,
+                          description="Bitrate assumed for a substream until measured.")
+    allow_lan: bool = Field(
+        default=False,
+        description="Allow upload and media URLs that resolve to this node, loopback or a "
+                    "private/link-local network (off: such a URL is refused).")
+    queue_max: int = Field(default=8, ge=1, le=100,
+                           description="Fetches waiting behind the running one.")
+    max_fetch_s: float = Field(default=3600.0, gt=0, le=86400,
+                               description="Longest range one `fetch` may ask for.")
+    upload_attempts: int = Field(default=5, ge=1, le=50,
+                                 description="Tries per upload before it is reported failed.")
+    upload_stall_s: float = Field(default=30.0, ge=1, le=600,
+                                  description="No byte accepted for this long: the try fails.")
+    retry_min_s: float = Field(default=2.0, gt=0, le=600)
+    retry_max_s: float = Field(default=120.0, gt=0, le=3600)
+
+    @field_validator("media_url")
+    @classmethod
+    def _media_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme not in MEDIA_SCHEMES:
+            raise ValueError(f"media_url must start with one of "
+                             f"{', '.join(s + '://' for s in MEDIA_SCHEMES)}")
+        try:
+            url.format(node="n", camera="c", stream="main", secret="s")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"media_url may only use {{node}}, {{camera}}, {{stream}}, "
+                             f"{{secret}}: {exc}") from None
+        return url
