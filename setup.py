@@ -13,7 +13,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(
-        include=["firmware*", "drivers*", "recorder*", "inference*", "mqtt*", "support*"]
+        include=["firmware*", "drivers*", "recorder*", "inference*", "mqtt*", "support*", "uplink*"]
     ),
     package_data={"mqtt": ["schemas/*.json"], "firmware": ["data/*"]},
     install_requires=[
