@@ -142,3 +142,81 @@ class LocalNginx:
         self.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+# ---- RTSP in (record mode), for H.265 ------------------------------------------------------
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+RTSP_RECORD_SERVER = """\
+import sys
+import gi
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer
+
+Gst.init(None)
+port, directory, mounts_arg = sys.argv[1], sys.argv[2], sys.argv[3:]
+server = GstRtspServer.RTSPServer()
+server.set_address("127.0.0.1")
+server.set_service(port)
+mounts = server.get_mount_points()
+for i, mount in enumerate(mounts_arg):
+    codec, path = mount.split(":", 1)
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)
+    factory.set_launch(f"( rtp{codec}depay name=depay0 ! {codec}parse ! mpegtsmux "
+                       f"! filesink location={directory}/{i}.ts sync=false )")
+    mounts.add_factory("/" + path, factory)
+server.attach(None)
+print("ready", flush=True)
+GLib.MainLoop().run()
+"""
+
+
+class RtspRecordServer:
+    """GStreamer's RTSP server in record mode (Debian's python3-gi): clients ANNOUNCE and
+    RECORD to ``rtsp://127.0.0.1:<port>/<path>`` for each of `mounts` (path -> codec,
+    h264 or h265; the server matches whole paths); what arrives is written stream-copied
+    as MPEG-TS to `recording(path)`."""
+
+    def __init__(self, mounts: dict[str, str]) -> None:
+        self.mounts = dict(mounts)
+        self._tmp = tempfile.TemporaryDirectory(prefix="ronda-rtsp-record-")
+        self.dir = Path(self._tmp.name)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, path: str) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/{path}"
+
+    def recording(self, path: str) -> Path:
+        return self.dir / f"{list(self.mounts).index(path)}.ts"
+
+    def start(self) -> RtspRecordServer:
+        script = self.dir / "server.py"
+        script.write_text(RTSP_RECORD_SERVER)
+        self.proc = spawn([SYSTEM_PYTHON, str(script), str(self.port), str(self.dir),
+                           *(f"{codec}:{path}" for path, codec in self.mounts.items())],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != b"ready":
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+            self.stop()
+            raise RuntimeError(f"RTSP record server did not start: {err.strip()[-500:]}")
+        deadline = time.monotonic() + 10
+        while not _listening(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc)
+            self.proc = None
+
+    def __enter__(self) -> RtspRecordServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._tmp.cleanup()
