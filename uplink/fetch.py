@@ -136,10 +136,10 @@ class Fetcher:
                            "nothing to upload"), {}
         job = Job(job_id, camera, float(start), float(end), url)
         with self._lock:
-            waiting = len(self.jobs) - (1 if self.running else 0)
+            waiting = max(0, len(self.jobs) - 1)  # jobs[0] is the running (or next) one
             if waiting >= self.queue_max:
                 return False, (f"upload queue full ({waiting} waiting behind "
-                               f"{self.running.id if self.running else 'none'}); try later"), {}
+                               f"{self.jobs[0].id}); try later"), {}
             try:
                 self.protect(job.protect_id, job.camera, job.start, job.end)
             except Exception as exc:

@@ -86,8 +86,12 @@ def put_file(target: Target, path: Path, *, pacer: Pacer | None = None, stall_s:
     except (UploadError, Stopped):
         raise
     except TimeoutError:
-        raise UploadError(f"the server stopped accepting data after {done[0]} of {size} bytes "
-                          f"(nothing for {stall_s:.0f} s)", retry=True) from None
+        if done[0] < size:
+            why = (f"the server stopped accepting data after {done[0]} of {size} bytes "
+                   f"(nothing for {stall_s:.0f} s)")
+        else:
+            why = f"no answer {stall_s:.0f} s after the whole body ({size} bytes) was sent"
+        raise UploadError(why, retry=True) from None
     except (OSError, http.client.HTTPException) as exc:
         if isinstance(exc, ssl.SSLCertVerificationError):
             raise UploadError(f"TLS certificate not valid: {exc}", retry=False) from None
