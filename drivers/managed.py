@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 
 from drivers.process import spawn, terminate
+from support.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class ManagedProcess:
         ready: Callable[[], bool | None] | None = None,
         ready_poll_s: float = 0.5,
         env: dict[str, str] | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.name = name
         self._make_args = make_args
@@ -110,6 +112,8 @@ class ManagedProcess:
         self._redact = redact
         self._ready = ready
         self.env = env  # the child's environment (None: ours)
+        # when given, restart delays come from it (full jitter) instead of plain doubling
+        self._backoff = backoff
         self.ready_poll_s = ready_poll_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -191,6 +195,10 @@ class ManagedProcess:
                 break
             if self._online:  # it worked for a while: start the backoff afresh
                 delay = self.backoff_min_s
+                if self._backoff is not None:
+                    self._backoff.reset()
+            if self._backoff is not None:
+                delay = self._backoff.next_delay()
             self._online = False
             self._set_state("offline", reason)
             self.restarts += 1

@@ -85,12 +85,26 @@ class Uplink:
         if source.codec == "hevc" and scheme in ("rtmp", "rtmps"):
             return False, (f"camera {camera} sends H.265, which RTMP (FLV) cannot carry; "
                            "use an rtsp:// or srt:// media_url"), {}
+        dest, where = self._destination(camera, stream)
+        return self.live.start(camera, stream, float(ttl_s), source, dest, where, self._redact)
+
+    def add_wall(self, camera: str, budget_bytes: int) -> str:
+        """Put `camera`'s substream on the always-on video wall; '' or why it cannot be."""
+        if camera not in self.cameras.names():
+            return "no such (enabled) camera"
+        if not self.settings.media_url:
+            return "no media server configured ([uplink] media_url)"
+        dest, where = self._destination(camera, "sub")
+        self.live.add_wall(camera, self.cameras.source(camera, "sub"), dest, where,
+                           self._redact, budget_bytes)
+        return ""
+
+    def _destination(self, camera: str, stream: str) -> tuple[str, str]:
+        """The media URL for a push, and the same without its secret (for reports)."""
+        template = self.settings.media_url or ""
         fields = {"node": self.node, "camera": camera, "stream": stream}
         dest = template.format(**fields, secret=self.secret)
-        where = mask_credentials(template.format(**fields, secret="***"))
-        secret = self.secret
+        return dest, mask_credentials(template.format(**fields, secret="***"))
 
-        def redact(text: str) -> str:
-            return mask_credentials(text.replace(secret, "***") if secret else text)
-
-        return self.live.start(camera, stream, float(ttl_s), source, dest, where, redact)
+    def _redact(self, text: str) -> str:
+        return mask_credentials(text.replace(self.secret, "***") if self.secret else text)

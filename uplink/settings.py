@@ -47,6 +47,15 @@ class UplinkSettings(BaseModel):
     retry_min_s: float = Field(default=2.0, gt=0, le=600)
     retry_max_s: float = Field(default=120.0, gt=0, le=3600)
 
+    wall: list[str] = Field(
+        default_factory=list,
+        description="Cameras on the always-on video wall: their substream is pushed to "
+                    "media_url (stream 'sub') continuously, reconnecting with backoff.")
+    wall_daily_mb: float = Field(
+        default=0.0, ge=0,
+        description="Per wall camera and local day: MB sent before its push stops until "
+                    "midnight (0: no budget). 1 Mbit/s for 24 h is about 10,800 MB.")
+
     @field_validator("media_url")
     @classmethod
     def _media_url(cls, url: str | None) -> str | None:

@@ -34,6 +34,7 @@ from uplink.targets import check_upload_url
 log = logging.getLogger(__name__)
 
 QUEUE_FILE = "uplink-queue.json"
+WALL_FILE = "uplink-wall.json"  # the day's video wall bytes per camera
 
 
 class UplinkLive(Component):
@@ -181,11 +182,16 @@ def build(ctx: Context) -> list[Component]:
         bridge.link.set_retained(bridge.topics.live(safe_level(camera)), encode(payload))
 
     estimates = {"main": settings.main_kbps, "sub": settings.sub_kbps}
-    live = LiveManager(bandwidth, on_state=publish_state, estimate_kbps=estimates.__getitem__)
+    live = LiveManager(bandwidth, on_state=publish_state, estimate_kbps=estimates.__getitem__,
+                       wall_state=ctx.state_dir / WALL_FILE)
     cameras = _cameras(ctx)
     fetcher = _fetcher(ctx, bandwidth, cameras)
     uplink = Uplink(settings, node, cameras, bandwidth, live, fetcher,
                     secret=read_secret(settings.media_secret_file))
+    for camera in settings.wall:
+        problem = uplink.add_wall(camera, int(settings.wall_daily_mb * 1e6))
+        if problem:
+            log.error("uplink: video wall camera %s not pushed: %s", camera, problem)
 
     def on_command(cmd: Command) -> None:
         if cmd.action not in ACTIONS:

@@ -153,3 +153,56 @@ def test_h265_push_arrives_at_an_rtsp_record_server(h265_file) -> None:
         live.stop("cam265", "live-stop")
         arrived = probe(server.recording("ronda/rw05/cam265"))
     assert (arrived["codec_name"], arrived["width"], arrived["height"]) == ("hevc", 320, 180)
+
+
+def test_video_wall_reconnects_and_stops_at_its_daily_budget(nginx, h264_source, ticking,
+                                                             tmp_path) -> None:
+    live, states = manager()
+    usage = tmp_path / "wall.json"
+    live.wall_state = usage
+    dest = nginx.rtmp_url("rw05-gate-sub")
+    live.add_wall("gate", h264_source, dest, dest, budget_bytes=200_000)
+    ticking.append(live)
+    first = states.wait("live")
+    assert (first["kind"], first["stream"], first["until"]) == ("wall", "sub", None)
+    # the media server goes away and comes back: the wall reconnects by itself
+    nginx.stop()
+    states.wait("retrying")
+    states.docs.clear()
+    nginx.start()
+    states.wait("live", timeout=30)
+    # ~185 kbps: 200 kB are used within about ten seconds; then it stops and says why
+    off = states.wait("off", timeout=40)
+    assert off["reason"].startswith("daily budget of 0.2 MB used")
+    assert "gate" not in live.pushes
+    time.sleep(1.5)  # more ticks: it stays off
+    assert "gate" not in live.pushes
+    assert live.health()["gate"]["wall_bytes_today"] >= 200_000
+    # the day's usage survives a restart: a new manager does not start the wall again
+    again, _ = manager()
+    again.wall_state = usage
+    again.add_wall("gate", h264_source, dest, dest, budget_bytes=200_000)
+    again.tick()
+    assert again.pushes == {}
+
+
+def test_live_takes_the_place_of_the_wall_and_the_wall_resumes(nginx, h264_source,
+                                                               ticking) -> None:
+    live, states = manager()
+    live.add_wall("gate", h264_source, nginx.rtmp_url("gate-sub"), "sub")
+    ticking.append(live)
+    states.wait("live")
+    ok, message, _ = live.start("gate", "sub", 60, h264_source, nginx.rtmp_url("x"), "x")
+    assert ok and "video wall" in message
+    ok, message, _ = live.start("gate", "main", 60, h264_source, nginx.rtmp_url("gate-main"),
+                                "main")
+    assert ok, message
+    assert live.pushes["gate"].kind == "live"
+    assert any(d["kind"] == "wall" and d["reason"] == "paused for a live request"
+               for d in states.docs)
+    assert live.stop("gate", "live-stop")
+    deadline = time.monotonic() + 10
+    while not (live.pushes.get("gate") and live.pushes["gate"].kind == "wall"):
+        assert time.monotonic() < deadline, "the wall did not resume"
+        time.sleep(0.2)
+    assert not live.stop("gate", "live-stop")  # live-stop leaves the wall alone
