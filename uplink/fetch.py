@@ -3,11 +3,15 @@
 `Fetcher.submit(job_id, args)` checks a `fetch` command at once (camera, range, footage,
 URL) so that the reply says what is wrong; an accepted job protects its range from
 rotation (`protect`) and joins a bounded queue stored in a JSON file (written atomically,
-mode 600: a presigned URL is a credential for its life). `run()` works the queue one job
-at a time: export by stream copy (the recorder's export path, through the `export`
-callback), upload with retries (`uplink.upload.put_file`, backoff with full jitter),
-then release the range and forget the job. After a restart the stored queue is worked
-again, the interrupted job from the start (the export file is not trusted).
+mode 600: a presigned URL is a credential for its life). Alarm clips (`add_alarm_clip`)
+join the same queue, unbounded by `queue_max`, due once their post-roll is recorded, and
+retried until they succeed. `run()` works the queue one try at a time: export by stream
+copy (the recorder's export path, through the `export` callback), one upload try
+(`uplink.upload.put_file`); a try that may be repeated puts the job behind the others,
+due after a backoff with full jitter (`support.backoff`), so an unreachable clip server
+does not hold a fetch to a working one. Done or failed, the range is released and the
+job forgotten. After a restart the stored queue is worked again, each job from its
+export (a clip left in the spool is not trusted).
 
 A job is reported `done` only after the server answered 2xx to the whole body; anything
 else ends as `failed` with the reason. Progress and result go to `on_event(phase, job,
@@ -53,10 +57,14 @@ class Job:
     url: str
     created: float = field(default_factory=time.time)
     tries: int = 0  # upload tries so far, over restarts too
+    kind: str = "fetch"  # fetch (a command) | alarm (an alarm's clip, automatic)
+    not_before: float = 0.0  # not tried before this (post-roll still recording, backoff)
+    max_tries: int | None = None  # None: the Fetcher's `attempts`; 0: until it works
+    token: bool = False  # send the configured bearer token (alarm clips)
 
     @property
     def protect_id(self) -> str:
-        return f"fetch-{self.id}"
+        return f"{self.kind}-{self.id}"
 
     def summary(self) -> dict[str, Any]:
         """What events and replies show of the job (never the URL's query)."""
@@ -78,10 +86,11 @@ class Fetcher:
                  protect: Callable[[str, str, float, float], None],
                  release: Callable[[str], None],
                  check_url: Callable[[str], Target],
+                 check_config_url: Callable[[str], Target] | None = None,
                  on_event: Callable[[str, Job, dict[str, Any]], None],
                  queue_max: int = 8, max_range_s: float = 3600.0, attempts: int = 5,
                  stall_s: float = 30.0, retry_min_s: float = 2.0,
-                 retry_max_s: float = 120.0) -> None:
+                 retry_max_s: float = 120.0, token: str | None = None) -> None:
         self.queue_file = queue_file
         self.spool = spool
         self.bandwidth = bandwidth
@@ -90,7 +99,8 @@ class Fetcher:
         self.export = export
         self.protect = protect
         self.release = release
-        self.check_url = check_url
+        self.check_url = check_url  # URLs from commands
+        self.check_config_url = check_config_url or check_url  # URLs from the config
         self.on_event = on_event
         self.queue_max = queue_max
         self.max_range_s = max_range_s
@@ -98,8 +108,12 @@ class Fetcher:
         self.stall_s = stall_s
         self.retry_min_s = retry_min_s
         self.retry_max_s = max(retry_max_s, retry_min_s)
+        self.token = token  # bearer token for alarm clip uploads
+        self._exported: set[str] = set()  # jobs whose clip is in the spool (this process)
+        for stale in spool.glob("*.mp4") if spool.is_dir() else ():  # not trusted: redone
+            stale.unlink(missing_ok=True)
         self._lock = threading.Condition()
-        self.jobs: list[Job] = self._load()  # jobs[0] is the running one when `running`
+        self.jobs: list[Job] = self._load()  # in order; the first due one runs next
         self.running: Job | None = None
         self.progress: dict[str, Any] = {}
         self.bytes_sent = 0
@@ -160,92 +174,118 @@ class Fetcher:
             return True, f"queued behind {ahead} (position {position})", data
         return True, f"uploading {seconds:.0f} s of {camera}", data
 
+    def add_alarm_clip(self, job: Job) -> bool:
+        """Queue an alarm's clip (not bounded by `queue_max`: an alarm is never refused;
+        bounded by the alarms a node can have). False if already queued (a restart)."""
+        with self._lock:
+            if any(j.id == job.id for j in self.jobs):
+                return False
+            try:
+                self.protect(job.protect_id, job.camera, job.start, job.end)
+            except Exception as exc:  # the recorder protects alarm ranges itself too
+                log.warning("uplink: alarm clip %s not protected: %s", job.id, exc)
+            self.jobs.append(job)
+            self._save_quietly()
+            self._lock.notify_all()
+        self.on_event("queued", job, {"position": len(self.jobs)})
+        return True
+
     # -- the worker -----------------------------------------------------------------------
     def run(self, stop: threading.Event, beat: Callable[[], None] = lambda: None) -> None:
-        """Work the queue until `stop`."""
+        """Work the queue until `stop`: one try of the first job that is due, then the next.
+        A try that may be repeated puts its job behind the others, due after a backoff."""
         while not stop.is_set():
             beat()
             with self._lock:
-                if not self.jobs:
-                    self._lock.wait(1.0)
+                now = time.time()
+                job = next((j for j in self.jobs if j.not_before <= now), None)
+                if job is None:
+                    due = min((j.not_before for j in self.jobs), default=now + 1.0)
+                    self._lock.wait(min(1.0, max(0.05, due - now)))
                     continue
-                job = self.running = self.jobs[0]
+                self.running = job
             try:
-                finished = self._work(job, stop, beat)
+                outcome = self._try(job, stop, beat)
             except Exception as exc:  # a bug must not wedge the queue on one job
-                log.exception("uplink: fetch %s crashed", job.id)
-                finished = self._fail(job, f"internal error: {exc!r}")
+                log.exception("uplink: upload %s crashed", job.id)
+                outcome = self._fail(job, f"internal error: {exc!r}")
             with self._lock:
                 self.running = None
                 self.progress = {}
-                if finished:
+                if outcome == "ended":
                     with contextlib.suppress(ValueError):
                         self.jobs.remove(job)
-                    self._save_quietly()
+                    (self.spool / f"{job.id}.mp4").unlink(missing_ok=True)
+                    self._exported.discard(job.id)
+                elif outcome == "retry" and job in self.jobs:
+                    self.jobs.remove(job)
+                    self.jobs.append(job)
+                self._save_quietly()
 
-    def _work(self, job: Job, stop: threading.Event, beat: Callable[[], None]) -> bool:
-        """Export and upload `job`; True when it ended (done or failed), False if stopped."""
+    def _try(self, job: Job, stop: threading.Event, beat: Callable[[], None]) -> str:
+        """One export (if not done yet in this process) and one upload try of `job`:
+        'ended' (done or failed, reported), 'retry' (due again later) or 'stopped'."""
         self.spool.mkdir(parents=True, exist_ok=True)
         clip = self.spool / f"{job.id}.mp4"
-        self.on_event("started", job, {})
-        try:
+        if job.id not in self._exported:
+            self.on_event("started", job, {})
             try:
                 self.export(job.camera, job.start, job.end, clip)
             except ExportFailed as exc:
                 return self._fail(job, f"export failed: {exc}")
-            size = clip.stat().st_size
-            backoff = Backoff(self.retry_min_s, self.retry_max_s, min_s=self.retry_min_s / 2)
-            pacer = Pacer(self.bandwidth)
-            while True:
-                job.tries += 1
-                self.progress = {}
-                self._save_quietly()
-                marks = [25, 50, 75]
+            self._exported.add(job.id)
+        size = clip.stat().st_size
+        job.tries += 1
+        self.progress = {}
+        self._save_quietly()
+        marks = [25, 50, 75]
 
-                def progress(sent: int, job: Job = job, size: int = size,
-                             marks: list[int] = marks) -> None:
-                    self.progress = {"job": job.id, "sent": sent, "size": size}
-                    beat()
-                    if marks and sent * 100 >= marks[0] * size:
-                        self.on_event("progress", job, {"percent": marks.pop(0), "sent": sent,
-                                                        "size": size})
-                try:
-                    target = self.check_url(job.url)  # resolved again: DNS may have moved
-                    status = put_file(target, clip, pacer=pacer, stall_s=self.stall_s,
-                                      on_progress=progress, stop=stop)
-                except Refused as exc:
-                    return self._fail(job, str(exc))
-                except UploadError as exc:
-                    self.bytes_sent += self.progress.get("sent", 0)
-                    if not exc.retry:
-                        return self._fail(job, str(exc))
-                    if job.tries >= self.attempts:
-                        return self._fail(job, f"{exc} (gave up after {job.tries} tries)")
-                    delay = backoff.next_delay()
-                    self.last_error = str(exc)
-                    self.on_event("retrying", job, {"reason": str(exc), "try": job.tries,
-                                                    "in_s": round(delay, 1)})
-                    if stop.wait(delay):
-                        return False
-                    continue
-                self.bytes_sent += size
-                self.done += 1
-                self._release(job)
-                self.on_event("done", job, {"bytes": size, "status": status,
-                                            "tries": job.tries})
-                return True
+        def progress(sent: int) -> None:
+            self.progress = {"job": job.id, "sent": sent, "size": size}
+            beat()
+            if marks and sent * 100 >= marks[0] * size:
+                self.on_event("progress", job, {"percent": marks.pop(0), "sent": sent,
+                                                "size": size})
+        try:
+            check = self.check_url if job.kind == "fetch" else self.check_config_url
+            target = check(job.url)  # resolved again: DNS may have moved
+            headers = {"Authorization": f"Bearer {self.token}"} if job.token and self.token \
+                else {}
+            status = put_file(target, clip, pacer=Pacer(self.bandwidth), stall_s=self.stall_s,
+                              on_progress=progress, stop=stop, headers=headers)
         except Stopped:
-            return False
-        finally:
-            clip.unlink(missing_ok=True)
+            job.tries -= 1
+            return "stopped"
+        except Refused as exc:
+            return self._fail(job, str(exc))
+        except UploadError as exc:
+            self.bytes_sent += self.progress.get("sent", 0)
+            if not exc.retry:
+                return self._fail(job, str(exc))
+            limit = self.attempts if job.max_tries is None else job.max_tries
+            if limit and job.tries >= limit:
+                return self._fail(job, f"{exc} (gave up after {job.tries} tries)")
+            backoff = Backoff(self.retry_min_s, self.retry_max_s, min_s=self.retry_min_s / 2)
+            backoff.attempts = min(job.tries - 1, 64)
+            delay = backoff.next_delay()
+            job.not_before = time.time() + delay
+            self.last_error = str(exc)
+            self.on_event("retrying", job, {"reason": str(exc), "try": job.tries,
+                                            "in_s": round(delay, 1)})
+            return "retry"
+        self.bytes_sent += size
+        self.done += 1
+        self._release(job)
+        self.on_event("done", job, {"bytes": size, "status": status, "tries": job.tries})
+        return "ended"
 
-    def _fail(self, job: Job, reason: str) -> bool:
+    def _fail(self, job: Job, reason: str) -> str:
         self.failed += 1
         self.last_error = reason
-        log.warning("uplink: fetch %s failed: %s", job.id, reason)
+        log.warning("uplink: upload %s failed: %s", job.id, reason)
         self._release(job)
         self.on_event("failed", job, {"reason": reason, "tries": job.tries})
-        return True
+        return "ended"
 
     def _release(self, job: Job) -> None:
         try:

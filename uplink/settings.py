@@ -56,6 +56,34 @@ class UplinkSettings(BaseModel):
         description="Per wall camera and local day: MB sent before its push stops until "
                     "midnight (0: no budget). 1 Mbit/s for 24 h is about 10,800 MB.")
 
+    alarm_clip_url: str | None = Field(
+        default=None,
+        description="Upload every alarm's clip here (HTTP PUT), one file per camera: a "
+                    "template with {node}, {camera}, {alarm_id}, {kind}, e.g. "
+                    "https://cc.example/clips/{node}/{alarm_id}-{camera}.mp4. Unset: off.")
+    alarm_clip_token_file: Path | None = Field(
+        default=None, json_schema_extra={"secret": True},
+        description="A bearer token (first line) sent with alarm clip uploads.")
+    alarm_clip_kinds: list[str] = Field(default_factory=lambda: ["panic", "fire"],
+                                        description="Alarm kinds whose clips are uploaded.")
+    alarm_clip_post_s: float = Field(
+        default=30.0, ge=0, le=600,
+        description="Seconds after the alarm in the clip (the pre-roll is [alarm] pre_s).")
+
+    @field_validator("alarm_clip_url")
+    @classmethod
+    def _clip_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if not url.lower().startswith(("http://", "https://")):
+            raise ValueError("alarm_clip_url must start with http:// or https://")
+        try:
+            url.format(node="n", camera="c", alarm_id="a", kind="panic")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"alarm_clip_url may only use {{node}}, {{camera}}, {{alarm_id}}, "
+                             f"{{kind}}: {exc}") from None
+        return url
+
     @field_validator("media_url")
     @classmethod
     def _media_url(cls, url: str | None) -> str | None:

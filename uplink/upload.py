@@ -62,7 +62,8 @@ def _connect(target: Target, timeout: float) -> http.client.HTTPConnection:
 
 def put_file(target: Target, path: Path, *, pacer: Pacer | None = None, stall_s: float = 30.0,
              on_progress: Callable[[int], None] | None = None,
-             stop: threading.Event | None = None, content_type: str = "video/mp4") -> int:
+             stop: threading.Event | None = None, content_type: str = "video/mp4",
+             headers: dict[str, str] | None = None) -> int:
     """PUT `path` to `target`; the 2xx status, else `UploadError` (or `Stopped`)."""
     size = path.stat().st_size
     done = [0]  # bytes sent so far, also when a send fails midway
@@ -72,6 +73,8 @@ def put_file(target: Target, path: Path, *, pacer: Pacer | None = None, stall_s:
             conn.putrequest("PUT", target.path, skip_accept_encoding=True)
             conn.putheader("Content-Length", str(size))
             conn.putheader("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                conn.putheader(name, value)
             conn.endheaders()
             try:
                 _send_body(conn, path, size, pacer, on_progress, stop, done)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from drivers.cameras.base import StreamInput
 from firmware.component import Component
 from firmware.config import read_secret
-from firmware.events import Command, UploadEvent
+from firmware.events import AlarmEvent, Command, UploadEvent
 from firmware.wiring import Context
 from recorder.export import ExportError, export, plan
 from recorder.index import Index, IndexError_
@@ -160,10 +161,35 @@ def _fetcher(ctx: Context, bandwidth: Bandwidth, cameras: CameraAccess) -> Fetch
                    bandwidth=bandwidth, cameras=cameras.names, footage=footage,
                    export=export_range, protect=protect, release=recorder.release,
                    check_url=lambda url: check_upload_url(url, allow_lan=settings.allow_lan),
+                   # the clip server is the city's own (maybe over a VPN): trusted
+                   check_config_url=lambda url: check_upload_url(url, allow_lan=True),
+                   token=read_secret(settings.alarm_clip_token_file),
                    on_event=on_event, queue_max=settings.queue_max,
                    max_range_s=settings.max_fetch_s, attempts=settings.upload_attempts,
                    stall_s=settings.upload_stall_s, retry_min_s=settings.retry_min_s,
                    retry_max_s=settings.retry_max_s)
+
+
+def _alarm_clips(ctx: Context, fetcher: Fetcher) -> Callable[[AlarmEvent], None]:
+    """An alarm raised: queue its clip for every enabled camera (durably, at once)."""
+    settings = ctx.config.uplink
+    template = settings.alarm_clip_url or ""
+    settle_s = ctx.config.recorder.segment_s + 2  # the post-roll's last segment is closed
+
+    def on_alarm(event: AlarmEvent) -> None:
+        if event.phase != "raised" or event.kind not in settings.alarm_clip_kinds:
+            return
+        end = event.ts + settings.alarm_clip_post_s
+        for cam in ctx.config.cameras:
+            if not cam.enabled:
+                continue
+            url = template.format(node=ctx.config.node.id, camera=cam.name,
+                                  alarm_id=event.alarm_id, kind=event.kind)
+            fetcher.add_alarm_clip(Job(f"{event.alarm_id}-{cam.name}", cam.name,
+                                       event.ts - ctx.config.alarm.pre_s, end, url,
+                                       kind="alarm", not_before=end + settle_s, max_tries=0,
+                                       token=True))
+    return on_alarm
 
 
 def build(ctx: Context) -> list[Component]:
@@ -204,6 +230,8 @@ def build(ctx: Context) -> list[Component]:
         cmd.reply(ok, message, data)
 
     ctx.bus.subscribe(Command, on_command, name="uplink:commands")
+    if fetcher is not None and settings.alarm_clip_url:
+        ctx.bus.subscribe(AlarmEvent, _alarm_clips(ctx, fetcher), name="uplink:alarm-clips")
     ctx.shared["uplink"] = uplink
     components: list[Component] = [UplinkLive(uplink)]
     if fetcher is not None:

@@ -107,6 +107,7 @@ class Quirky(http.server.BaseHTTPRequestHandler):
 
     stored: ClassVar[dict[str, bytes]] = {}
     hits: ClassVar[dict[str, int]] = {}
+    auth: ClassVar[dict[str, str | None]] = {}
     release = threading.Event()
 
     def log_message(self, *args: Any) -> None:
@@ -115,6 +116,7 @@ class Quirky(http.server.BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         name = self.path.split("?")[0]
         Quirky.hits[name] = Quirky.hits.get(name, 0) + 1
+        Quirky.auth[name] = self.headers.get("Authorization")
         length = int(self.headers["Content-Length"])
         if name.startswith("/forbidden"):
             self.send_error(403, "Request has expired")
@@ -135,7 +137,7 @@ class Quirky(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def quirky() -> Iterator[str]:
-    Quirky.stored, Quirky.hits = {}, {}
+    Quirky.stored, Quirky.hits, Quirky.auth = {}, {}, {}
     Quirky.release.clear()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quirky)
     server.daemon_threads = True
@@ -255,3 +257,53 @@ def test_the_node_itself_and_its_lan_are_refused_unless_allowed(harness, url) ->
     ok, message, _ = h.fetcher.submit("x", {**RANGE, "upload_url": url})
     assert not ok and "allow_lan" in message, message
     assert h.fetcher.jobs == []
+
+
+def test_alarm_clip_survives_an_outage_and_a_restart(harness, nginx, clip) -> None:
+    from uplink.fetch import Job
+
+    nginx.stop()  # the clip server is unreachable
+    first = harness(attempts=1).start()  # `attempts` does not bound alarm clips
+    job = Job("a1-gate", "gate", NOW - 30, NOW - 10, nginx.put_url("clips/a1-gate.mp4"),
+              kind="alarm", max_tries=0, token=True)
+    assert first.fetcher.add_alarm_clip(job)
+    assert not first.fetcher.add_alarm_clip(job)  # the same alarm again: one clip
+    assert first.protected == [("alarm-a1-gate", "gate", NOW - 30, NOW - 10)]
+    deadline = time.monotonic() + 20
+    while first.phases("a1-gate").count("retrying") < 2:
+        assert time.monotonic() < deadline, first.events
+        time.sleep(0.05)
+    assert "failed" not in first.phases("a1-gate")
+    first.close()  # the node restarts during the outage
+    nginx.start()
+    second = harness(attempts=1).start()
+    assert [j.id for j in second.fetcher.jobs] == ["a1-gate"]
+    phase, fields = second.wait_end("a1-gate")
+    assert phase == "done" and fields["tries"] >= 3
+    assert (nginx.dir / "upload" / "clips" / "a1-gate.mp4").read_bytes() == clip.read_bytes()
+    assert second.released == ["alarm-a1-gate"]
+
+
+def test_a_clip_not_due_yet_lets_others_go_first(harness, nginx) -> None:
+    from uplink.fetch import Job
+
+    h = harness()
+    later = Job("a2-gate", "gate", NOW - 30, NOW + 3600, nginx.put_url("later.mp4"),
+                kind="alarm", not_before=time.time() + 3600, max_tries=0)
+    h.fetcher.add_alarm_clip(later)
+    h.start()
+    assert h.fetcher.submit("f1", {**RANGE, "upload_url": nginx.put_url("f1.mp4")})[0]
+    assert h.wait_end("f1")[0] == "done"
+    assert h.phases("a2-gate") == ["queued"]
+
+
+def test_the_bearer_token_goes_only_with_alarm_clips(harness, quirky) -> None:
+    from uplink.fetch import Job
+
+    h = harness(token="t0k3n")
+    h.fetcher.add_alarm_clip(Job("a3-gate", "gate", NOW - 30, NOW - 10, quirky + "/clip/a3",
+                                 kind="alarm", max_tries=0, token=True))
+    assert h.fetcher.submit("f2", {**RANGE, "upload_url": quirky + "/fetch/f2"})[0]
+    h.start()
+    assert h.wait_end("a3-gate")[0] == "done" and h.wait_end("f2")[0] == "done"
+    assert Quirky.auth == {"/clip/a3": "Bearer t0k3n", "/fetch/f2": None}

@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from firmware import config
 from firmware.daemon import Daemon
 from firmware.devtools.rtsp_camera import RtspTestCamera
+from firmware.events import PanicEvent
 from mqtt.schema import load
 from mqtt.signing import generate_keypair, sign_command
 from recorder.index import Index, IndexError_
@@ -102,8 +103,10 @@ def node(tmp_path, broker, nginx) -> Iterator[tuple[Daemon, Operator]]:
             "recorder": {"path": str(tmp_path / "rec"), "segment_s": 2, "min_free": 0},
             "detect": {"enabled": False},
             "gpio": {"pin_factory": "mock"},
+            "alarm": {"pre_s": 4},
             "uplink": {"media_url": f"rtmp://127.0.0.1:{nginx.rtmp_port}/live/{{node}}-{{camera}}",
-                       "allow_lan": True},
+                       "allow_lan": True, "alarm_clip_post_s": 1,
+                       "alarm_clip_url": nginx.put_url("clips/{node}/{alarm_id}-{camera}.mp4")},
         })
         daemon = Daemon(cfg)
         runner = threading.Thread(target=daemon.run, daemon=True)
@@ -160,6 +163,14 @@ def test_live_and_fetch_through_the_whole_node(node, nginx, tmp_path) -> None:
     jsonschema.validate(done, load("event"))
     uploaded = probe(nginx.dir / "upload" / "rw05" / "gate.mp4")
     assert uploaded["codec_name"] == "h264" and float(uploaded["duration"]) >= 1.5
+
+    # a panic: its clip is uploaded by itself once the post-roll is recorded
+    daemon.bus.publish(PanicEvent(alarm_id="p1", kind="panic", phase="raised",
+                                  source="button:panic"))
+    clip = op.wait(lambda t, p: t == f"{ROOT}/events" and json.loads(p).get("job") == "p1-gate"
+                   and json.loads(p)["phase"] in ("done", "failed"))
+    assert clip["phase"] == "done", clip
+    assert probe(nginx.dir / "upload" / "clips" / "rw05" / "p1-gate.mp4")["codec_name"] == "h264"
 
     # the ttl ends the push; the state says so; health counted the bytes
     off = op.wait(lambda t, p: t == f"{ROOT}/live/gate" and json.loads(p)["state"] == "off")
