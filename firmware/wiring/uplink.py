@@ -48,7 +48,7 @@ class UplinkLive(Component):
         self.uplink = uplink
 
     def run(self) -> None:
-        while not self.stopping.wait(0.5):
+        while not self.stopping.wait(1.0):
             self.uplink.live.tick()
             self.beat()
 
