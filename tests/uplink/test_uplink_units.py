@@ -104,3 +104,44 @@ def test_config_names_the_bad_uplink_field(tmp_path) -> None:
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert run.returncode == 78, run.stdout + run.stderr
     assert "uplink.max_uplink_kbps" in run.stdout + run.stderr
+
+
+def service(media_url: str | None = "rtmp://cc.example/live/{node}-{camera}?key={secret}",
+            state: tuple[str, str] = ("online", ""), codec: str | None = "h264"):
+    from uplink.live import LiveManager, Source
+    from uplink.service import CameraAccess, Uplink
+    from uplink.settings import UplinkSettings
+
+    settings = UplinkSettings(media_url=media_url)
+    cams = CameraAccess(names=lambda: ["gate"], source=lambda c, s: Source(["-i", "x"], codec),
+                        state=lambda c: state)
+    band = Bandwidth()
+    live = LiveManager(band, on_state=lambda c, d: None, estimate_kbps=lambda s: 100)
+    return Uplink(settings, "rw05", cams, band, live, None, secret="k3y")
+
+
+@pytest.mark.parametrize(("kwargs", "args", "reason"), [
+    ({}, {"camera": "nope"}, "unknown camera 'nope' (cameras: gate)"),
+    ({"media_url": None}, {"camera": "gate"}, "no media server configured"),
+    ({"state": ("offline", "wrong username or password (401)")}, {"camera": "gate"},
+     "camera gate is offline: wrong username or password (401)"),
+    ({"codec": "hevc"}, {"camera": "gate"}, "H.265, which RTMP (FLV) cannot carry"),
+    ({}, {"camera": "gate", "ttl_s": 31_536_000}, "ttl_s must be in (0, 600]"),
+])
+def test_live_refusals_say_why(kwargs, args, reason) -> None:
+    ok, message, _ = service(**kwargs).handle("c1", "live", args)
+    assert not ok and reason in message, message
+
+
+def test_fetch_without_recorder_and_live_stop_of_nothing() -> None:
+    up = service()
+    assert up.handle("c1", "fetch", {"camera": "gate"}) == \
+        (False, "no recordings on this node ([recorder] is off)", {})
+    assert up.handle("c2", "live-stop", {"camera": "gate"})[:2] == (True, "gate was not live")
+
+
+def test_the_media_secret_never_shows() -> None:
+    up = service()
+    dest, where = up._destination("gate", "main")
+    assert dest == "rtmp://cc.example/live/rw05-gate?key=k3y"
+    assert "k3y" not in where and "k3y" not in up._redact(f"error pushing to {dest}")
