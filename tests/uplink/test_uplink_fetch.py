@@ -211,16 +211,20 @@ def test_one_at_a_time_bounded_queue(harness, nginx) -> None:
     assert [p[0] for p in h.protected] == ["fetch-a", "fetch-b"]
 
 
-def test_queue_survives_a_restart(harness, nginx, tmp_path) -> None:
+def test_queue_survives_a_restart(harness, nginx, tmp_path, clip) -> None:
     first = harness()
     for job in ("r1", "r2"):
         assert first.fetcher.submit(job, {**RANGE, "upload_url": nginx.put_url(f"{job}.mp4")})[0]
     assert (tmp_path / "uplink-queue.json").stat().st_mode & 0o777 == 0o600
+    stale = tmp_path / "spool" / "r1.mp4"  # a half-exported clip left by a crash
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"half")
     second = harness().start()  # a new process reading the same queue file
     assert [j.id for j in second.fetcher.jobs] == ["r1", "r2"]
     assert second.wait_end("r1")[0] == "done" and second.wait_end("r2")[0] == "done"
     assert (nginx.dir / "upload" / "r2.mp4").is_file()
     assert second.released == ["fetch-r1", "fetch-r2"]
+    assert (nginx.dir / "upload" / "r1.mp4").read_bytes() == clip.read_bytes()  # not "half"
 
 
 @pytest.mark.parametrize(("args", "reason"), [

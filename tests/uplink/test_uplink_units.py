@@ -145,3 +145,25 @@ def test_the_media_secret_never_shows() -> None:
     dest, where = up._destination("gate", "main")
     assert dest == "rtmp://cc.example/live/rw05-gate?key=k3y"
     assert "k3y" not in where and "k3y" not in up._redact(f"error pushing to {dest}")
+
+
+def test_a_wall_that_does_not_fit_the_cap_says_so_and_waits() -> None:
+    from uplink.live import LiveManager, Source
+
+    docs = []
+    live = LiveManager(Bandwidth(cap_kbps=50), on_state=lambda c, d: docs.append(d),
+                       estimate_kbps=lambda s: 100)
+    live.add_wall("gate", Source(["-i", "x"]), "rtmp://cc/x", "rtmp://cc/x")
+    live.tick()
+    live.tick()
+    assert live.pushes == {}
+    assert len(docs) == 1 and docs[0]["state"] == "off"  # said once, not every second
+    assert docs[0]["reason"].startswith("not sent: the cap of 50 kbps is taken")
+
+
+def test_ronda_cmd_takes_the_camera_as_value() -> None:
+    from firmware.commands.cmd import command_args
+
+    assert command_args("live", "gate", None) == {"camera": "gate"}
+    assert command_args("live-stop", "gate", None) == {"camera": "gate"}
+    assert command_args("fetch", "gate", None) == {"camera": "gate"}
