@@ -9,6 +9,8 @@
    nginx's recording of the stream (the media server's own view). Goal <= 2 s.
 3. Upload throughput of `uplink.upload.put_file` against ``curl -T`` of the same 64 MiB
    file to nginx's WebDAV PUT on loopback. Goal >= 0.9x.
+4. Panic -> siren p99 (bench/alarm.py's path) without and with a live push and an upload
+   running in the same process: it must not move.
 
     .venv/bin/python bench/uplink.py [--seconds 20] [--rounds 5]
 
@@ -213,11 +215,58 @@ def upload_speed(nginx: LocalNginx, size: int) -> dict[str, list[tuple[float, fl
     return out
 
 
+# ---- 4. panic -> siren while video flows ------------------------------------------------
+def siren_while_video(nginx: LocalNginx, clip: Path, presses: int) -> tuple[list[float],
+                                                                              list[float]]:
+    """bench/alarm.py's press -> siren pin path, without and then with a live push and an
+    upload running in the same process (they share its GIL, as in the daemon)."""
+    import importlib.util
+    import logging
+
+    spec = importlib.util.spec_from_file_location("bench_alarm", ROOT / "bench" / "alarm.py")
+    assert spec is not None and spec.loader is not None
+    alarm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(alarm)
+    logging.getLogger().setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory() as tmp:
+        node = alarm.AlarmNode(Path(tmp) / "state")
+        try:
+            quiet = [node.press_once()[0] for _ in range(presses)]
+            live = LiveManager(Bandwidth(), on_state=lambda c, d: None,
+                               estimate_kbps=lambda s: 2000)
+            inputs = ["-readrate", "1", "-stream_loop", "-1", "-i", str(clip)]
+            assert live.start("cam", "main", 600, Source(inputs, "h264"),
+                              nginx.rtmp_url("alarm"), "alarm")[0]
+            data = Path(tmp) / "upload.bin"
+            data.write_bytes(os.urandom(32 * 2**20))
+            stop = threading.Event()
+
+            def uploads() -> None:
+                target = check_upload_url(nginx.put_url("alarm.bin"), allow_lan=True)
+                while not stop.is_set():
+                    put_file(target, data, stop=stop)
+            uploader = threading.Thread(target=uploads, daemon=True)
+            uploader.start()
+            time.sleep(3)
+            busy = [node.press_once()[0] for _ in range(presses)]
+            stop.set()
+            live.stop_all("bench over")
+            uploader.join(10)
+        finally:
+            node.stop()
+    return quiet, busy
+
+
+def p99_ms(samples: list[float]) -> float:
+    return statistics.quantiles([s * 1000 for s in samples], n=100, method="inclusive")[98]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="CPU window (s), x2")
     parser.add_argument("--rounds", type=int, default=5, help="command-to-frame rounds")
     parser.add_argument("--upload-mib", type=int, default=64)
+    parser.add_argument("--presses", type=int, default=300, help="panic presses per phase")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         clip = render_scene(Path(tmp) / "scene.mkv", seconds=10, size=(1280, 720), fps=15)
@@ -231,6 +280,11 @@ def main() -> int:
             emit("cmd_to_first_frame_median", round(statistics.median(times), 2), "s",
                  "signed live over Mosquitto -> first video tag at nginx; goal <= 2")
             emit("cmd_to_first_frame_max", round(max(times), 2), "s", f"{len(times)} rounds")
+            quiet, busy = siren_while_video(nginx, clip, args.presses)
+            emit("siren_p99_quiet", round(p99_ms(quiet), 3), "ms",
+                 f"press -> siren pin, {args.presses} presses (bench/alarm.py's path)")
+            emit("siren_p99_video", round(p99_ms(busy), 3), "ms",
+                 "the same with a live push and an upload running")
             speeds = upload_speed(nginx, args.upload_mib * 2**20)
             mib = args.upload_mib
             curl = statistics.median(mib / w for w, _ in speeds["curl"])
