@@ -98,7 +98,7 @@ def node(tmp_path, broker, nginx) -> Iterator[tuple[Daemon, Operator]]:
     with RtspTestCamera() as cam:
         cfg = config.parse({
             "node": {"id": "rw05", "data_dir": str(tmp_path / "state")},
-            "mqtt": {"brokers": [broker.url], "command_keys": [public]},
+            "mqtt": {"brokers": [broker.url], "command_keys": [public], "health_interval_s": 1},
             "cameras": [{"name": "gate", "url": cam.plain_url}],
             "recorder": {"path": str(tmp_path / "rec"), "segment_s": 2, "min_free": 0},
             "detect": {"enabled": False},
@@ -180,6 +180,10 @@ def test_live_and_fetch_through_the_whole_node(node, nginx, tmp_path) -> None:
     health = daemon.health()["components"]["uplink"]
     assert health["live_bytes"] > 10_000 and health["upload_bytes"] > 10_000
     assert health["bytes"] == health["live_bytes"] + health["upload_bytes"]
+    published = op.wait(lambda t, p: t == f"{ROOT}/health"
+                        and (json.loads(p).get("uplink") or {}).get("upload_bytes", 0) > 0)
+    jsonschema.validate(published, load("health"))  # the Command Center sees the bytes too
+    assert published["uplink"]["live_bytes"] > 10_000
 
     # recording went on while video flowed: no hole between consecutive segments
     segs = [s for s in segments(rec) if s.start >= start]
