@@ -170,9 +170,13 @@ class Fetcher:
             self._lock.notify_all()
         data = {**job.summary(), "position": position, "footage_s": round(seconds, 1)}
         self.on_event("queued", job, {"position": position})
+        waiting_for = ""
+        if self.bandwidth.upload_kbps() == 0:
+            waiting_for = (f"; waiting for bandwidth: live video takes the whole cap "
+                           f"({self.bandwidth.cap_kbps} kbps)")
         if ahead:
-            return True, f"queued behind {ahead} (position {position})", data
-        return True, f"uploading {seconds:.0f} s of {camera}", data
+            return True, f"queued behind {ahead} (position {position}){waiting_for}", data
+        return True, f"uploading {seconds:.0f} s of {camera}{waiting_for}", data
 
     def add_alarm_clip(self, job: Job) -> bool:
         """Queue an alarm's clip (not bounded by `queue_max`: an alarm is never refused;

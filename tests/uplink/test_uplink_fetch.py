@@ -311,3 +311,20 @@ def test_the_bearer_token_goes_only_with_alarm_clips(harness, quirky) -> None:
     h.start()
     assert h.wait_end("a3-gate")[0] == "done" and h.wait_end("f2")[0] == "done"
     assert Quirky.auth == {"/clip/a3": "Bearer t0k3n", "/fetch/f2": None}
+
+
+def test_a_fetch_while_live_takes_the_whole_cap_says_it_waits(harness, nginx) -> None:
+    h = harness()
+    h.fetcher.bandwidth.cap_kbps = 1000
+    h.fetcher.bandwidth.reserve("gate", 1000)
+    ok, message, _ = h.fetcher.submit("w1", {**RANGE, "upload_url": nginx.put_url("w1.mp4")})
+    assert ok and message.endswith("waiting for bandwidth: live video takes the whole cap "
+                                   "(1000 kbps)"), message
+
+
+def test_a_damaged_queue_file_is_moved_aside_not_fatal(harness, tmp_path) -> None:
+    (tmp_path / "uplink-queue.json").write_text("{not json")
+    h = harness()
+    assert h.fetcher.jobs == []
+    assert [p.name.split(".corrupt-")[0] for p in tmp_path.glob("*.corrupt-*")] == \
+        ["uplink-queue.json"]
