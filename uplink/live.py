@@ -73,7 +73,7 @@ class LivePush:
     def __init__(self, camera: str, stream: str, source: Source, dest: str, where: str,
                  until: float | None, *, on_change: Callable[[LivePush], None],
                  redact: Callable[[str], str] = lambda s: s, kind: str = "live",
-                 backoff_cap_s: float = 10.0) -> None:
+                 backoff_cap_s: float = 10.0, stall_after_s: float = 15.0) -> None:
         self.camera = camera
         self.stream = stream
         self.kind = kind
@@ -86,13 +86,14 @@ class LivePush:
         self.bytes = 0  # over every run of the child
         self.kbps = 0
         self._run_bytes = 0
+        self._run_frames = 0  # a run whose frame count stops growing is stalled
         self._on_change = on_change
         self._lock = threading.Lock()
         self.process = ManagedProcess(
             f"uplink-{kind}-{camera}", lambda: push_args(source.input_args, dest),
             on_state=self._child_state, on_start=self._watch, stdout=subprocess.PIPE,
-            stall_after_s=15.0, backoff_min_s=1.0, backoff_cap_s=backoff_cap_s, redact=redact,
-            backoff=Backoff(1.0, max(1.0, backoff_cap_s), min_s=0.5))
+            stall_after_s=stall_after_s, backoff_min_s=1.0, backoff_cap_s=backoff_cap_s,
+            redact=redact, backoff=Backoff(1.0, max(1.0, backoff_cap_s), min_s=0.5))
 
     def start(self) -> None:
         self.process.start()
@@ -121,6 +122,7 @@ class LivePush:
 
     def _watch(self, proc: subprocess.Popen) -> None:
         self._run_bytes = 0
+        self._run_frames = 0
         threading.Thread(target=self._read_progress, args=(proc,), daemon=True,
                          name=f"uplink-progress-{self.camera}").start()
 
@@ -145,7 +147,8 @@ class LivePush:
             rate = block.get("bitrate", "").removesuffix("kbits/s")
             with contextlib.suppress(ValueError):
                 self.kbps = round(float(rate))
-            if frames.isdigit() and int(frames) > 0:
+            if frames.isdigit() and int(frames) > self._run_frames:
+                self._run_frames = int(frames)  # progress: new frames went out
                 self.process.beat()
                 if self.state in ("starting", "retrying"):
                     self.state, self.reason = "live", ""

@@ -4,6 +4,7 @@ mode for H.265): stream-copied, ffprobe reads what arrived; ttl, renewal, stop, 
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -206,3 +207,32 @@ def test_live_takes_the_place_of_the_wall_and_the_wall_resumes(nginx, h264_sourc
         assert time.monotonic() < deadline, "the wall did not resume"
         time.sleep(0.2)
     assert not live.stop("gate", "live-stop")  # live-stop leaves the wall alone
+
+
+def test_a_source_that_stops_sending_is_restarted(nginx, h264_source, tmp_path) -> None:
+    """ffmpeg keeps reporting progress while its input hangs; the push counts only new
+    frames as progress, so the stall watchdog restarts it."""
+    from uplink.live import LivePush
+
+    fifo = tmp_path / "camera.ts"
+    os.mkfifo(fifo)
+    clip = tmp_path / "clip.ts"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i",
+                    h264_source.input_args[-1], "-c", "copy", "-t", "3", "-f", "mpegts",
+                    str(clip)], check=True)
+    states = States()
+    push = LivePush("gate", "main", Source(["-readrate", "1", "-f", "mpegts", "-i", str(fifo)],
+                                           "h264"),
+                    nginx.rtmp_url("stall"), "stall", None,
+                    on_change=lambda p: states("gate", p.doc()), stall_after_s=2.0)
+    push.start()
+    writer = open(fifo, "wb")  # noqa: SIM115 - held open (and silent) on purpose
+    try:
+        writer.write(clip.read_bytes())  # a few seconds of video, then nothing
+        writer.flush()
+        states.wait("live")
+        retrying = states.wait("retrying", timeout=30)
+        assert retrying["reason"].startswith("no progress for 2 s")
+    finally:
+        push.stop("test over")
+        writer.close()
