@@ -167,3 +167,24 @@ def test_ronda_cmd_takes_the_camera_as_value() -> None:
     assert command_args("live", "gate", None) == {"camera": "gate"}
     assert command_args("live-stop", "gate", None) == {"camera": "gate"}
     assert command_args("fetch", "gate", None) == {"camera": "gate"}
+
+
+def test_managed_process_takes_its_restart_delays_from_a_backoff() -> None:
+    import random
+    import time as clock
+
+    from drivers.managed import ManagedProcess
+    from support.backoff import Backoff
+
+    delays: set[float] = set()
+    proc = ManagedProcess("fails", lambda: ["false"], backoff_min_s=5.0, backoff_cap_s=5.0,
+                          backoff=Backoff(0.05, 0.2, min_s=0.01, rng=random.Random(7)))
+    proc.start()
+    deadline = clock.monotonic() + 10
+    while proc.restarts < 4 and clock.monotonic() < deadline:
+        delays.add(proc.last_delay_s)
+        clock.sleep(0.01)
+    proc.stop()
+    assert proc.restarts >= 4  # with the plain 5 s doubling it would have restarted once
+    delays.discard(0.0)
+    assert delays and all(0.01 <= d <= 0.2 for d in delays)
