@@ -236,3 +236,28 @@ def test_a_source_that_stops_sending_is_restarted(nginx, h264_source, tmp_path) 
     finally:
         push.stop("test over")
         writer.close()
+
+
+def test_srt_push_arrives_as_mpegts(h264_source, tmp_path) -> None:
+    """An srt:// media_url: MPEG-TS over SRT (here received by an ffmpeg SRT listener)."""
+    from drivers.process import spawn, terminate
+    from firmware.devtools.broker import free_port
+
+    port = free_port()
+    out = tmp_path / "received.ts"
+    receiver = spawn(["ffmpeg", "-nostdin", "-loglevel", "error", "-i",
+                      f"srt://127.0.0.1:{port}?mode=listener", "-c", "copy", "-f", "mpegts",
+                      str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    live, states = manager()
+    try:
+        time.sleep(0.5)
+        dest = f"srt://127.0.0.1:{port}?mode=caller"
+        assert live.start("gate", "main", 30, h264_source, dest, dest)[0]
+        states.wait("live")
+        time.sleep(2)
+    finally:
+        live.stop_all("test over")
+        terminate(receiver)
+    arrived = probe(out)
+    assert (arrived["codec_name"], arrived["width"]) == ("h264", 640)
+    assert "mpegts" in arrived["format_name"]
