@@ -156,13 +156,14 @@ def test_h265_push_arrives_at_an_rtsp_record_server(h265_file) -> None:
     assert (arrived["codec_name"], arrived["width"], arrived["height"]) == ("hevc", 320, 180)
 
 
+@pytest.mark.slow
 def test_video_wall_reconnects_and_stops_at_its_daily_budget(nginx, h264_source, ticking,
                                                              tmp_path) -> None:
     live, states = manager()
     usage = tmp_path / "wall.json"
     live.wall_state = usage
     dest = nginx.rtmp_url("rw05-gate-sub")
-    live.add_wall("gate", h264_source, dest, dest, budget_bytes=200_000)
+    live.add_wall("gate", h264_source, dest, dest, budget_bytes=100_000)
     ticking.append(live)
     first = states.wait("live")
     assert (first["kind"], first["stream"], first["until"]) == ("wall", "sub", None)
@@ -172,17 +173,17 @@ def test_video_wall_reconnects_and_stops_at_its_daily_budget(nginx, h264_source,
     states.docs.clear()
     nginx.start()
     states.wait("live", timeout=30)
-    # ~185 kbps: 200 kB are used within about ten seconds; then it stops and says why
+    # ~185 kbps: 100 kB are used within about five seconds; then it stops and says why
     off = states.wait("off", timeout=40)
-    assert off["reason"].startswith("daily budget of 0.2 MB used")
+    assert off["reason"].startswith("daily budget of 0.1 MB used")
     assert "gate" not in live.pushes
     time.sleep(1.5)  # more ticks: it stays off
     assert "gate" not in live.pushes
-    assert live.health()["gate"]["wall_bytes_today"] >= 200_000
+    assert live.health()["gate"]["wall_bytes_today"] >= 100_000
     # the day's usage survives a restart: a new manager does not start the wall again
     again, _ = manager()
     again.wall_state = usage
-    again.add_wall("gate", h264_source, dest, dest, budget_bytes=200_000)
+    again.add_wall("gate", h264_source, dest, dest, budget_bytes=100_000)
     again.tick()
     assert again.pushes == {}
 
