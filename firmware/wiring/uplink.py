@@ -214,6 +214,13 @@ def build(ctx: Context) -> list[Component]:
     fetcher = _fetcher(ctx, bandwidth, cameras)
     uplink = Uplink(settings, node, cameras, bandwidth, live, fetcher,
                     secret=read_secret(settings.media_secret_file))
+    # A retained "live" left by a node that died (kill -9, power cut) would say so for
+    # ever: every camera starts as "off" (one retained document per camera, overwritten).
+    for camera in cameras.names():
+        publish_state(camera, {"camera": camera, "state": "off", "kind": "live",
+                               "stream": "main", "to": "", "since": None,
+                               "started": time.time(), "until": None, "kbps": 0, "bytes": 0,
+                               "reason": "node started"})
     for camera in settings.wall:
         problem = uplink.add_wall(camera, int(settings.wall_daily_mb * 1e6))
         if problem:

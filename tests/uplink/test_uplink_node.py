@@ -130,6 +130,11 @@ def test_live_and_fetch_through_the_whole_node(node, nginx, tmp_path) -> None:
         assert time.monotonic() < deadline, "the recorder wrote no segments"
         time.sleep(0.5)
 
+    # at start every camera's retained state is "off": nothing stale from a dead node
+    start_state = op.wait(lambda t, p: t == f"{ROOT}/live/gate")
+    assert (start_state["state"], start_state["reason"]) == ("off", "node started")
+    jsonschema.validate(start_state, load("live"))
+
     # live: the reply says where, the retained state says live, nginx gets H.264
     sent = time.monotonic()
     reply = op.command("live", {"camera": "gate", "ttl_s": 6})
