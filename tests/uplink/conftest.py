@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -54,13 +52,3 @@ def h265_file() -> Path:
                         "-tag:v", "hvc1", str(part)], check=True)
         os.replace(part, out)
     return out
-
-
-def probe(path: Path | str) -> dict[str, Any]:
-    """ffprobe's view of the first video stream and the container."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                          "stream=codec_name,width,height:format=duration,format_name",
-                          "-of", "json", str(path)], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    return {**(doc.get("streams") or [{}])[0], **doc.get("format", {})}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from conftest import probe
+from uplink_kit import probe
 
 from uplink.bandwidth import Bandwidth
 from uplink.fetch import Fetcher

@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import probe
+from uplink_kit import probe
 
 from firmware.devtools.media_server import RtspRecordServer
 from mqtt.schema import load

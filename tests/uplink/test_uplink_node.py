@@ -16,8 +16,8 @@ from typing import Any
 import jsonschema
 import paho.mqtt.client as paho
 import pytest
-from conftest import probe
 from paho.mqtt.enums import CallbackAPIVersion
+from uplink_kit import probe
 
 from firmware import config
 from firmware.daemon import Daemon
