@@ -18,6 +18,8 @@ APT_PACKAGES := ffmpeg mosquitto mosquitto-clients libsystemd-dev pkg-config lib
 # The Command Center service (central/): its tests run a real PostgreSQL and drive the
 # console in headless Chromium through chromedriver.
 APT_PACKAGES += postgresql chromium chromium-driver
+# The video uplink (uplink/): its tests push to a real nginx-rtmp and PUT to nginx WebDAV.
+APT_PACKAGES += nginx-light libnginx-mod-rtmp curl
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

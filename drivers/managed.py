@@ -100,6 +100,7 @@ class ManagedProcess:
         ready: Callable[[], bool | None] | None = None,
         ready_poll_s: float = 0.5,
         env: dict[str, str] | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.name = name
         self._make_args = make_args
@@ -112,6 +113,8 @@ class ManagedProcess:
         self._redact = redact
         self._ready = ready
         self.env = env  # the child's environment (None: ours)
+        # when given, restart delays come from it instead of one made from backoff_min/cap_s
+        self._backoff = backoff
         self.ready_poll_s = ready_poll_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -179,8 +182,9 @@ class ManagedProcess:
     def _loop(self, stop: threading.Event) -> None:
         # full jitter above the floor: never a busy loop, and children of many nodes (or
         # cameras) that failed together do not restart in step
-        backoff = Backoff(self.backoff_min_s, max(self.backoff_min_s, self.backoff_cap_s),
-                          min_s=self.backoff_min_s)
+        backoff = self._backoff or Backoff(
+            self.backoff_min_s, max(self.backoff_min_s, self.backoff_cap_s),
+            min_s=self.backoff_min_s)
         while not stop.is_set():
             try:
                 reason = self._run_once(stop)

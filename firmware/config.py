@@ -27,6 +27,7 @@ from firmware.provision.settings import ProvisionSettings
 from inference.settings import DetectSettings
 from mqtt.settings import MqttSettings
 from recorder.settings import RecorderSettings
+from uplink.settings import UplinkSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -80,6 +81,7 @@ class Config(BaseModel):
     gpio: GpioSettings = Field(default_factory=GpioSettings)
     alarm: AlarmSettings = Field(default_factory=AlarmSettings)
     provision: ProvisionSettings = Field(default_factory=ProvisionSettings)
+    uplink: UplinkSettings = Field(default_factory=UplinkSettings)
 
     @field_validator("cameras")
     @classmethod

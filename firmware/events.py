@@ -167,6 +167,23 @@ class TamperEvent(Event):
     phase: str  # start | end
 
 
+# ---- uplink ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class UploadEvent(Event):
+    """A `fetch` upload: phase queued, started, progress, retrying, done or failed."""
+
+    type: ClassVar[str] = "upload"
+
+    job: str  # the fetch command's id
+    phase: str
+    start: float
+    end: float
+    to: str  # the upload URL without its query (a presigned URL's query is a secret)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
 # ---- requests and state between components (not sent as events) -----------------------
 
 

@@ -36,11 +36,13 @@ from mqtt.signing import key_id, load_public_key, signed_bytes
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("siren", "light", "snapshot", "arm", "ack", "ping")
+ACTIONS = ("siren", "light", "snapshot", "arm", "ack", "ping", "live", "live-stop", "fetch")
 MAX_ID_LEN = 128
 FIELDS = {"id", "ts", "action", "args", "key_id", "sig"}
 SPAN = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
 MAX_FOR_S = 7200.0
+MAX_LIVE_TTL_S = 600.0  # a `live` push lasts at most this; renewed by sending it again
+MAX_URL_LEN = 2048
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,47 @@ def _check_none(args: dict[str, Any]) -> str:
     return f"takes no arguments, got {sorted(str(k) for k in args)}" if args else ""
 
 
+def _check_live(args: dict[str, Any]) -> str:
+    problem = _unknown(args, {"camera", "stream", "ttl_s"})
+    if problem:
+        return problem
+    if not _short_text(args.get("camera")):
+        return "`camera` must be a string of 1 to 64 characters"
+    if "stream" in args and args["stream"] not in ("main", "sub"):
+        return "`stream` must be 'main' or 'sub'"
+    if "ttl_s" in args and (not _number(args["ttl_s"])
+                            or not 0 < args["ttl_s"] <= MAX_LIVE_TTL_S):
+        return (f"`ttl_s` must be a number of seconds in (0, {MAX_LIVE_TTL_S:.0f}]; "
+                "send `live` again to renew")
+    return ""
+
+
+def _check_live_stop(args: dict[str, Any]) -> str:
+    problem = _unknown(args, {"camera"})
+    if problem:
+        return problem
+    return "" if _short_text(args.get("camera")) else \
+        "`camera` must be a string of 1 to 64 characters"
+
+
+def _check_fetch(args: dict[str, Any]) -> str:
+    problem = _unknown(args, {"camera", "start", "end", "upload_url"})
+    if problem:
+        return problem
+    if not _short_text(args.get("camera")):
+        return "`camera` must be a string of 1 to 64 characters"
+    if not (_number(args.get("start")) and _number(args.get("end"))):
+        return "`start` and `end` must be Unix seconds"
+    if args["end"] <= args["start"]:
+        return "`end` must be after `start`"
+    url = args.get("upload_url")
+    if not isinstance(url, str) or not 0 < len(url) <= MAX_URL_LEN:
+        return f"`upload_url` must be a string of 1 to {MAX_URL_LEN} characters"
+    if not url.lower().startswith(("http://", "https://")):
+        return "`upload_url` must be an http:// or https:// URL"
+    return ""
+
+
 ARG_CHECKS: dict[str, Callable[[dict[str, Any]], str]] = {
     "siren": _check_switch("pattern", None),
     "light": _check_switch("mode", ("steady", "strobe")),
@@ -180,6 +223,9 @@ ARG_CHECKS: dict[str, Callable[[dict[str, Any]], str]] = {
     "arm": _check_arm,
     "ack": _check_only_string("alarm_id"),
     "ping": _check_none,
+    "live": _check_live,
+    "live-stop": _check_live_stop,
+    "fetch": _check_fetch,
 }
 
 

@@ -20,6 +20,7 @@ SCHEMAS = {
     "reply": "reply",
     "output": "outputs/+",
     "command": "cmd/+",
+    "live": "live/+",
 }
 
 

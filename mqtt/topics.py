@@ -50,6 +50,10 @@ class Topics:
         """Retained JSON state of an output (siren, light...)."""
         return f"{self.root}/outputs/{name}"
 
+    def live(self, camera: str) -> str:
+        """Retained JSON state of a camera's live push (what, where, since, bitrate)."""
+        return f"{self.root}/live/{camera}"
+
     def command(self, action: str) -> str:
         """Where a signed command for `action` is sent to this node."""
         return f"{self.root}/cmd/{action}"

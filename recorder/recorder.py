@@ -199,6 +199,17 @@ class Recorder:
             with self._lock:
                 self._unapplied.append(request)
 
+    def release(self, event_id: str) -> None:
+        """Undo `protect(event_id, ...)`: a range kept only while it was needed (an upload).
+        A request made while the store is closed is dropped from the unapplied ones, or
+        logged: the range then stays protected until rotation forgets the clip."""
+        with self._lock:
+            self._unapplied = [r for r in self._unapplied if r[0] != event_id]
+        try:
+            self.store.release(event_id)
+        except (StorageFault, OSError, sqlite3.Error) as exc:
+            log.warning("clip %s: not released, store unavailable (%s)", event_id, exc)
+
     # -- internals --------------------------------------------------------------------
     def _start_cameras(self) -> None:
         if not self._recording:

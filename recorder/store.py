@@ -470,6 +470,11 @@ class Store:
         with self.lock:
             self._index().protect(event_id, start, end, cameras)
 
+    def release(self, event_id: str) -> None:
+        """Stop protecting `event_id`'s range (rotation may take it again)."""
+        with self.lock:
+            self._index().release(event_id)
+
     # -- recovery ---------------------------------------------------------------------
     def recover(self, cameras: Iterable[str] | None = None) -> dict[str, int]:
         """Settle what a crash left: garbage rows, rows without files, orphan files."""

@@ -30,6 +30,12 @@ actions and their VALUE:
   ack [ALARM_ID]             acknowledge the current (or given) alarm
   snapshot [CAMERA]          ask for fresh camera snapshots
   ping                       check the node answers
+  live CAMERA [--arg stream=sub] [--arg ttl_s=300]
+                             push the camera to the media server (ttl at most 600 s;
+                             send again to renew)
+  live-stop CAMERA           stop that push
+  fetch CAMERA --arg start=UNIX --arg end=UNIX --arg upload_url=URL
+                             export the range and HTTP PUT it to URL (docs/uplink.md)
 
 extra arguments the owner understands, with --arg KEY=VALUE (VALUE read as JSON
 when it parses, else as text): siren pattern=titir, light mode=strobe,
@@ -86,7 +92,7 @@ def command_args(action: str, value: str | None, for_s: float | None) -> dict[st
         return {"mode": value}
     if action == "ack":
         return {"alarm_id": value} if value else {}
-    if action == "snapshot":
+    if action in ("snapshot", "live", "live-stop", "fetch"):
         return {"camera": value} if value else {}
     if value:
         raise ValueError(f"{action} takes no value")

@@ -24,7 +24,9 @@ from rich.console import Console
 
 from drivers.process import spawn, terminate
 from firmware.devtools.broker import LocalBroker
+from firmware.devtools.media_server import LocalNginx, nginx_available
 from firmware.devtools.rtsp_camera import RtspTestCamera
+from mqtt.signing import generate_keypair, sign_command
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / ".cache" / "models" / "pose_detection.tflite"
@@ -35,9 +37,11 @@ PANIC_SCRIPT = (
     (30.0, signal.SIGUSR1, "a volunteer presses the panic button (siren and light go on)"),
     (42.0, signal.SIGUSR2, "the volunteer presses the ack key (the alarm is cleared)"),
 )
+LIVE_AT_S = 55.0  # the Command Center asks for live video (when nginx-rtmp is installed)
 
 
-def node_config(workdir: Path, broker_url: str, camera_url: str) -> dict[str, Any]:
+def node_config(workdir: Path, broker_url: str, camera_url: str, media_url: str | None = None,
+                command_keys: list[str] | None = None) -> dict[str, Any]:
     """The config the demo node runs with: everything on loopback and in `workdir`."""
     cfg: dict[str, Any] = {
         "node": {"id": NODE_ID, "name": "Demo post", "data_dir": str(workdir / "state")},
@@ -51,6 +55,10 @@ def node_config(workdir: Path, broker_url: str, camera_url: str) -> dict[str, An
     }
     if MODEL.is_file():
         cfg["detect"] = {"enabled": True, "model": str(MODEL), "fps": 5}
+    if media_url:
+        cfg["uplink"] = {"media_url": media_url}
+    if command_keys:
+        cfg["mqtt"]["command_keys"] = command_keys
     return cfg
 
 
@@ -78,18 +86,23 @@ class Demo:
         self.workdir = Path(workdir or self._tmp.name)
         self.console = Console(highlight=False)
         self.stop = threading.Event()
+        self.operator_key, self.operator_public = generate_keypair()
 
     def run(self) -> int:
         self.workdir.mkdir(parents=True, exist_ok=True)
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         say = self.console.print
-        broker = camera = node = client = None
+        broker = camera = node = client = media = None
         try:
             broker = LocalBroker().start()
             say(f"[bold]broker[/]   mosquitto on {broker.url}")
             camera = self._start_camera()
             say(f"[bold]camera[/]   synthetic RTSP camera at {camera.url}")
-            config_path = self._write_config(broker.url, camera.url)
+            if not nginx_available():
+                media = LocalNginx(self.workdir / "media").start()
+                say(f"[bold]media[/]    nginx-rtmp at {media.rtmp_url('')} "
+                    f"(recorded in {media.dir / 'rec'})")
+            config_path = self._write_config(broker.url, camera.url, media)
             say(f"[bold]node[/]     ronda run --config {config_path}  (id {NODE_ID})")
             say(f"[bold]data[/]     {self.workdir}")
             say("watching everything the node publishes; Ctrl-C stops the demo\n")
@@ -98,6 +111,7 @@ class Demo:
                          stdin=subprocess.DEVNULL)
             started = time.monotonic()
             script = list(PANIC_SCRIPT)
+            live_steps = [LIVE_AT_S, LIVE_AT_S + 10] if media is not None else []
             while not self.stop.wait(0.2):
                 if node.poll() is not None:
                     say(f"[red]node exited with code {node.returncode}[/]")
@@ -107,6 +121,9 @@ class Demo:
                     _, sig, what = script.pop(0)
                     say(f"[bold yellow]demo: {what}[/]")
                     node.send_signal(sig)
+                if live_steps and elapsed >= live_steps[0]:
+                    self._live_step(len(live_steps), client, media)
+                    live_steps.pop(0)
                 if self.seconds and elapsed > self.seconds:
                     break
         except KeyboardInterrupt:
@@ -120,6 +137,8 @@ class Demo:
                 client.disconnect()
             if camera is not None:
                 camera.close()
+            if media is not None:
+                media.stop()
             if broker is not None:
                 broker.close()
             if self._tmp is not None:
@@ -131,10 +150,32 @@ class Demo:
     def _start_camera() -> RtspTestCamera:
         return RtspTestCamera(path="gang", size=(960, 540), seconds=20.0).start()
 
-    def _write_config(self, broker_url: str, camera_url: str) -> Path:
+    def _write_config(self, broker_url: str, camera_url: str,
+                      media: LocalNginx | None) -> Path:
         path = self.workdir / "ronda.toml"
-        path.write_text(tomli_w.dumps(node_config(self.workdir, broker_url, camera_url)))
+        media_url = f"rtmp://127.0.0.1:{media.rtmp_port}/live/{{node}}-{{camera}}" \
+            if media is not None else None
+        path.write_text(tomli_w.dumps(node_config(self.workdir, broker_url, camera_url,
+                                                  media_url, [self.operator_public])))
         return path
+
+    def _live_step(self, left: int, client: Any, media: Any) -> None:
+        """First: a signed `live` command for the camera; then: what reached nginx."""
+        say = self.console.print
+        if left == 2:
+            say("[bold yellow]demo: the Command Center asks for live video of 'gang' "
+                "(signed `live` command, 30 s)[/]")
+            cmd = sign_command(self.operator_key, node=NODE_ID, action="live",
+                               args={"camera": "gang", "ttl_s": 30})
+            client.publish(f"ronda/v1/{NODE_ID}/cmd/live", json.dumps(cmd), qos=1)
+            return
+        rec = media.recording(f"{NODE_ID}-gang")
+        probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0",
+                                "-show_entries", "stream=codec_name,width,height", "-of",
+                                "csv=p=0", str(rec)], capture_output=True, text=True)
+        what = probe.stdout.strip() or probe.stderr.strip()[-120:] or "nothing yet"
+        say(f"[bold yellow]demo: the media server received: {what} "
+            f"({rec.stat().st_size // 1024 if rec.exists() else 0} kB so far)[/]")
 
     def _subscribe(self, port: int) -> mqtt.Client:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ronda-demo-viewer")

@@ -34,6 +34,7 @@ AREAS: dict[str, Callable[[Config], bool]] = {
     "detect": lambda config: config.detect.enabled,
     "alarm": lambda config: True,
     "mqtt": lambda config: config.mqtt.enabled,
+    "uplink": lambda config: config.uplink.enabled,  # after mqtt: it publishes live/<cam>
 }
 
 

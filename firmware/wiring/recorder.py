@@ -71,6 +71,10 @@ class RecorderService(Component):
         """Keep footage of `cameras` (all when empty) from `start` to `end`."""
         self.recorder.protect(event_id, start, end, tuple(cameras))
 
+    def release(self, event_id: str) -> None:
+        """Stop protecting what `protect(event_id, ...)` kept."""
+        self.recorder.release(event_id)
+
     def on_protect(self, msg: ProtectClip) -> None:
         try:
             self.protect(msg.event_id, msg.start, msg.end, msg.cameras)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("support", "drivers", "recorder", "inference", "mqtt", "firmware")
+PACKAGES = ("support", "drivers", "recorder", "inference", "mqtt", "firmware", "uplink")
 
 
 def modules_with_examples() -> list[str]:

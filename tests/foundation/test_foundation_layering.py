@@ -21,7 +21,8 @@ ALLOWED = {
     "recorder": {"recorder", "drivers", "support"},
     "inference": {"inference", "drivers", "support"},
     "mqtt": {"mqtt", "support"},
-    "firmware": {"firmware", "drivers", "recorder", "inference", "mqtt", "support"},
+    "uplink": {"uplink", "drivers", "support"},
+    "firmware": {"firmware", "drivers", "recorder", "inference", "mqtt", "uplink", "support"},
     "central": {"central", "mqtt", "support"},  # the Command Center service, never firmware
 }
 
