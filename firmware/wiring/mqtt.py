@@ -71,7 +71,8 @@ class MqttBridge(Component):
                                         max_bytes=settings.command_max_bytes, replay=replay)
         self.command_timeout_s = settings.command_timeout_s
         self.writer = OutboxWriter(self.outbox, on_stored=self._stored,
-                                   on_error=self._store_failed)
+                                   on_error=self._store_failed,
+                                   on_alarm=lambda: self.link.wake(urgent=True))
         atexit.register(self.writer.flush)  # events handed over during shutdown
         ha_prefix = settings.homeassistant_prefix
         listen = {f"{ha_prefix}/status": self.on_homeassistant_status} \
