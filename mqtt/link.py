@@ -32,6 +32,7 @@ import socket
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,9 +65,8 @@ RETRY_REFUSALS = {
     0x87: "not authorized", 0x91: "packet identifier in use", 0x97: "quota exceeded"}
 NOT_AUTHORIZED = 0x87
 SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT: another client connected with our id
-# A connection that lasted this long (and was not taken over) resets the backoff; a
-# shorter one counts as a failure, so that clones on MQTT 3.1.1 (which does not say
-# "taken over") also back off instead of knocking each other off in a loop.
+# A connection that lasted this long (and saw no clone) resets the backoff; a shorter one
+# counts as a failure.
 STABLE_S = 10.0
 TAKEN_OVER = "another client uses this node id"
 
@@ -166,7 +166,10 @@ class Link:
         self._kinds: dict[int, str] = {}  # mid -> topic kind of a non-event publish
         self._logged: set[tuple[str, int]] = set()  # (kind, code) logged this connection
         self._urgent = False  # an alarm was stored while disconnected: try at once
-        self._taken_over = False
+        self._taken_over = False  # this connection met another client with our id
+        # Sent as an MQTT 5 user property with `online`: a retained `online` carrying
+        # another instance, found on a reconnect, was published by a clone.
+        self.instance = uuid.uuid4().hex[:16]
         # The one retry policy, for connections and for events the broker refused.
         self.backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
         self._refusal_backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
@@ -300,8 +303,17 @@ class Link:
             client.tls_set_context(tls_context(self.settings.ca_file, self.settings.cert_file,
                                                self.settings.key_file))
         client.enable_logger(PAHO_LOG)  # not paho's stderr prints; the link logs what matters
-        client.will_set(self.topics.status, b"offline", qos=1, retain=True)
+        client.will_set(self.topics.status, b"offline", qos=1, retain=True,
+                        properties=self._instance_props(protocol))
         return client
+
+    def _instance_props(self, protocol: str) -> Properties | None:
+        """MQTT 5 user property `instance` of our status messages (clone detection)."""
+        if protocol != "5":
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = ("instance", self.instance)
+        return props
 
     def _session(self, broker: Broker, stopping: threading.Event,
                  beat: Callable[[], None]) -> float | None:
@@ -322,7 +334,7 @@ class Link:
 
         def on_disconnect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
             if int(getattr(reason, "value", 0) or 0) == SESSION_TAKEN_OVER:
-                self._taken_over = True
+                self._takeover(broker, "the broker says our session was taken over")
             if gen == self._generation:
                 with self._wake:
                     self._connected = False
@@ -348,7 +360,9 @@ class Link:
 
         def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
             try:
-                if msg.topic in self.listen:
+                if msg.topic == self.topics.status:
+                    self._check_status(broker, msg)
+                elif msg.topic in self.listen:
                     self.listen[msg.topic](bytes(msg.payload))
                 else:
                     self.on_command(msg.topic.rsplit("/", 1)[-1], bytes(msg.payload))
@@ -389,14 +403,30 @@ class Link:
             self._pump(client, stopping, beat)
             return time.monotonic() - since
         finally:
-            if self._taken_over:
-                self._report_takeover(broker)
             self._finish(client, stopping.is_set())
 
-    def _report_takeover(self, broker: Broker) -> None:
+    def _check_status(self, broker: Broker, msg: paho.MQTTMessage) -> None:
+        """Our own retained `status`, heard on connect. `online`, `offline` and the will
+        carry our instance (MQTT 5 user property): on a *re*connect, a status of another
+        instance means another client used our id in between (on the first connect it is
+        only a previous run of ours)."""
+        if not msg.retain or self.connects < 2:
+            return
+        props = getattr(msg, "properties", None)
+        pairs = getattr(props, "UserProperty", None) or []
+        other = dict(pairs).get("instance")
+        if other and other != self.instance:
+            self._takeover(broker, f"instance {other} was on our status topic meanwhile")
+
+    def _takeover(self, broker: Broker, how: str) -> None:
+        """Another client uses our id: report it; this connection then does not reset the
+        backoff, so the two back off instead of knocking each other off in a loop."""
+        if self._taken_over:
+            return
+        self._taken_over = True
         self.takeovers += 1
-        self.last_error = (f"{broker.url}: {TAKEN_OVER} ({self.client_id}): a cloned card "
-                           "or a second daemon? backing off instead of fighting for it")
+        self.last_error = (f"{broker.url}: {TAKEN_OVER} ({self.client_id}; {how}): a cloned "
+                           "card or a second daemon? backing off instead of fighting for it")
         log.warning("mqtt: %s", self.last_error)
 
     def _connect_failed(self, broker: Broker, protocol: str, rc: int | None,
@@ -433,17 +463,22 @@ class Link:
         log.info("mqtt: connected to %s (MQTT %s)", broker.url, protocol)
         # Subscribe before saying `online`: the broker handles a client's packets in
         # order, so whoever reacts to `online` with a command finds us listening.
-        client.subscribe([(self.topics.commands, 1)] + [(t, 1) for t in self.listen])
-        self._send(client, self.topics.status, b"online", retain=True)
+        topics = [self.topics.commands, *self.listen]
+        if protocol == "5":
+            topics.append(self.topics.status)  # clone detection (see `_check_status`)
+        client.subscribe([(t, 1) for t in topics])
+        self._send(client, self.topics.status, b"online", retain=True,
+                   properties=self._instance_props(protocol))
         return True
 
     def _send(self, client: paho.Client, topic: str, payload: bytes, *, qos: int = 1,
-              retain: bool = False) -> paho.MQTTMessageInfo:
+              retain: bool = False, properties: Properties | None = None
+              ) -> paho.MQTTMessageInfo:
         """Publish a non-event message, remembering its kind so a refusal is counted."""
         kind = self.kind(topic)
         with self._wake:
             before = self._ack_count
-        info = client.publish(topic, payload, qos=qos, retain=retain)
+        info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if info.rc == paho.MQTT_ERR_SUCCESS and qos > 0:
             with self._wake:
                 early = self._early_acks.pop(info.mid, None)
@@ -592,7 +627,8 @@ class Link:
 
     def _finish(self, client: paho.Client, orderly: bool) -> None:
         if orderly and self._connected:
-            info = client.publish(self.topics.status, b"offline", qos=1, retain=True)
+            info = client.publish(self.topics.status, b"offline", qos=1, retain=True,
+                                  properties=self._instance_props(self.protocol))
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(1.5)
         client.disconnect()  # a DISCONNECT discards the will; harmless on a dead socket
