@@ -14,7 +14,7 @@ MODELS := .cache/models
 APT_PACKAGES := ffmpeg mosquitto mosquitto-clients libsystemd-dev pkg-config libcap-dev \
 	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly systemd e2fsprogs dosfstools \
-	util-linux fdisk xz-utils debootstrap kmod iproute2 mtools
+	util-linux fdisk xz-utils debootstrap kmod iproute2 mtools nodejs
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
