@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from mqtt.outbox import Outbox
@@ -160,3 +161,47 @@ def test_remove_many_keeps_totals(tmp_path: Path) -> None:
     assert box.depth() == 300
     again = Outbox(tmp_path / "o.sqlite3")
     assert (again.depth(), again.size_bytes()) == (box.depth(), box.size_bytes())
+
+
+def test_kill9_window_is_one_batch_and_an_alarm_is_durable_one_batch_after_its_press(
+        tmp_path: Path) -> None:
+    """A burst arrives while a transaction is under way (its fsync held here): everything
+    that waited, the panic among it, is committed by the *next* transaction, so a kill -9
+    can only hit the batch in progress. It used to take 256 events per transaction: a
+    burst of 1,000 took four, and a kill 50 ms after the burst lost 231 events."""
+    import threading
+
+    from mqtt.outbox import OutboxWriter
+
+    box = Outbox(tmp_path / "o.sqlite3")
+    real_put = box.put_many
+    in_first, release = threading.Event(), threading.Event()
+    batches: list[int] = []
+
+    def slow_put(events: list) -> list[int]:  # the first transaction waits for its fsync
+        if not batches:
+            in_first.set()
+            assert release.wait(10)
+        seqs = real_put(events)
+        batches.append(len(events))
+        return seqs
+
+    box.put_many = slow_put  # type: ignore[method-assign]
+    alarms: list[int] = []
+    writer = OutboxWriter(box, on_alarm=lambda: alarms.append(sum(batches)))
+    writer.submit("first", 1, {}, None)
+    assert in_first.wait(10)
+    for i in range(998):
+        writer.submit(f"o{i}", 1, {"i": i}, None)
+    writer.submit("panic", 2, {"type": "panic"}, None)  # pressed during the burst
+    writer.submit("last", 1, {}, None)
+    assert Outbox(tmp_path / "o.sqlite3").depth() == 0, "a kill now loses the batch in progress"
+    release.set()
+    deadline = time.monotonic() + 30
+    while (sum(batches) < 1001 or not alarms) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert batches == [1, 1000], "what waited during a transaction is committed by the next"
+    assert alarms == [1001], "the panic was durable one batch after its press"
+    items = box.pending(limit=2000)
+    assert [i.id for i in items][:2] == ["first", "o0"] and items[-2].id == "panic"
+    assert [i.seq for i in items] == list(range(1, 1002)), "submission order kept"
