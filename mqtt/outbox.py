@@ -64,13 +64,19 @@ class NewerSchema(sqlite3.DatabaseError):
     """The outbox file was written by newer firmware (a downgrade): left untouched."""
 
 
-def migrate(db: sqlite3.Connection, migrations: list[str] = MIGRATIONS) -> int:
-    """Bring `db` to schema version `len(migrations)`; returns the steps applied. Raises
-    `NewerSchema` for a database newer than this code."""
+def _check_version(db: sqlite3.Connection, migrations: list[str] = MIGRATIONS) -> int:
+    """The schema version of `db`; `NewerSchema` if newer than this code."""
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     if version > len(migrations):
         raise NewerSchema(f"outbox schema version {version} is newer than this firmware's "
                           f"({len(migrations)})")
+    return version
+
+
+def migrate(db: sqlite3.Connection, migrations: list[str] = MIGRATIONS) -> int:
+    """Bring `db` to schema version `len(migrations)`; returns the steps applied. Raises
+    `NewerSchema` for a database newer than this code."""
+    version = _check_version(db, migrations)
     for target in range(version + 1, len(migrations) + 1):
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -225,6 +231,7 @@ class Outbox:
     def _open(self, where: Path | str) -> sqlite3.Connection:
         db = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
         try:
+            _check_version(db)  # before anything writes to a newer firmware's file
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             migrate(db)

@@ -205,3 +205,34 @@ def test_kill9_window_is_one_batch_and_an_alarm_is_durable_one_batch_after_its_p
     items = box.pending(limit=2000)
     assert [i.id for i in items][:2] == ["first", "o0"] and items[-2].id == "panic"
     assert [i.seq for i in items] == list(range(1, 1002)), "submission order kept"
+
+
+def test_schema_versioned_old_file_adopted_newer_file_left_alone(tmp_path: Path) -> None:
+    """An outbox from before the schema had a version is adopted with its events; one
+    written by newer firmware is not touched: the outbox runs in memory and says why."""
+    from mqtt.outbox import MIGRATIONS, SCHEMA_VERSION
+
+    old = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(old)
+    db.executescript(MIGRATIONS[0])  # the tables as the unversioned code made them
+    db.execute("INSERT INTO outbox VALUES (7, 'p', 2, 0, '{\"seq\":7}', NULL, 9)")
+    db.execute("INSERT INTO meta VALUES ('seq', 7)")
+    db.commit()
+    db.close()
+    box = Outbox(old)
+    assert box.depth() == 1 and box.put("n", 1, {}) == 8 and not box.degraded
+    box.close()
+    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+    newer = tmp_path / "newer.sqlite3"
+    db = sqlite3.connect(newer)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.execute("CREATE TABLE future (x)")
+    db.commit()
+    db.close()
+    before = newer.read_bytes()
+    box = Outbox(newer, open_retries=1)
+    assert "newer than this firmware" in box.degraded and box.stats()["storage"] == "memory"
+    assert box.put("e", 2, {}) == 1
+    box.close()
+    assert newer.read_bytes() == before, "the newer file and its events are kept as they were"

@@ -57,6 +57,8 @@ def test_stored_alarm_cuts_the_backoff_short(recorder_factory: Any, tmp_path: Pa
             rec.wait_for(lambda m: any(b'"panic"' in p for _, p, *_ in m), 10)
             took = time.monotonic() - pressed
             assert node.bridge.link.urgent_tries == 1
+            assert node.bridge.health_document()["mqtt"]["last_error"] == "", \
+                "the connect failures are over once connected"
             events = rec.json("/events")
     finally:
         broker.close()
