@@ -167,8 +167,8 @@ class Link:
         self._logged: set[tuple[str, int]] = set()  # (kind, code) logged this connection
         self._urgent = False  # an alarm was stored while disconnected: try at once
         self._taken_over = False  # this connection met another client with our id
-        # Sent as an MQTT 5 user property with `online`: a retained `online` carrying
-        # another instance, found on a reconnect, was published by a clone.
+        # An MQTT 5 user property of our `online`, `offline` and last will: a retained
+        # status of another instance, found on a reconnect, was left by a clone.
         self.instance = uuid.uuid4().hex[:16]
         # The one retry policy, for connections and for events the broker refused.
         self.backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
@@ -304,14 +304,15 @@ class Link:
                                                self.settings.key_file))
         client.enable_logger(PAHO_LOG)  # not paho's stderr prints; the link logs what matters
         client.will_set(self.topics.status, b"offline", qos=1, retain=True,
-                        properties=self._instance_props(protocol))
+                        properties=self._instance_props(protocol, PacketTypes.WILLMESSAGE))
         return client
 
-    def _instance_props(self, protocol: str) -> Properties | None:
+    def _instance_props(self, protocol: str,
+                        packet: int = PacketTypes.PUBLISH) -> Properties | None:
         """MQTT 5 user property `instance` of our status messages (clone detection)."""
         if protocol != "5":
             return None
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(packet)
         props.UserProperty = ("instance", self.instance)
         return props
 
