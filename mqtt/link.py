@@ -69,6 +69,7 @@ SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT: another client connected with ou
 # counts as a failure.
 STABLE_S = 10.0
 TAKEN_OVER = "another client uses this node id"
+URGENT_GAP_S = 1.0  # alarms while disconnected: at most one extra connect try per second
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class Link:
         self._kinds: dict[int, str] = {}  # mid -> topic kind of a non-event publish
         self._logged: set[tuple[str, int]] = set()  # (kind, code) logged this connection
         self._urgent = False  # an alarm was stored while disconnected: try at once
+        self._last_try = 0.0  # monotonic time of the last connect attempt
         self._taken_over = False  # this connection met another client with our id
         # An MQTT 5 user property of our `online`, `offline` and last will: a retained
         # status of another instance, found on a reconnect, was left by a clone.
@@ -272,7 +274,9 @@ class Link:
 
     def _sleep(self, stopping: threading.Event, seconds: float,
                beat: Callable[[], None]) -> None:
-        """Wait `seconds`, or less when an alarm is stored meanwhile (`wake(urgent)`)."""
+        """Wait `seconds`, or less when an alarm is stored meanwhile (`wake(urgent)`): then
+        try at once, or `URGENT_GAP_S` after the last try if that was more recent (a
+        button pressed again and again must not become a connect attempt per press)."""
         end = time.monotonic() + seconds
         while not stopping.is_set():
             left = end - time.monotonic()
@@ -282,10 +286,14 @@ class Link:
             with self._wake:
                 if self._urgent:
                     self._urgent = False
-                    self.urgent_tries += 1
-                    log.info("mqtt: alarm stored while disconnected; trying now "
-                             "(%.1f s of backoff skipped)", left)
-                    return
+                    soon = self._last_try + URGENT_GAP_S
+                    if soon < end:
+                        end = soon
+                        self.urgent_tries += 1
+                        log.info("mqtt: alarm stored while disconnected; next try in "
+                                 "%.1f s instead of %.1f s", max(0.0, end - time.monotonic()),
+                                 left)
+                    continue
                 self._wake.wait(min(0.25, left))
 
     def _make_client(self, broker: Broker, protocol: str) -> paho.Client:
@@ -321,6 +329,7 @@ class Link:
         """One connection from attempt to loss: how long it was connected (seconds), or
         None if it never was."""
         protocol = self._protocol[broker.url]
+        self._last_try = time.monotonic()
         self._generation += 1
         self._taken_over = False
         gen = self._generation
