@@ -14,7 +14,7 @@ MODELS := .cache/models
 APT_PACKAGES := ffmpeg mosquitto mosquitto-clients libsystemd-dev pkg-config libcap-dev \
 	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly systemd e2fsprogs dosfstools \
-	util-linux fdisk xz-utils debootstrap kmod iproute2 mtools gstreamer1.0-plugins-bad
+	util-linux fdisk xz-utils debootstrap kmod iproute2 mtools gstreamer1.0-plugins-bad nodejs
 # The Command Center service (central/): its tests run a real PostgreSQL and drive the
 # console in headless Chromium through chromedriver.
 APT_PACKAGES += postgresql chromium chromium-driver

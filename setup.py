@@ -24,6 +24,7 @@ setup(
         "paho-mqtt>=2.1,<3",
         "ffmpeg-python==0.2.0",
         "cryptography>=41",
+        "rfc8785>=0.1.4,<1",  # RFC 8785 JCS: the signed bytes of MQTT commands
         "gpiozero>=2.0,<3",
         "numpy>=1.23,<2",  # tflite-runtime 2.14 is built against NumPy 1.x
         "pillow>=10",

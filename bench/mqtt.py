@@ -9,6 +9,11 @@ Figures (one line each: name<TAB>value<TAB>unit<TAB>note):
 - ``burst_*``: 1,000 events put on the bus at once (what a node does after an outage);
 - ``outage_drain_*``: 1,000 events stored while the broker is down, time from the broker's
   return to the last one received;
+- ``panic_after_outage_*``: `--panic-nodes` nodes with the default reconnect backoff (1 s
+  doubling to 60 s), broker down `--outage-s`, back, a panic on each node one second later:
+  press -> Command Center delivery. ``panic_after_outage_nowake_*`` is the baseline in the
+  same run: the same with the alarm's wake-up switched off (as before issue 12: the panic
+  waits out the backoff);
 - ``fleet_*``: `--nodes` simulated nodes (default 1,000) on one local Mosquitto: loss,
   seq gaps, wills, p50/p99 latency, broker CPU seconds; ``fleet_idle_*`` is the same
   fleet connected without events (baseline of the broker's cost of holding sessions);
@@ -16,7 +21,7 @@ Figures (one line each: name<TAB>value<TAB>unit<TAB>note):
 
 Example::
 
-    .venv/bin/python bench/mqtt.py                # about 90 s
+    .venv/bin/python bench/mqtt.py                # about 3 minutes
     .venv/bin/python bench/mqtt.py --nodes 200 --fleet-s 5 --events 500
 """
 
@@ -116,12 +121,13 @@ class Subscriber:
 class Node:
     """The mqtt area's real wiring (MqttBridge + bus), as the daemon builds it."""
 
-    def __init__(self, broker_url: str, state: Path) -> None:
-        cfg = parse({"node": {"id": NODE, "data_dir": str(state)},
-                     "mqtt": {"brokers": [broker_url], "reconnect_min_s": 0.2,
-                              "reconnect_max_s": 0.5}})
+    def __init__(self, broker_url: str, state: Path, node: str = NODE,
+                 reconnect: tuple[float, float] = (0.2, 0.5)) -> None:
+        cfg = parse({"node": {"id": node, "data_dir": str(state)},
+                     "mqtt": {"brokers": [broker_url], "reconnect_min_s": reconnect[0],
+                              "reconnect_max_s": reconnect[1]}})
         self.bus = EventBus()
-        self.bridge = MqttBridge(cfg, self.bus, lambda: {"node": NODE, "components": {}},
+        self.bridge = MqttBridge(cfg, self.bus, lambda: {"node": node, "components": {}},
                                  state)
         self.supervisor = Supervisor([self.bridge])
         self.bus.start()
@@ -234,6 +240,39 @@ def bench_outage(tmp: Path) -> None:
         sub.close()
 
 
+def bench_panic_after_outage(tmp: Path, nodes: int, outage_s: float) -> None:
+    for label, wake in (("panic_after_outage_nowake", False), ("panic_after_outage", True)):
+        with LocalBroker(extra_config="max_queued_messages 0\nuser root",
+                         persistence=True) as broker:
+            sub = Subscriber(broker.port, "ronda/v1/+/events", client_id=f"cc-{label}",
+                             clean=False)
+            fleet = [Node(broker.url, tmp / f"{label}-{i}", node=f"bench-p{i:02d}",
+                          reconnect=(1.0, 60.0)) for i in range(nodes)]
+            if not wake:  # the baseline: the panic waits out the backoff, as before
+                for node in fleet:
+                    node.bridge.writer.on_alarm = lambda: None
+            broker.stop()
+            time.sleep(outage_s)
+            broker.start()
+            time.sleep(1.0)
+            cpu0 = cpu_s()
+            for node in fleet:
+                node.bus.publish(PanicEvent(alarm_id="bench", kind="panic", phase="raised",
+                                            source="button:panic"))
+            ok = sub.wait_count(nodes, 120)
+            lat = sub.latencies_ms()
+            note = f"{nodes} nodes, outage {outage_s:.0f} s, panic 1 s after the broker is back"
+            emit(f"{label}_p50", pct(lat, 50), "ms", note)
+            emit(f"{label}_p99", pct(lat, 99), "ms", "press -> Command Center"
+                 + ("" if ok else " SOME MISSING"))
+            emit(f"{label}_max", pct(lat, 100), "ms", "with wake-up" if wake else
+                 "baseline: wake-up off (waits out the backoff)")
+            emit(f"{label}_cpu", cpu_s() - cpu0, "cpu_s", "all nodes + subscriber, this process")
+            for node in fleet:
+                node.close()
+            sub.close()
+
+
 def bench_fleet(nodes: int, seconds: float, rate: float) -> None:
     for label, node_rate in (("fleet_idle", 1e-9), ("fleet", rate)):
         with LocalBroker() as broker:
@@ -269,6 +308,10 @@ def main() -> int:
     parser.add_argument("--fleet-s", type=float, default=15.0, help="fleet seconds (15)")
     parser.add_argument("--fleet-rate", type=float, default=0.2,
                         help="events/s per simulated node (0.2)")
+    parser.add_argument("--panic-nodes", type=int, default=20,
+                        help="nodes of the panic-after-outage figure (20)")
+    parser.add_argument("--outage-s", type=float, default=20.0,
+                        help="broker outage before the panic figure (20 s)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="ronda-bench-mqtt-") as tmp:
@@ -276,6 +319,7 @@ def main() -> int:
             bench_baseline(broker, args.events, args.rate)
             bench_node(broker, args.events, args.rate, Path(tmp))
         bench_outage(Path(tmp))
+        bench_panic_after_outage(Path(tmp), args.panic_nodes, args.outage_s)
     bench_fleet(args.nodes, args.fleet_s, args.fleet_rate)
     emit("peak_rss", PROC.memory_info().rss / 2**20, "MiB", "this process (maxrss below)")
     import resource

@@ -101,6 +101,69 @@ class ReplayGuard:
             del self._seen[cmd_id]
 
 
+class RefusalLog:
+    """Refused commands logged at a bounded rate: the first `burst` of each `window_s`
+    one line each, then one summary line per window with the count by reason (so a flood
+    of garbage costs a few log lines a minute, and is still visible).
+
+    `refused(text, reason)` logs or counts; the summary is written by a timer at the end
+    of the window, or by `flush()`.
+    """
+
+    def __init__(self, burst: int = 5, window_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 logger: logging.Logger = log) -> None:
+        self.burst = burst
+        self.window_s = window_s
+        self.clock = clock
+        self.logger = logger
+        self._lock = threading.Lock()
+        self._start = -float("inf")
+        self._logged = 0
+        self._held: dict[str, int] = {}
+        self._timer: threading.Timer | None = None
+
+    def refused(self, text: str, reason: str) -> None:
+        """One refused command: `text` is the full log line, `reason` its short kind."""
+        with self._lock:
+            now = self.clock()
+            if now - self._start >= self.window_s:
+                self._summary_locked()
+                self._start, self._logged = now, 0
+            if self._logged < self.burst:
+                self._logged += 1
+                self.logger.warning("%s", text)
+                return
+            self._held[reason] = self._held.get(reason, 0) + 1
+            if self._timer is None and self.clock is time.monotonic:
+                self._timer = threading.Timer(max(0.0, self._start + self.window_s - now),
+                                              self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        """Write the summary of the refusals held back so far (if any)."""
+        with self._lock:
+            self._summary_locked()
+
+    def _summary_locked(self) -> None:
+        self._timer = None
+        if not self._held:
+            return
+        total = sum(self._held.values())
+        reasons = ", ".join(f"{n} x {r}" for r, n in sorted(self._held.items(),
+                                                             key=lambda kv: -kv[1]))
+        self.logger.warning("%d more command(s) refused in the last %.0f s, not logged one "
+                            "by one: %s", total, self.window_s, reasons)
+        self._held = {}
+
+
+def short_reason(reason: str) -> str:
+    """A refusal reason without its variable parts, for the summary line."""
+    head = re.split(r"[:(\[]", reason, maxsplit=1)[0]
+    return re.sub(r"[+-]?\d+(\.\d+)?", "N", head).strip()[:60] or "other"
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

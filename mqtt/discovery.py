@@ -5,10 +5,16 @@ Published retained under `<ha_prefix>/<component>/<node>/<object>/config` when
 availability. Entities: status (connectivity), panic and person (from the `events`
 stream), storage (recorder health), temperature (health). Nothing is commandable from
 Home Assistant: commands need a signature.
+
+The format is Home Assistant's current one: `default_entity_id` ("<component>.<slug>",
+since 2025.10) instead of `object_id` (deprecated in 2025.10, no longer honoured from
+2026.4), and an `origin`. tests/mqtt/ha_discovery.schema.json holds the configs to the
+options Home Assistant documents.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mqtt.topics import Topics
@@ -19,18 +25,25 @@ def _device(topics: Topics, name: str, version: str) -> dict[str, Any]:
             "manufacturer": "Ronda", "model": "RW watch post NVR", "sw_version": version}
 
 
+def slug(text: str) -> str:
+    """An entity id slug: lower-case letters, digits and `_` only."""
+    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "node"
+
+
 def discovery_messages(topics: Topics, *, ha_prefix: str = "homeassistant", name: str = "",
                        version: str = "") -> list[tuple[str, dict[str, Any]]]:
     """(topic, config) pairs for every entity of this node."""
     node = topics.node
     device = _device(topics, name, version)
+    origin = {"name": "Ronda", "sw_version": version or "unknown"}
     avail = {"availability_topic": topics.status, "payload_available": "online",
              "payload_not_available": "offline"}
 
     def entity(component: str, obj: str, **conf: Any) -> tuple[str, dict[str, Any]]:
         conf.setdefault("unique_id", f"ronda_{node}_{obj}")
-        conf.setdefault("object_id", f"ronda_{node}_{obj}")
+        conf.setdefault("default_entity_id", f"{component}.ronda_{slug(node)}_{obj}")
         conf["device"] = device
+        conf["origin"] = origin
         if obj != "status":
             conf.update(avail)
         return f"{ha_prefix}/{component}/{node}/{obj}/config", conf

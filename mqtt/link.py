@@ -6,9 +6,15 @@ not the MQTT session, is what makes events durable. On every connect the link
 publishes `status=online` (retained), subscribes to commands, republishes the retained
 state it holds (camera snapshots, outputs, discovery), sends a health report and then
 drains the outbox in `seq` order with at most `max_inflight` events unacknowledged.
-Events are deleted from the outbox only on PUBACK. A lost connection moves to the
-next broker URL; after a full round of failures the delay doubles up to
-`reconnect_max_s`.
+Events are deleted from the outbox only on PUBACK.
+
+One reconnect policy (`support.backoff.Backoff`: capped exponential, full jitter) after
+every failure, a lost connection included, and the next broker URL each time. The backoff
+starts afresh only after a connection that lasted (`STABLE_S`) and was not taken over by
+another client with our id (a cloned card: reported, and backed off instead of fought).
+An alarm stored while disconnected (`wake(urgent=True)`) cuts the wait short once.
+A publish the broker refuses (MQTT 5 PUBACK >= 0x80) is counted per topic kind and
+logged once per kind and reason per connection.
 
 Example::
 
@@ -22,11 +28,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import random
 import socket
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,10 +42,12 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from mqtt.outbox import Outbox, clean_json
 from mqtt.settings import MqttSettings
 from mqtt.topics import Topics
+from support.backoff import Backoff
 
 log = logging.getLogger(__name__)
 # paho's own messages (e.g. "Client is not connected" when its thread ends after our
@@ -56,6 +64,12 @@ RETRY_REFUSALS = {
     0x80: "unspecified error", 0x83: "implementation specific error",
     0x87: "not authorized", 0x91: "packet identifier in use", 0x97: "quota exceeded"}
 NOT_AUTHORIZED = 0x87
+SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT: another client connected with our id
+# A connection that lasted this long (and saw no clone) resets the backoff; a shorter one
+# counts as a failure.
+STABLE_S = 10.0
+TAKEN_OVER = "another client uses this node id"
+URGENT_GAP_S = 1.0  # alarms while disconnected: at most one extra connect try per second
 
 
 @dataclass(frozen=True)
@@ -69,9 +83,12 @@ class Broker:
 
     @classmethod
     def parse(cls, url: str) -> Broker:
+        """`mqtt://host[:1883]` or `mqtts://host[:8883]` (TLS); `tcp://` and `ssl://`
+        are accepted as their aliases (paho's and Mosquitto's spelling)."""
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+            raise ValueError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts:// "
+                             "(or their aliases tcp://, ssl://)")
         tls = parts.scheme in ("mqtts", "ssl")
         if not parts.hostname:
             raise ValueError(f"broker URL {url!r} has no host")
@@ -81,6 +98,24 @@ class Broker:
 def encode(doc: dict[str, Any]) -> bytes:
     """Compact, strict JSON for the wire (NumPy values, NaN and tuples made plain)."""
     return json.dumps(clean_json(doc), separators=(",", ":"), allow_nan=False).encode()
+
+
+def tls_context(ca_file: Any = None, cert_file: Any = None,
+                key_file: Any = None) -> ssl.SSLContext:
+    """The one TLS client context of the project (link, operator tools, `ronda doctor`):
+    the system CAs unless `ca_file`, hostname checked, a client certificate if given."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if cert_file:
+        context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+    return context
+
+
+def reason_name(code: int, packet: int = PacketTypes.PUBACK) -> str:
+    """The MQTT 5 name of a reason code, e.g. 0x87 -> 'Not authorized'."""
+    try:
+        return ReasonCode(packet, identifier=code).getName()
+    except (KeyError, ValueError):
+        return "unknown reason"
 
 
 def _no_delay(client: paho.Client) -> None:
@@ -129,7 +164,17 @@ class Link:
         self._generation = 0
         self._refused: dict[int, int] = {}  # seq -> reason code, kept to send again later
         self._retry_at = 0.0  # monotonic time of the next resend of refused events
-        self._retry_delay = settings.reconnect_min_s
+        self._kinds: dict[int, str] = {}  # mid -> topic kind of a non-event publish
+        self._logged: set[tuple[str, int]] = set()  # (kind, code) logged this connection
+        self._urgent = False  # an alarm was stored while disconnected: try at once
+        self._last_try = 0.0  # monotonic time of the last connect attempt
+        self._taken_over = False  # this connection met another client with our id
+        # An MQTT 5 user property of our `online`, `offline` and last will: a retained
+        # status of another instance, found on a reconnect, was left by a clone.
+        self.instance = uuid.uuid4().hex[:16]
+        # The one retry policy, for connections and for events the broker refused.
+        self.backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
+        self._refusal_backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
         # figures
         self.broker = ""
         self.protocol = ""
@@ -138,14 +183,21 @@ class Link:
         self.published = 0
         self.rejected = 0  # refused for good by the broker (deleted)
         self.refusals = 0  # refused for now (kept, sent again later)
+        self.refused: dict[str, int] = {}  # publishes the broker refused, per topic kind
+        self.takeovers = 0  # connections taken over by another client with our id
+        self.urgent_tries = 0  # backoff waits cut short by a stored alarm
         self.last_error = ""
         self.connected_since: float | None = None
 
     # -- from other threads ------------------------------------------------------------
-    def wake(self) -> None:
-        """Something new to publish (an event entered the outbox)."""
+    def wake(self, urgent: bool = False) -> None:
+        """Something new to publish (an event entered the outbox). `urgent` (an alarm):
+        while disconnected, cut the reconnect wait short and try at once; the backoff
+        then goes on where it was."""
         with self._wake:
             self._kick = True
+            if urgent and not self._connected:
+                self._urgent = True
             self._wake.notify_all()
 
     def set_retained(self, topic: str, payload: bytes) -> None:
@@ -166,7 +218,7 @@ class Link:
         client = self._client
         if client is None or not self._connected:
             return False
-        return client.publish(topic, payload, qos=qos).rc == paho.MQTT_ERR_SUCCESS
+        return self._send(client, topic, payload, qos=qos).rc == paho.MQTT_ERR_SUCCESS
 
     @property
     def connected(self) -> bool:
@@ -179,36 +231,70 @@ class Link:
             "connects": self.connects, "disconnects": self.disconnects,
             "published": self.published, "rejected": self.rejected,
             "refusals": self.refusals, "refused_waiting": len(self._refused),
+            "refused": dict(self.refused), "takeovers": self.takeovers,
+            "urgent_tries": self.urgent_tries,
             "inflight": len(self._inflight), "last_error": self.last_error,
         }
 
+    def kind(self, topic: str) -> str:
+        """The kind of a published topic, as counted in `refused`: status, health, events,
+        event_snapshot, camera_snapshot, outputs, reply; `discovery` outside the node's
+        tree (Home Assistant's configs are the only thing published there)."""
+        root = self.topics.root + "/"
+        if not topic.startswith(root):
+            return "discovery"
+        parts = topic[len(root):].split("/")
+        if parts[0] == "events" and len(parts) > 1:
+            return "event_snapshot"
+        if parts[0] == "cameras":
+            return "camera_snapshot"
+        return parts[0]
+
     # -- the loop -----------------------------------------------------------------------
     def run(self, stopping: threading.Event, beat: Callable[[], None] = lambda: None) -> None:
-        """Connect, pump, reconnect, until `stopping` is set; then say `offline`."""
-        delay = self.settings.reconnect_min_s
-        attempt = 0
+        """Connect, pump, reconnect, until `stopping` is set; then say `offline`.
+
+        After every failure or lost connection: the next broker, after a backoff delay.
+        """
+        index = 0
         while not stopping.is_set():
-            broker = self.brokers[attempt % len(self.brokers)]
+            broker = self.brokers[index % len(self.brokers)]
             beat()
-            ok = self._session(broker, stopping, beat)
+            lasted = self._session(broker, stopping, beat)
             if stopping.is_set():
                 break
-            if ok:  # was connected: start the backoff afresh
-                delay, attempt = self.settings.reconnect_min_s, 0
-                continue
-            attempt += 1
-            if attempt % len(self.brokers) == 0:
-                wait = delay * random.uniform(0.8, 1.2)
-                log.info("mqtt: no broker reachable; retrying in %.1f s", wait)
-                self._sleep(stopping, wait, beat)
-                delay = min(delay * 2, self.settings.reconnect_max_s)
+            index += 1
+            if lasted is not None and lasted >= STABLE_S and not self._taken_over:
+                self.backoff.reset()  # it worked for a while: start the backoff afresh
+            wait = self.backoff.next_delay()
+            log.info("mqtt: %s; next try (%s) in %.1f s",
+                     "connection lost" if lasted is not None else "not connected",
+                     self.brokers[index % len(self.brokers)].url, wait)
+            self._sleep(stopping, wait, beat)
 
     def _sleep(self, stopping: threading.Event, seconds: float,
                beat: Callable[[], None]) -> None:
+        """Wait `seconds`, or less when an alarm is stored meanwhile (`wake(urgent)`): then
+        try at once, or `URGENT_GAP_S` after the last try if that was more recent (a
+        button pressed again and again must not become a connect attempt per press)."""
         end = time.monotonic() + seconds
-        while not stopping.is_set() and time.monotonic() < end:
+        while not stopping.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
             beat()
-            stopping.wait(min(1.0, end - time.monotonic()))
+            with self._wake:
+                if self._urgent:
+                    self._urgent = False
+                    soon = self._last_try + URGENT_GAP_S
+                    if soon < end:
+                        end = soon
+                        self.urgent_tries += 1
+                        log.info("mqtt: alarm stored while disconnected; next try in "
+                                 "%.1f s instead of %.1f s", max(0.0, end - time.monotonic()),
+                                 left)
+                    continue
+                self._wake.wait(min(0.25, left))
 
     def _make_client(self, broker: Broker, protocol: str) -> paho.Client:
         version = paho.MQTTv5 if protocol == "5" else paho.MQTTv311
@@ -222,22 +308,30 @@ class Link:
         if self.settings.username is not None:
             client.username_pw_set(self.settings.username, self.password)
         if broker.tls:
-            context = ssl.create_default_context(
-                cafile=str(self.settings.ca_file) if self.settings.ca_file else None)
-            if self.settings.cert_file is not None:
-                context.load_cert_chain(
-                    str(self.settings.cert_file),
-                    str(self.settings.key_file) if self.settings.key_file else None)
-            client.tls_set_context(context)
+            client.tls_set_context(tls_context(self.settings.ca_file, self.settings.cert_file,
+                                               self.settings.key_file))
         client.enable_logger(PAHO_LOG)  # not paho's stderr prints; the link logs what matters
-        client.will_set(self.topics.status, b"offline", qos=1, retain=True)
+        client.will_set(self.topics.status, b"offline", qos=1, retain=True,
+                        properties=self._instance_props(protocol, PacketTypes.WILLMESSAGE))
         return client
 
+    def _instance_props(self, protocol: str,
+                        packet: int = PacketTypes.PUBLISH) -> Properties | None:
+        """MQTT 5 user property `instance` of our status messages (clone detection)."""
+        if protocol != "5":
+            return None
+        props = Properties(packet)
+        props.UserProperty = ("instance", self.instance)
+        return props
+
     def _session(self, broker: Broker, stopping: threading.Event,
-                 beat: Callable[[], None]) -> bool:
-        """One connection from attempt to loss. True if it got connected."""
+                 beat: Callable[[], None]) -> float | None:
+        """One connection from attempt to loss: how long it was connected (seconds), or
+        None if it never was."""
         protocol = self._protocol[broker.url]
+        self._last_try = time.monotonic()
         self._generation += 1
+        self._taken_over = False
         gen = self._generation
         connack = threading.Event()
         result: dict[str, Any] = {}
@@ -249,6 +343,8 @@ class Link:
             connack.set()
 
         def on_disconnect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+            if int(getattr(reason, "value", 0) or 0) == SESSION_TAKEN_OVER:
+                self._takeover(broker, "the broker says our session was taken over")
             if gen == self._generation:
                 with self._wake:
                     self._connected = False
@@ -261,15 +357,22 @@ class Link:
             code = int(getattr(reason, "value", reason) or 0)
             with self._wake:
                 seq = self._inflight.pop(mid, None)
-                if seq is None:  # not an event, or acked before the pump recorded the mid
-                    self._ack_count += 1
-                    self._early_acks[mid] = (self._ack_count, code)
+                if seq is not None:
+                    self._ack(seq, code)
                     return
-                self._ack(seq, code)
+                kind = self._kinds.pop(mid, None)
+                if kind is not None:
+                    self._note_ack(kind, code)
+                    return
+                # acked before the sender recorded the mid (or QoS 0): kept for it
+                self._ack_count += 1
+                self._early_acks[mid] = (self._ack_count, code)
 
         def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
             try:
-                if msg.topic in self.listen:
+                if msg.topic == self.topics.status:
+                    self._check_status(broker, msg)
+                elif msg.topic in self.listen:
                     self.listen[msg.topic](bytes(msg.payload))
                 else:
                     self.on_command(msg.topic.rsplit("/", 1)[-1], bytes(msg.payload))
@@ -291,7 +394,7 @@ class Link:
         except (OSError, ValueError, ssl.SSLError) as exc:
             self.last_error = f"{broker.url}: {exc}"
             log.warning("mqtt: cannot connect to %s: %s", broker.url, exc)
-            return False
+            return None
         _no_delay(client)
         client.loop_start()
         try:
@@ -303,13 +406,38 @@ class Link:
             rc = result.get("rc")
             if rc != 0:
                 self._connect_failed(broker, protocol, rc, result.get("reason", "no CONNACK"))
-                return False
+                return None
             if not self._on_connected(client, broker, protocol):
-                return False
+                return None
+            since = time.monotonic()
             self._pump(client, stopping, beat)
-            return True
+            return time.monotonic() - since
         finally:
             self._finish(client, stopping.is_set())
+
+    def _check_status(self, broker: Broker, msg: paho.MQTTMessage) -> None:
+        """Our own retained `status`, heard on connect. `online`, `offline` and the will
+        carry our instance (MQTT 5 user property): on a *re*connect, a status of another
+        instance means another client used our id in between (on the first connect it is
+        only a previous run of ours)."""
+        if not msg.retain or self.connects < 2:
+            return
+        props = getattr(msg, "properties", None)
+        pairs = getattr(props, "UserProperty", None) or []
+        other = dict(pairs).get("instance")
+        if other and other != self.instance:
+            self._takeover(broker, f"instance {other} was on our status topic meanwhile")
+
+    def _takeover(self, broker: Broker, how: str) -> None:
+        """Another client uses our id: report it; this connection then does not reset the
+        backoff, so the two back off instead of knocking each other off in a loop."""
+        if self._taken_over:
+            return
+        self._taken_over = True
+        self.takeovers += 1
+        self.last_error = (f"{broker.url}: {TAKEN_OVER} ({self.client_id}; {how}): a cloned "
+                           "card or a second daemon? backing off instead of fighting for it")
+        log.warning("mqtt: %s", self.last_error)
 
     def _connect_failed(self, broker: Broker, protocol: str, rc: int | None,
                         reason: str) -> None:
@@ -334,38 +462,80 @@ class Link:
             self._early_acks.clear()
             self._acked.clear()
             self._refused.clear()  # still stored: sent again with the whole outbox
+            self._kinds.clear()
+            self._logged.clear()
+            self._urgent = False
             self._dirty = set(self._retained)
+            self.last_error = ""  # connected: whatever kept us away is over
         self.connects += 1
         self.broker, self.protocol = broker.url, protocol
         self.connected_since = time.time()
         log.info("mqtt: connected to %s (MQTT %s)", broker.url, protocol)
         # Subscribe before saying `online`: the broker handles a client's packets in
         # order, so whoever reacts to `online` with a command finds us listening.
-        client.subscribe([(self.topics.commands, 1)] + [(t, 1) for t in self.listen])
-        client.publish(self.topics.status, b"online", qos=1, retain=True)
+        topics = [self.topics.commands, *self.listen]
+        if protocol == "5":
+            topics.append(self.topics.status)  # clone detection (see `_check_status`)
+        client.subscribe([(t, 1) for t in topics])
+        self._send(client, self.topics.status, b"online", retain=True,
+                   properties=self._instance_props(protocol))
         return True
+
+    def _send(self, client: paho.Client, topic: str, payload: bytes, *, qos: int = 1,
+              retain: bool = False, properties: Properties | None = None
+              ) -> paho.MQTTMessageInfo:
+        """Publish a non-event message, remembering its kind so a refusal is counted."""
+        kind = self.kind(topic)
+        with self._wake:
+            before = self._ack_count
+        info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc == paho.MQTT_ERR_SUCCESS and qos > 0:
+            with self._wake:
+                early = self._early_acks.pop(info.mid, None)
+                if early is not None and early[0] > before:
+                    self._note_ack(kind, early[1])
+                else:
+                    self._kinds[info.mid] = kind
+        return info
+
+    def _note_ack(self, kind: str, code: int) -> None:
+        """A PUBACK of a non-event message (call with `_wake` held): count a refusal."""
+        if code < 0x80:
+            return
+        self._count_refusal(kind, code)
+
+    def _count_refusal(self, kind: str, code: int) -> None:
+        """Count a refused publish per kind; log it once per kind and reason per
+        connection, with the broker's reason (call with `_wake` held)."""
+        self.refused[kind] = self.refused.get(kind, 0) + 1
+        if (kind, code) in self._logged:
+            return
+        self._logged.add((kind, code))
+        why = f"broker refused a publish to {kind}: {reason_name(code)} (0x{code:02x})"
+        if kind != "events":
+            self.last_error = why
+        hint = " -- check the broker's ACL for this node" if code == NOT_AUTHORIZED else ""
+        log.error("mqtt: %s%s (logged once per kind; counted in health mqtt.refused)",
+                  why, hint)
 
     def _ack(self, seq: int, code: int) -> None:
         """Record a PUBACK (call with `_wake` held)."""
+        if code >= 0x80:
+            self._count_refusal("events", code)
         if code in RETRY_REFUSALS:  # MQTT 5: refused for now; kept, sent again later
             self.refusals += 1
             if not self._refused:
-                self._retry_at = time.monotonic() + self._retry_delay
+                self._retry_at = time.monotonic() + self._refusal_backoff.next_delay()
             self._refused[seq] = code
             self.last_error = (f"broker refused event seq {seq}: {RETRY_REFUSALS[code]} "
                                f"(0x{code:02x}); kept, sent again later")
-            if code == NOT_AUTHORIZED:  # a broker ACL problem: nothing gets through
-                log.error("mqtt: %s -- check the broker's ACL for %s",
-                          self.last_error, self.topics.events)
-            else:
-                log.warning("mqtt: %s", self.last_error)
             self._wake.notify_all()
             return
         if code >= 0x80:  # MQTT 5: the broker refused it; retrying would not help
             self.rejected += 1
             log.warning("mqtt: broker refused event seq %d for good (reason 0x%02x)", seq, code)
         elif not self._refused:  # accepted again: forget the refusal
-            self._retry_delay = self.settings.reconnect_min_s
+            self._refusal_backoff.reset()
             if self.last_error.startswith("broker refused event"):
                 self.last_error = ""
         self._acked.append(seq)
@@ -395,7 +565,7 @@ class Link:
             if acked:
                 self.outbox.remove(acked)
             for topic, payload in retained:
-                client.publish(topic, payload, qos=1, retain=True)
+                self._send(client, topic, payload, retain=True)
             if time.monotonic() >= next_health:
                 self._publish_health(client)
                 next_health = time.monotonic() + self.settings.health_interval_s
@@ -407,7 +577,7 @@ class Link:
                 more = room > 0 and len(items) == room
                 for item in again + items:
                     if item.snapshot:
-                        client.publish(self.topics.event_snapshot(item.id), item.snapshot, qos=1)
+                        self._send(client, self.topics.event_snapshot(item.id), item.snapshot)
                     with self._wake:
                         before = self._ack_count
                     info = client.publish(self.topics.events, item.payload, qos=1)
@@ -426,22 +596,21 @@ class Link:
                     sent_upto = max(sent_upto, item.seq)
                     self.published += 1
             with self._wake:
-                self._early_acks.clear()  # what is left were acks of non-event messages
+                self._early_acks.clear()  # what is left: stale (their senders looked already)
                 if self._connected and not (self._kick or self._acked or self._dirty or more):
                     wake_at = min(next_health, self._retry_at if self._refused else next_health)
                     self._wake.wait(min(1.0, max(0.01, wake_at - time.monotonic())))
 
     def _due_refusals(self, room: int) -> list[Any]:
         """Refused events whose time to be sent again has come (oldest first, at most
-        `room`), still in the outbox; the delay doubles up to `reconnect_max_s`."""
+        `room`), still in the outbox; the delay follows the backoff policy."""
         with self._wake:
             if not self._refused or time.monotonic() < self._retry_at or room <= 0:
                 return []
             seqs = sorted(self._refused)[:room]
             for seq in seqs:
                 del self._refused[seq]
-            self._retry_delay = min(self._retry_delay * 2, self.settings.reconnect_max_s)
-            self._retry_at = time.monotonic() + self._retry_delay
+            self._retry_at = time.monotonic() + self._refusal_backoff.next_delay()
         items = []
         for seq in seqs:
             found = self.outbox.pending(after=seq - 1, limit=1)
@@ -464,11 +633,12 @@ class Link:
         except Exception as exc:
             log.exception("mqtt: health report failed")
             doc = {"error": repr(exc)}
-        client.publish(self.topics.health, encode(doc), qos=1, retain=True)
+        self._send(client, self.topics.health, encode(doc), retain=True)
 
     def _finish(self, client: paho.Client, orderly: bool) -> None:
         if orderly and self._connected:
-            info = client.publish(self.topics.status, b"offline", qos=1, retain=True)
+            info = client.publish(self.topics.status, b"offline", qos=1, retain=True,
+                                  properties=self._instance_props(self.protocol))
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(1.5)
         client.disconnect()  # a DISCONNECT discards the will; harmless on a dead socket

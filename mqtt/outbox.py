@@ -35,20 +35,61 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    created REAL NOT NULL,
-    payload TEXT NOT NULL,
-    snapshot BLOB,
-    size INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_drop_order ON outbox (priority, seq);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS seen_commands (id TEXT PRIMARY KEY, ts REAL NOT NULL);
-"""
+#: Schema steps (as in recorder/index.py): MIGRATIONS[n] takes a database from
+#: ``PRAGMA user_version`` n to n + 1, each in its own transaction.
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the first schema. `IF NOT EXISTS`: outboxes written before the schema had a
+    # version (user_version 0, same tables) are adopted as they are.
+    """
+    CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        created REAL NOT NULL,
+        payload TEXT NOT NULL,
+        snapshot BLOB,
+        size INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS outbox_drop_order ON outbox (priority, seq);
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS seen_commands (id TEXT PRIMARY KEY, ts REAL NOT NULL);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+ALARM_PRIORITY = 2  # firmware.events.Priority.HIGH: panic, fire
+
+
+class NewerSchema(sqlite3.DatabaseError):
+    """The outbox file was written by newer firmware (a downgrade): left untouched."""
+
+
+def _check_version(db: sqlite3.Connection, migrations: list[str] = MIGRATIONS) -> int:
+    """The schema version of `db`; `NewerSchema` if newer than this code."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(migrations):
+        raise NewerSchema(f"outbox schema version {version} is newer than this firmware's "
+                          f"({len(migrations)})")
+    return version
+
+
+def migrate(db: sqlite3.Connection, migrations: list[str] = MIGRATIONS) -> int:
+    """Bring `db` to schema version `len(migrations)`; returns the steps applied. Raises
+    `NewerSchema` for a database newer than this code."""
+    version = _check_version(db, migrations)
+    for target in range(version + 1, len(migrations) + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migrations[target - 1].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {target}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    return len(migrations) - version
 
 
 @dataclass(frozen=True)
@@ -94,6 +135,9 @@ class Outbox:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 return self._open(self.path)
+            except NewerSchema as exc:  # keep the file (and its events) for newer firmware
+                error = exc
+                break
             except sqlite3.DatabaseError as exc:
                 error = exc
                 if is_corruption(exc):
@@ -187,9 +231,10 @@ class Outbox:
     def _open(self, where: Path | str) -> sqlite3.Connection:
         db = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
         try:
+            _check_version(db)  # before anything writes to a newer firmware's file
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA)
+            migrate(db)
             row = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
             db.execute("SELECT key, value FROM meta").fetchall()
         except BaseException:
@@ -481,19 +526,25 @@ def clean_json(value: Any) -> Any:
 
 class OutboxWriter:
     """Group commit: events submitted from any thread are written by one writer thread,
-    as many per transaction (one fsync) as are waiting.
+    every event waiting at that moment in one transaction (one fsync).
 
-    With one fsync per event, a burst of detections would queue a panic behind N disk
-    flushes; batched, the panic waits for at most one. `flush()` writes what was
-    submitted so far from the calling thread (used at exit).
+    So an event submitted while a transaction is under way is durable when the *next* one
+    commits: the window a kill -9 can hit is one batch, whatever the burst (up to
+    `max_batch` events waiting); an alarm is durable one batch after its press. Events keep
+    their order (`seq` follows submission). With one fsync per event a burst of detections
+    would queue a panic behind N disk flushes; batched, it waits for at most one. `flush()`
+    writes what was submitted so far from the calling thread (used at exit). `on_alarm()`
+    is called after a batch holding an alarm (priority >= `ALARM_PRIORITY`) commits.
     """
 
     def __init__(self, outbox: Outbox, on_stored: Callable[[int], None] = lambda n: None,
                  on_error: Callable[[Exception, int], None] = lambda exc, n: None,
-                 max_batch: int = 256) -> None:
+                 max_batch: int = 10_000,
+                 on_alarm: Callable[[], None] = lambda: None) -> None:
         self.outbox = outbox
         self.on_stored = on_stored
         self.on_error = on_error
+        self.on_alarm = on_alarm
         self.max_batch = max_batch
         self._queue: collections.deque[tuple[str, int, dict[str, Any], bytes | None]] = \
             collections.deque()
@@ -536,6 +587,7 @@ class OutboxWriter:
                          for _ in range(min(self.max_batch, len(self._queue)))]
             if not batch:
                 return False
+            alarms = any(e[1] >= ALARM_PRIORITY for e in batch)
             try:
                 try:
                     self.outbox.put_many(batch)
@@ -548,4 +600,6 @@ class OutboxWriter:
                 return True
             self.batches += 1
             self.on_stored(len(batch))
+            if alarms:
+                self.on_alarm()
             return True

@@ -31,9 +31,11 @@ class MqttSettings(BaseModel):
                                     description="Base64 Ed25519 public keys allowed to command.")
     # -- added by the MQTT area (issue 5) ------------------------------------------------
     reconnect_min_s: float = Field(default=1.0, gt=0, le=60,
-                                   description="First reconnect delay; doubles per failure.")
+                                   description="Reconnect delay ceiling after the first "
+                                               "failure (delays are drawn from 0 to the "
+                                               "ceiling); doubles per failure.")
     reconnect_max_s: float = Field(default=60.0, gt=0, le=3600,
-                                   description="Cap of the reconnect delay.")
+                                   description="Cap of the reconnect delay ceiling.")
     outbox_max_events: int = Field(default=20000, ge=10, le=10_000_000,
                                    description="Events kept while the broker is unreachable; "
                                                "beyond it the oldest low-priority go first.")

@@ -2,13 +2,14 @@
 
 The signed bytes of a command are::
 
-    b"ronda-cmd-v1\\n" + canonical_json({"action", "args", "id", "node", "ts"})
+    b"ronda-cmd-v1\\n" + JCS({"action", "args", "id", "node", "ts"})
 
-where `canonical_json` is JSON with keys sorted at every level, no whitespace
-(separators `,` and `:`), ASCII only (`\\uXXXX` escapes), no NaN/Infinity, encoded
-as ASCII, and `node` is the target node id (so a command for one node cannot be
+where JCS is RFC 8785, the JSON Canonicalization Scheme (keys sorted by UTF-16 code
+units, no whitespace, UTF-8, ECMAScript number form: `1e-7`, `60` for 60.0; computed by
+the `rfc8785` library), so a Command Center in any language with a JCS library signs
+the same bytes. `node` is the target node id (so a command for one node cannot be
 replayed on another). `ts` is an integer (Unix seconds). The signature is sent as
-standard base64 in the payload's `sig` field.
+standard base64 in the payload's `sig` field. Test vectors: docs/mqtt.md.
 
 Example::
 
@@ -20,11 +21,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import time
 import uuid
 from typing import Any
 
+import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -32,9 +33,15 @@ DOMAIN = b"ronda-cmd-v1\n"
 
 
 def canonical_json(value: Any) -> bytes:
-    """The one byte form of a JSON value that signatures cover."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False).encode("ascii")
+    """The one byte form of a JSON value that signatures cover: RFC 8785 (JCS).
+
+    Raises ValueError for what JCS cannot represent (NaN, integers beyond 2**53 - 1,
+    non-text keys, lone surrogates).
+    """
+    try:
+        return rfc8785.dumps(value)
+    except UnicodeEncodeError as exc:  # a lone surrogate from json.loads("\\ud800")
+        raise ValueError(f"not representable in JCS: {exc}") from None
 
 
 def signed_bytes(node: str, cmd_id: str, ts: int, action: str, args: dict[str, Any]) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import socket
-import ssl
 import threading
 import uuid
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mqtt.link import PAHO_LOG, Broker
+from mqtt.link import PAHO_LOG, Broker, tls_context
 
 
 @dataclass
@@ -39,11 +38,7 @@ def make_client(opts: ClientOptions, protocol: int = paho.MQTTv5) -> tuple[paho.
     if opts.username is not None:
         client.username_pw_set(opts.username, opts.password)
     if broker.tls or opts.ca_file or opts.cert_file:
-        context = ssl.create_default_context(cafile=str(opts.ca_file) if opts.ca_file else None)
-        if opts.cert_file:
-            context.load_cert_chain(str(opts.cert_file),
-                                    str(opts.key_file) if opts.key_file else None)
-        client.tls_set_context(context)
+        client.tls_set_context(tls_context(opts.ca_file, opts.cert_file, opts.key_file))
     return client, broker
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import ssl
 import threading
 import time
 import uuid
@@ -148,11 +147,10 @@ def check_mqtt(cfg: config_mod.Config, timeout_s: float = 8.0) -> Check:
                          protocol=mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311)
     if m.username:
         client.username_pw_set(m.username, config_mod.read_secret(m.password_file))
-    if tls:  # as the daemon's link does: system CAs unless ca_file, hostname checked
-        context = ssl.create_default_context(cafile=str(m.ca_file) if m.ca_file else None)
-        if m.cert_file:
-            context.load_cert_chain(str(m.cert_file), str(m.key_file) if m.key_file else None)
-        client.tls_set_context(context)
+    if tls:  # the daemon's own TLS context: system CAs unless ca_file, hostname checked
+        from mqtt.link import tls_context
+
+        client.tls_set_context(tls_context(m.ca_file, m.cert_file, m.key_file))
     client.connect_timeout = timeout_s
     topic = f"{m.prefix}/{cfg.node.id}/doctor/{uuid.uuid4().hex[:8]}"
     connected, echoed = threading.Event(), threading.Event()

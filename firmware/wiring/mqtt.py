@@ -25,7 +25,7 @@ from firmware.component import Component
 from firmware.config import Config, read_secret
 from firmware.events import Command, Event, OutputChanged, Snapshot
 from firmware.wiring import Context
-from mqtt.commands import CommandVerifier, ReplayGuard, Verdict
+from mqtt.commands import CommandVerifier, RefusalLog, ReplayGuard, Verdict, short_reason
 from mqtt.discovery import discovery_messages
 from mqtt.link import Link, encode
 from mqtt.outbox import Outbox, OutboxWriter
@@ -71,7 +71,8 @@ class MqttBridge(Component):
                                         max_bytes=settings.command_max_bytes, replay=replay)
         self.command_timeout_s = settings.command_timeout_s
         self.writer = OutboxWriter(self.outbox, on_stored=self._stored,
-                                   on_error=self._store_failed)
+                                   on_error=self._store_failed,
+                                   on_alarm=lambda: self.link.wake(urgent=True))
         atexit.register(self.writer.flush)  # events handed over during shutdown
         ha_prefix = settings.homeassistant_prefix
         listen = {f"{ha_prefix}/status": self.on_homeassistant_status} \
@@ -88,6 +89,8 @@ class MqttBridge(Component):
                 self.link.set_retained(topic, encode(conf))
         self.commands_accepted = 0
         self.commands_refused = 0
+        self.commands_empty = 0  # empty payloads (a retained command being cleared)
+        self.refusal_log = RefusalLog(logger=log)
         self.events_stored = 0  # events this process put into the outbox
         self.event_errors = 0  # events that could not be stored
         bus.subscribe(Event, self.on_event, name="mqtt:events")
@@ -108,6 +111,7 @@ class MqttBridge(Component):
                 "outbox_recoveries": out["recoveries"],
                 "commands_accepted": self.commands_accepted,
                 "commands_refused": self.commands_refused,
+                "commands_empty": self.commands_empty,
                 "command_ids_not_persisted": self.verifier.replay.persist_errors}
 
     def summary(self) -> str:
@@ -151,12 +155,18 @@ class MqttBridge(Component):
 
     # -- broker -> bus ------------------------------------------------------------------
     def on_command(self, action: str, payload: bytes) -> None:
-        """Verify one command; refuse it with a reply, or hand it to its owner."""
+        """Verify one command; refuse it with a reply (logged at a bounded rate), or hand
+        it to its owner. An empty payload is how a retained command is cleared: ignored,
+        no reply."""
+        if not payload:
+            self.commands_empty += 1
+            return
         verdict = self.verifier.verify(action, payload)
         if not verdict.ok:
             self.commands_refused += 1
-            log.warning("mqtt: refused command id=%r action=%r: %s", verdict.id,
-                        verdict.action, verdict.reason)
+            self.refusal_log.refused(
+                f"mqtt: refused command id={verdict.id!r} action={verdict.action!r}: "
+                f"{verdict.reason}", short_reason(verdict.reason))
             self._send_reply(verdict.id, verdict.action, False, verdict.reason, {})
             return
         self.commands_accepted += 1

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 from mqtt_helpers import BridgeNode, node_config, validate
 
 from firmware.devtools.broker import LocalBroker, free_port
 from firmware.events import ObjectEvent, OutputChanged, PanicEvent, Snapshot, StorageEvent
 
 ROOT = "ronda/v1/rw05"
+HA_SCHEMA = Path(__file__).with_name("ha_discovery.schema.json")
 # A broker that keeps the test subscriber's session (and its queued QoS 1 messages) over
 # its own restart. `user root`: run as root, Mosquitto otherwise drops to the `mosquitto`
 # user, which cannot write its persistence file into the 0700 temporary directory.
@@ -139,9 +142,14 @@ def test_homeassistant_discovery(broker: LocalBroker, recorder_factory: Any,
     assert set(configs) == {f"homeassistant/{c}/rw05/{o}/config" for c, o in [
         ("binary_sensor", "status"), ("binary_sensor", "panic"), ("binary_sensor", "person"),
         ("sensor", "storage"), ("sensor", "temperature")]}
-    for conf in configs.values():
+    ha_schema = jsonschema.Draft202012Validator(json.loads(HA_SCHEMA.read_text()))
+    for topic, conf in configs.items():
         assert conf["unique_id"].startswith("ronda_rw05_")
         assert "command_topic" not in conf  # read-only
+        ha_schema.validate(conf)  # current format: default_entity_id, no object_id
+        component = topic.split("/")[1]
+        assert conf["default_entity_id"].startswith(f"{component}.ronda_rw05_")
+        assert re.fullmatch(r"homeassistant/\w+/[\w-]+/[\w-]+/config", topic)
     assert configs["homeassistant/binary_sensor/rw05/panic/config"]["availability_topic"] == \
         f"{ROOT}/status"
 

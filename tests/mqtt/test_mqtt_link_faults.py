@@ -103,3 +103,47 @@ def test_refused_event_kept_and_sent_again(tmp_path: Path) -> None:
             thread.join(10)
             sub.loop_stop()
             box.close()
+
+
+def test_every_refused_publish_is_counted_per_kind_and_logged_once(
+        tmp_path: Path, caplog: Any) -> None:
+    """An ACL that lets only status and events through: discovery, health, outputs and
+    camera snapshots are refused (MQTT 5 PUBACK 0x87). Each kind is counted in health and
+    logged once with the broker's reason; events still flow."""
+    import json
+    import logging
+    import time
+
+    from mqtt_helpers import BridgeNode, node_config, validate
+
+    from firmware.events import OutputChanged, PanicEvent, Snapshot
+
+    caplog.set_level(logging.ERROR, logger="mqtt.link")
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite ronda/v1/rw05/status\ntopic readwrite ronda/v1/rw05/events\n"
+                   "topic read ronda/v1/rw05/cmd/#\ntopic read homeassistant/status\n")
+    with LocalBroker(extra_config=f"acl_file {acl}") as broker:
+        cfg = node_config(tmp_path, [broker.url], homeassistant=True, health_interval_s=1)
+        with BridgeNode(cfg) as node:
+            deadline = time.monotonic() + 10
+            while not node.bridge.link.connected and time.monotonic() < deadline:
+                time.sleep(0.05)
+            node.bus.publish(Snapshot(camera="gate", jpeg=b"\xff\xd8"))
+            node.bus.publish(OutputChanged(name="siren", state="on", cause="test"))
+            node.bus.publish(PanicEvent(alarm_id="a", kind="panic", phase="raised", source="t"))
+            want = {"discovery", "health", "camera_snapshot", "outputs"}
+            while (not want <= set(node.bridge.link.refused)
+                   or node.bridge.link.refused.get("health", 0) < 2
+                   or node.bridge.outbox.depth()) and time.monotonic() < deadline + 10:
+                time.sleep(0.05)
+            doc = node.bridge.health_document()
+    refused = doc["mqtt"]["refused"]
+    assert refused["discovery"] == 5 and refused["camera_snapshot"] == 1
+    assert refused["outputs"] == 1 and refused["health"] >= 2
+    assert "events" not in refused and doc["outbox"]["depth"] == 0, "events still delivered"
+    assert "Not authorized" in doc["mqtt"]["last_error"]
+    lines = [r.getMessage() for r in caplog.records if "broker refused a publish" in r.getMessage()]
+    kinds = [line.split("publish to ")[1].split(":")[0] for line in lines]
+    assert sorted(kinds) == sorted(want), "one line per kind"
+    assert all("Not authorized (0x87)" in line for line in lines)
+    validate("health", json.loads(json.dumps(doc)))  # as published

@@ -54,3 +54,26 @@ def test_missing_and_odd_parts() -> None:
         assert doc["node"] == "rw05"
         validate("health", json.loads(encode(doc)))
         assert doc["cameras"] == {} and doc["storage"] is None and doc["cpu_percent"] is None
+
+
+def test_discovery_configs_hold_to_home_assistants_options() -> None:
+    """Every entity against the hand-written schema of Home Assistant's documented options
+    (tests/mqtt/ha_discovery.schema.json); a node id with `-` gives a valid entity id."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from mqtt.discovery import discovery_messages
+    from mqtt.topics import Topics
+
+    schema = json.loads(Path(__file__).with_name("ha_discovery.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    check = jsonschema.Draft202012Validator(schema)
+    messages = discovery_messages(Topics("ronda/v1", "mgl-rw05"), version="1.2")
+    for _topic, conf in messages:
+        check.validate(conf)
+    ids = {conf["default_entity_id"] for _, conf in messages}
+    assert "binary_sensor.ronda_mgl_rw05_panic" in ids
+    bad = dict(messages[0][1], object_id="ronda_mgl_rw05_status")
+    assert not check.is_valid(bad), "the deprecated object_id is refused"
