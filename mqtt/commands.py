@@ -385,3 +385,23 @@ class CommandVerifier:
             except InvalidSignature:
                 continue
         return None
+
+
+def loggable_args(args: dict[str, Any]) -> dict[str, Any]:
+    """`args` fit for a log line: a URL's query (a presigned upload URL's signature) and any
+    user:password in it are cut, since journald keeps what it is given.
+
+    >>> loggable_args({"camera": "gate", "upload_url": "https://s3.example/b/k?X-Amz-Signature=ab"})
+    {'camera': 'gate', 'upload_url': 'https://s3.example/b/k?…'}
+    >>> loggable_args({"upload_url": "https://u:p@host/x"})
+    {'upload_url': 'https://***@host/x'}
+    """
+    shown = dict(args)
+    for key, value in args.items():
+        if key.endswith("_url") and isinstance(value, str):
+            base, query, _ = value.partition("?")
+            scheme, sep, rest = base.partition("://")
+            if sep and "@" in rest.split("/", 1)[0]:
+                base = f"{scheme}://***@{rest.split('@', 1)[1]}"
+            shown[key] = base + ("?…" if query else "")
+    return shown

@@ -25,7 +25,14 @@ from firmware.component import Component
 from firmware.config import Config, read_secret
 from firmware.events import Command, Event, OutputChanged, Snapshot
 from firmware.wiring import Context
-from mqtt.commands import CommandVerifier, RefusalLog, ReplayGuard, Verdict, short_reason
+from mqtt.commands import (
+    CommandVerifier,
+    RefusalLog,
+    ReplayGuard,
+    Verdict,
+    loggable_args,
+    short_reason,
+)
 from mqtt.discovery import discovery_messages
 from mqtt.link import Link, encode
 from mqtt.outbox import Outbox, OutboxWriter
@@ -171,7 +178,7 @@ class MqttBridge(Component):
             return
         self.commands_accepted += 1
         log.info("mqtt: command %s %s %s (key %s)", verdict.id, verdict.action,
-                 json.dumps(verdict.args), verdict.key_id)
+                 json.dumps(loggable_args(verdict.args), ensure_ascii=False), verdict.key_id)
         reply = self._reply_once(verdict)
         if verdict.action == "ping":
             reply(True, "pong", {"version": __version__, "node_ts": time.time(),
