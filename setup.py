@@ -13,9 +13,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(
-        include=["firmware*", "drivers*", "recorder*", "inference*", "mqtt*", "support*"]
+        include=["firmware*", "drivers*", "recorder*", "inference*", "mqtt*", "support*", "web*"]
     ),
-    package_data={"mqtt": ["schemas/*.json"], "firmware": ["data/*"]},
+    package_data={"mqtt": ["schemas/*.json"], "firmware": ["data/*"], "web": ["static/*"]},
     install_requires=[
         "pydantic>=2.5,<3",
         "tomli>=2; python_version<'3.11'",
@@ -39,6 +39,8 @@ setup(
             "tflite-runtime==2.14.0; python_version<'3.12'",
             "opencv-python-headless>=4.8,<4.12",
         ],
+        # The node's web page (docs/web.md).
+        "web": ["starlette>=0.37", "uvicorn>=0.29", "wsproto>=1.2", "argon2-cffi>=23.1"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -46,6 +48,9 @@ setup(
             "ruff>=0.6",
             "jsonschema>=4.20",
             "scikit-image>=0.22",
+            "selenium>=4.15",  # web tests drive Debian's chromium through chromium-driver
+            # the web extra, so that `make test` runs the web tests
+            "starlette>=0.37", "uvicorn>=0.29", "wsproto>=1.2", "argon2-cffi>=23.1",
         ],
     },
     entry_points={"console_scripts": ["ronda=firmware.cli:main"]},

@@ -26,6 +26,7 @@ from firmware.provision.settings import ProvisionSettings
 from inference.settings import DetectSettings
 from mqtt.settings import MqttSettings
 from recorder.settings import RecorderSettings
+from web.settings import WebSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,6 +65,7 @@ class Config(BaseModel):
     gpio: GpioSettings = Field(default_factory=GpioSettings)
     alarm: AlarmSettings = Field(default_factory=AlarmSettings)
     provision: ProvisionSettings = Field(default_factory=ProvisionSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("cameras")
     @classmethod

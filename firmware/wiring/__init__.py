@@ -30,6 +30,7 @@ AREAS: dict[str, Callable[[Config], bool]] = {
     "detect": lambda config: config.detect.enabled,
     "alarm": lambda config: True,
     "mqtt": lambda config: config.mqtt.enabled,
+    "web": lambda config: config.web.enabled,
 }
 
 

@@ -20,7 +20,8 @@ ALLOWED = {
     "recorder": {"recorder", "drivers", "support"},
     "inference": {"inference", "drivers", "support"},
     "mqtt": {"mqtt", "support"},
-    "firmware": {"firmware", "drivers", "recorder", "inference", "mqtt", "support"},
+    "web": {"web", "recorder", "drivers", "support"},
+    "firmware": {"firmware", "drivers", "recorder", "inference", "mqtt", "support", "web"},
 }
 
 
