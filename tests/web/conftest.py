@@ -20,6 +20,7 @@ import pytest
 from drivers.process import spawn, terminate
 from firmware.devtools.broker import free_port
 from firmware.devtools.rtsp_camera import RtspTestCamera
+from web.users import FILENAME, UserStore
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {"vera": ("viewer", "lihat-saja-1"), "ops": ("operator", "operator-kuat-2"),
@@ -69,6 +70,26 @@ host = "127.0.0.1"
 port = {port}
 max_viewers = 6
 """
+
+
+def cli(capsys: pytest.CaptureFixture, *args: str, stdin: str = "") -> tuple[int, str, str]:
+    """`ronda ARGS` in this process (the subprocess start costs seconds on a busy machine):
+    (exit code, stdout, stderr)."""
+    import io
+
+    from firmware.cli import main
+
+    capsys.readouterr()
+    old = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.stdin = old
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def ronda(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
@@ -138,10 +159,13 @@ class WebNode:
         self.base = f"https://127.0.0.1:{self.port}"
         self.config = workdir / "ronda.toml"
         self.config.write_text(node_config(workdir, self.camera.url, self.port))
+        done = ronda("users", "add", "ops", "--role", "operator", "--password-stdin",
+                     "--config", str(self.config), stdin=PASSWORDS["ops"][1] + "\n")
+        assert done.returncode == 0, done.stderr
+        users = UserStore(workdir / "state" / FILENAME)  # the others straight in the file
         for name, (role, password) in PASSWORDS.items():
-            done = ronda("users", "add", name, "--role", role, "--password-stdin",
-                         "--config", str(self.config), stdin=password + "\n")
-            assert done.returncode == 0, done.stderr
+            if name != "ops":
+                users.add(name, role, password)
         self.log = workdir / "node.log"
         self.proc = spawn([sys.executable, "-m", "firmware", "run", "--config",
                            str(self.config)], cwd=ROOT, stdout=self.log.open("wb"),

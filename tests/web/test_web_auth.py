@@ -7,7 +7,7 @@ import re
 import socket
 import ssl
 
-from conftest import INSECURE, Client, ronda
+from conftest import INSECURE, Client, cli
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from web.app import Web
@@ -136,48 +136,50 @@ def test_wrong_passwords_are_slowed_down_per_address(node) -> None:
     assert statuses[:5] == [401] * 5 and 429 in statuses[5:], statuses
     # even the right password waits now: the address is throttled, not the name
     assert client.login("ops") == 429
-    assert node.client is not None
 
 
-def test_users_cli_add_list_remove_and_no_default_user(node, tmp_path) -> None:
+def test_users_cli_add_list_remove_and_no_default_user(tmp_path, capsys) -> None:
     config = tmp_path / "ronda.toml"
     config.write_text(f'[node]\nid = "cli"\ndata_dir = "{tmp_path / "state"}"\n')
-    listed = ronda("users", "list", "--config", str(config))
-    assert listed.returncode == 0 and "no users" in listed.stdout
-    made = ronda("users", "add", "sari", "--role", "operator", "--generate",
-                 "--config", str(config))
-    assert made.returncode == 0, made.stderr
-    password = re.search(r"password: (\S+)", made.stdout).group(1)
+    c = ("--config", str(config))
+    code, out, _ = cli(capsys, "users", "list", *c)
+    assert code == 0 and "no users" in out
+    code, out, err = cli(capsys, "users", "add", "sari", "--role", "operator", "--generate", *c)
+    assert code == 0, err
+    password = re.search(r"password: (\S+)", out).group(1)
     assert len(password) >= 16
-    stored = (tmp_path / "state" / "web-users.json").read_text()
-    assert "$argon2id$" in stored and password not in stored
-    assert oct((tmp_path / "state" / "web-users.json").stat().st_mode & 0o777) == "0o600"
-    again = ronda("users", "add", "sari", "--role", "viewer", "--generate", "--config", str(config))
-    assert again.returncode == 1 and "exists" in again.stderr
-    bad = ronda("users", "add", "../x", "--role", "viewer", "--generate", "--config", str(config))
-    assert bad.returncode == 1 and "name" in bad.stderr
-    short = ronda("users", "add", "budi", "--role", "viewer", "--password-stdin",
-                  "--config", str(config), stdin="short\n")
-    assert short.returncode == 1 and "too short" in short.stderr
-    assert "sari" in ronda("users", "list", "--config", str(config)).stdout
-    assert ronda("users", "remove", "sari", "--config", str(config)).returncode == 0
-    assert ronda("users", "remove", "sari", "--config", str(config)).returncode == 1
-    assert ronda("users", "list", "--config", str(tmp_path / "nope.toml")).returncode == 78
+    path = tmp_path / "state" / "web-users.json"
+    assert "$argon2id$" in path.read_text() and password not in path.read_text()
+    assert path.stat().st_mode & 0o777 == 0o600
+    code, _, err = cli(capsys, "users", "add", "sari", "--role", "viewer", "--generate", *c)
+    assert code == 1 and "exists" in err
+    code, _, err = cli(capsys, "users", "add", "../x", "--role", "viewer", "--generate", *c)
+    assert code == 1 and "name" in err
+    code, _, err = cli(capsys, "users", "add", "budi", "--role", "viewer", "--password-stdin",
+                       *c, stdin="short\n")
+    assert code == 1 and "too short" in err
+    code, _, _ = cli(capsys, "users", "add", "budi", "--role", "boss", "--generate", *c)
+    assert code == 2  # argparse: not a role
+    assert "sari" in cli(capsys, "users", "list", *c)[1]
+    assert cli(capsys, "users", "remove", "sari", *c)[0] == 0
+    assert cli(capsys, "users", "remove", "sari", *c)[0] == 1
+    assert cli(capsys, "users", "list", "--config", str(tmp_path / "nope.toml"))[0] == 78
 
 
-def test_removing_a_user_ends_their_session_and_the_login_page_needs_no_session(node) -> None:
+def test_removing_a_user_ends_their_session_and_the_login_page_needs_no_session(
+        node, capsys) -> None:
     client = Client(node.base)
     status, _, page = client.request("GET", "/login", headers={"Accept-Language": "id-ID,id"})
     assert status == 200 and b"Kata sandi" in page
     status, _, page = client.request("GET", "/login", headers={"Accept-Language": "en-GB"})
     assert b"Password" in page
-    temp = ronda("users", "add", "tamu", "--role", "viewer", "--password-stdin",
-                 "--config", str(node.config), stdin="tamu-sementara\n")
-    assert temp.returncode == 0
+    c = ("--config", str(node.config))
+    assert cli(capsys, "users", "add", "tamu", "--role", "viewer", "--password-stdin", *c,
+               stdin="tamu-sementara\n")[0] == 0
     guest = node.client()
     assert guest.login("tamu", "tamu-sementara") == 303
     assert guest.json("GET", "/api/me")[0] == 200
-    assert ronda("users", "remove", "tamu", "--config", str(node.config)).returncode == 0
+    assert cli(capsys, "users", "remove", "tamu", *c)[0] == 0
     assert guest.json("GET", "/api/me")[0] == 401
 
 
