@@ -269,7 +269,8 @@ def test_viewer_cannot_sound_the_siren(browser, node, shots):
     js(browser, "return fetch('/logout', {method: 'POST', headers: {'X-CSRF-Token': ME.csrf}})")
     login(browser, node, "vera")
     browser.get(node.base + "/#alarm")
-    wait_for(lambda: js(browser, "return typeof ME !== 'undefined' && ME && ME.role") == "viewer", 20, "viewer page")
+    wait_for(lambda: js(browser, "return typeof ME !== 'undefined' && ME && ME.role")
+             == "viewer", 20, "viewer page")
     assert js(browser, "return document.querySelector('.operator-only').hidden") is True
     # and the server refuses even when the page is bypassed
     result = browser.execute_async_script("""const done = arguments[arguments.length - 1];
