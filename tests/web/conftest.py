@@ -108,10 +108,10 @@ class Client:
             urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect())
         self.csrf = ""
 
-    def request(self, method: str, path: str, body: bytes | dict | None = None,
+    def request(self, method: str, path: str, body: bytes | dict | list | None = None,
                 headers: dict | None = None, csrf: bool = True) -> tuple[int, dict, bytes]:
         headers = {"Origin": self.base, **(headers or {})}
-        if isinstance(body, dict):
+        if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             headers.setdefault("Content-Type", "application/json")
         if csrf and self.csrf:
