@@ -114,7 +114,7 @@ def test_a_flood_of_live_viewers_meets_the_limit_and_the_node_keeps_recording(no
         assert fragment[4:8] == b"moof"
         # the recorder is not disturbed: segments keep closing
         wait_for(lambda: len(node.segments()) >= before + 2, 20, "new segments")
-        status, body = node.client("vera").json("GET", "/api/overview")
+        body = node.client("vera").json("GET", "/api/overview")[1]
         assert body["viewers"] == 6 and body["cameras"][0]["state"] == "online"
     finally:
         for ws in sockets:
