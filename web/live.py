@@ -2,10 +2,12 @@
 to every viewer of that camera.
 
 ffmpeg remuxes the camera's H.264 (``-c copy``: no decoding, no encoding) into fMP4 with
-a fragment at each keyframe. The relay cuts its output into top-level boxes: ``ftyp`` +
-``moov`` is the init segment every viewer gets first; each ``moof`` + ``mdat`` pair is a
-fragment that starts with a keyframe, so a viewer may join at any fragment. The browser
-appends them to a Media Source Extensions buffer.
+a fragment at each keyframe and at least every `FRAGMENT_S` (short fragments: a frame
+leaves the node within that time instead of waiting for the next keyframe). The relay
+cuts its output into top-level boxes: ``ftyp`` + ``moov`` is the init segment every
+viewer gets first; each ``moof`` + ``mdat`` pair is a fragment. A viewer joining mid-way
+gets the fragments since the last keyframe (the relay keeps them), so its picture starts
+at once; the browser appends everything to a Media Source Extensions buffer.
 
 A relay starts with its first viewer and stops `linger_s` after its last one leaves. A
 camera whose stream is not H.264 (H.265: no browser plays it in MSE reliably) is
@@ -31,14 +33,56 @@ from support.backoff import Backoff
 log = logging.getLogger(__name__)
 
 FMP4 = "frag_keyframe+empty_moov+default_base_moof"
+FRAGMENT_S = 0.2
+MAX_GOP_FRAGMENTS = 200  # a camera with a very long GOP: do not keep more than this
 
 
 def live_args(source: StreamInput) -> list[str]:
-    """ffmpeg: `source` stream-copied to fragmented MP4 on stdout."""
-    stream = ffmpeg.input(source.url, **source.options).output(
-        "pipe:1", map="0:v:0", c="copy", an=None, f="mp4", movflags=FMP4)
+    """ffmpeg: `source` stream-copied to fragmented MP4 on stdout. A short probe: the
+    codec parameters come with the stream (SDP / SPS), and probing delays the first frame."""
+    options = {"probesize": 100_000, "analyzeduration": 500_000, **source.options}
+    stream = ffmpeg.input(source.url, **options).output(
+        "pipe:1", map="0:v:0", c="copy", an=None, f="mp4", movflags=FMP4,
+        frag_duration=int(FRAGMENT_S * 1e6))
     return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
             "-fflags", "nobuffer", "-flags", "low_delay", *stream.get_args()]
+
+
+def _children(data: bytes, start: int, end: int):
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start:start + 8])
+        if size < 8:
+            return
+        yield kind, start + 8, min(start + size, end)
+        start += size
+
+
+def starts_with_keyframe(moof: bytes) -> bool:
+    """Whether a fragment's first sample is a sync sample (from its ``trun``/``tfhd``
+    sample flags; True when the flags are not there to say)."""
+    for kind, a, b in _children(moof, 8, len(moof)):
+        if kind != b"traf":
+            continue
+        default = None
+        for sub, c, d in _children(moof, a, b):
+            flags = int.from_bytes(moof[c + 1:c + 4], "big")
+            if sub == b"tfhd" and flags & 0x20:
+                at = c + 8 + (8 if flags & 0x1 else 0) + sum(
+                    4 for bit in (0x2, 0x8, 0x10) if flags & bit)
+                default = int.from_bytes(moof[at:at + 4], "big")
+            elif sub == b"trun":
+                at = c + 8 + (4 if flags & 0x1 else 0)
+                if flags & 0x4:
+                    first = int.from_bytes(moof[at:at + 4], "big")
+                elif flags & 0x400:
+                    at += sum(4 for bit in (0x100, 0x200) if flags & bit)
+                    first = int.from_bytes(moof[at:at + 4], "big")
+                elif default is not None:
+                    first = default
+                else:
+                    return True
+                return not (first >> 16) & 1  # sample_is_non_sync_sample
+    return True
 
 
 def read_box(stream, limit: int = 64 * 2**20) -> tuple[bytes, bytes] | None:
@@ -99,6 +143,8 @@ class Relay:
         self.codec: tuple[str, str] | None = None
         self.error = ""
         self.fragments = 0
+        self.started_wall = 0.0  # when ffmpeg was started: stream time 0 is a little later
+        self._gop: list[bytes] = []  # fragments since the last keyframe, for new viewers
         self._viewers: dict[int, Deliver] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -137,8 +183,11 @@ class Relay:
         if family != "h264":
             deliver({"type": "unsupported", "codec": family})
             return
-        deliver({"type": "init", "mime": f'video/mp4; codecs="{codec}"'})
+        deliver({"type": "init", "mime": f'video/mp4; codecs="{codec}"',
+                 "t0": self.started_wall})
         deliver(self.init)
+        for fragment in self._gop:
+            deliver(fragment)
 
     def _broadcast(self, data: object) -> None:
         with self._lock:
@@ -169,6 +218,7 @@ class Relay:
             self._stop.wait(backoff.next_delay() if self._viewers else 0.5)
 
     def _pump(self, source: StreamInput) -> None:
+        self.started_wall = time.time()
         proc = spawn(live_args(source), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._proc = proc
         head: list[bytes] = []
@@ -184,6 +234,7 @@ class Relay:
                     head.append(data)
                     if kind == b"moov":
                         with self._lock:
+                            self._gop = []
                             self.init, self.codec = b"".join(head), codec_of(data)
                             for deliver in self._viewers.values():
                                 self._hello(deliver)
@@ -193,7 +244,15 @@ class Relay:
                 elif kind == b"mdat" and pending:
                     self.fragments += 1
                     if self.codec and self.codec[0] == "h264":
-                        self._broadcast(pending + data)
+                        fragment = pending + data
+                        with self._lock:
+                            if starts_with_keyframe(pending) or \
+                                    len(self._gop) >= MAX_GOP_FRAGMENTS:
+                                self._gop = []
+                            self._gop.append(fragment)
+                            viewers = list(self._viewers.values())
+                        for deliver in viewers:
+                            deliver(fragment)
                     pending = b""
                 with self._lock:
                     if not self._viewers and self._idle_since is not None \
@@ -207,7 +266,7 @@ class Relay:
                 self.error = self.error or f"ffmpeg exited ({proc.returncode})"
             self._proc = None
             with self._lock:
-                self.init = None
+                self.init, self._gop = None, []
 
     def close(self) -> None:
         self._stop.set()

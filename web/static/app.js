@@ -118,6 +118,7 @@ function startLive(cam) {
         pump();
       }, { once: true });
       $("live-state").textContent = m.mime;
+      st.t0 = m.t0;  // wall time the relay started: live delay = now - t0 - currentTime
     } else if (m.type === "unsupported") {
       snapshots(cam, T("h265_note"));
     } else if (m.type === "full") {
