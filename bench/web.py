@@ -48,11 +48,13 @@ PASSWORD = "bench-password-1"
 
 VIEWER_SCRIPT = r"""
 import json, ssl, sys, threading, time, websocket
-url, cookie, origin, n, seconds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+url, cookie, origin = sys.argv[1:4]
+n, seconds = int(sys.argv[4]), float(sys.argv[5])
 firsts, counts = [], [0] * n
 def watch(i):
     t0 = time.monotonic()
-    ws = websocket.create_connection(url, sslopt={"cert_reqs": ssl.CERT_NONE}, cookie=cookie, origin=origin)
+    ws = websocket.create_connection(url, sslopt={"cert_reqs": ssl.CERT_NONE},
+                                     cookie=cookie, origin=origin)
     first = None
     end = time.monotonic() + seconds
     while time.monotonic() < end:

@@ -64,7 +64,7 @@ def starts_with_keyframe(moof: bytes) -> bool:
         if kind != b"traf":
             continue
         default = None
-        for sub, c, d in _children(moof, a, b):
+        for sub, c, _end in _children(moof, a, b):
             flags = int.from_bytes(moof[c + 1:c + 4], "big")
             if sub == b"tfhd" and flags & 0x20:
                 at = c + 8 + (8 if flags & 0x1 else 0) + sum(
