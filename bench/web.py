@@ -260,16 +260,29 @@ def main() -> int:
             idle = presses.run(PRESSES)
             emit("panic_to_siren_p50_no_viewers_ms", pct(idle, 0.5) * 1e3, "ms")
             emit("panic_to_siren_p99_no_viewers_ms", pct(idle, 0.99) * 1e3, "ms")
-            viewers = subprocess.Popen(
-                [sys.executable, "-c", VIEWER_SCRIPT, base.replace("https", "wss")
-                 + "/api/cameras/gang/live", login_cookie(base), base, str(VIEWERS),
-                 str(WINDOW_S * 2 + 25)], stdout=subprocess.PIPE, text=True)
+            cookie = login_cookie(base)
+            url = base.replace("https", "wss") + "/api/cameras/gang/live"
+
+            def watchers(n: int, seconds: float) -> subprocess.Popen:
+                return subprocess.Popen([sys.executable, "-c", VIEWER_SCRIPT, url, cookie, base,
+                                         str(n), str(seconds)], stdout=subprocess.PIPE, text=True)
+
+            one = watchers(1, WINDOW_S + 8)
+            time.sleep(5)
+            one_cpu = cpu_window(me, skip | {one.pid})
+            one.communicate(timeout=60)
+            emit("node_cpu_1_viewer", one_cpu / WINDOW_S * 100, "% core",
+                 "the relay's ffmpeg (stream copy) and one WebSocket")
+            time.sleep(12)  # the relay lingers 10 s: the next phase starts it again
+            viewers = watchers(VIEWERS, WINDOW_S * 2 + 25)
             time.sleep(5)
             busy_cpu = cpu_window(me, skip | {viewers.pid})
             per_viewer = (busy_cpu - idle_cpu) / VIEWERS / WINDOW_S * 100
             emit("node_cpu_5_viewers", busy_cpu / WINDOW_S * 100, "% core",
                  "one relay ffmpeg (stream copy) fanned out to 5 WebSockets")
             emit("cpu_per_viewer", per_viewer, "% core", "(5 viewers - none) / 5; goal < 2")
+            emit("cpu_each_further_viewer", (busy_cpu - one_cpu) / (VIEWERS - 1) / WINDOW_S
+                 * 100, "% core", "(5 viewers - 1 viewer) / 4: what one more phone costs")
             busy = presses.run(PRESSES)
             emit("panic_to_siren_p50_5_viewers_ms", pct(busy, 0.5) * 1e3, "ms")
             emit("panic_to_siren_p99_5_viewers_ms", pct(busy, 0.99) * 1e3, "ms",
