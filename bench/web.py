@@ -321,6 +321,8 @@ def main() -> int:
                  "same presses while 5 people watch live")
             out, _ = viewers.communicate(timeout=120)
             result: dict[str, Any] = json.loads(out)
+            emit("ws_mbit_per_viewer", statistics.mean(result["bytes"]) * 8 / 1e6
+                 / (WINDOW_S * 2 + 25), "Mbit/s", "what each viewer received (check)")
             emit("ws_first_fragment_s", statistics.median(result["firsts"]), "s",
                  "connect -> first video fragment (first viewer starts the relay)")
             emit("rss_mib", me.memory_info().rss / 2**20, "MiB", "the node process (Python)")

@@ -76,11 +76,12 @@ def cli(capsys: pytest.CaptureFixture, *args: str, stdin: str = "") -> tuple[int
     """`ronda ARGS` in this process (the subprocess start costs seconds on a busy machine):
     (exit code, stdout, stderr)."""
     import io
+    import logging
 
     from firmware.cli import main
 
     capsys.readouterr()
-    old = sys.stdin
+    old, handlers, level = sys.stdin, logging.root.handlers[:], logging.root.level
     sys.stdin = io.StringIO(stdin)
     try:
         code = main(list(args))
@@ -88,6 +89,8 @@ def cli(capsys: pytest.CaptureFixture, *args: str, stdin: str = "") -> tuple[int
         code = int(exc.code or 0)
     finally:
         sys.stdin = old
+        logging.root.handlers[:] = handlers  # main() logs to the captured stream: undo it
+        logging.root.setLevel(level)
     out = capsys.readouterr()
     return code, out.out, out.err
 

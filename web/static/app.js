@@ -175,7 +175,7 @@ function showHour(h) {
   const sel = el("div", { class: "sel" });
   sel.style.left = `${(h - Number($("day-bar").dataset.lo)) / 864}%`; sel.style.width = `${100 / 24}%`;
   $("day-bar").append(sel);
-  $("hour-scale").replaceChildren(...[0, 15, 30, 45, 60].map((m) => el("span", { text: `${pad(new Date((h + m * 60) * 1000).getHours() + (m === 60 ? 1 : 0))}:${pad(m % 60)}` })));
+  $("hour-scale").replaceChildren(...[0, 15, 30, 45, 60].map((m) => el("span", { text: `${pad(new Date((h + m * 60) * 1000).getHours())}:${pad(m % 60)}` })));
 }
 function barTime(bar, ev) {
   const r = bar.getBoundingClientRect();
