@@ -7,8 +7,8 @@ import re
 import socket
 import ssl
 
-from conftest import INSECURE, Client, cli
 from starlette.routing import Mount, Route, WebSocketRoute
+from web_kit import INSECURE, Client, cli
 
 from web.app import Web
 
@@ -94,6 +94,10 @@ def test_login_sets_a_locked_down_cookie_and_logout_ends_it(node) -> None:
     set_cookie = headers["set-cookie"].lower()
     for flag in ("httponly", "samesite=strict", "secure"):
         assert flag in set_cookie, set_cookie
+    _, page_headers, _ = client.request("GET", "/")
+    csp = page_headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp  # no CDN, no inline JS
+    assert page_headers["x-frame-options"] == "DENY"
     me_status, me = client.json("GET", "/api/me")
     assert me_status == 200 and me["role"] == "operator" and me["csrf"]
     client.csrf = me["csrf"]

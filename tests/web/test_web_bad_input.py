@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import websocket
-from conftest import Client, wait_for
+from web_kit import Client, wait_for
 
 from drivers.cameras.base import StreamInput
 from firmware.devtools.broker import free_port

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import Client, wait_for
+from web_kit import Client, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

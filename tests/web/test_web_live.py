@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from conftest import wait_for
+from web_kit import wait_for
 
 from drivers.cameras.base import StreamInput
 from drivers.process import spawn, terminate

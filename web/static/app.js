@@ -217,7 +217,8 @@ async function download() {
       prog.value = job.progress;
     }
     if (job.state !== "done") throw new Error(job.error);
-    prog.value = 1; state.textContent = job.name;
+    prog.value = 1;
+    state.textContent = job.name + job.gaps.map(([a, b]) => ` · ${T("gap")} ${hms(a)}–${hms(b)}`).join("");
     const a = $("dl-link"); a.href = job.file; a.download = job.name; a.textContent = job.name; a.hidden = false;
     a.click();
   } catch (e) { state.textContent = `${T("error")}: ${e.message}`; }
