@@ -73,7 +73,8 @@ def pick(accept_language: str | None) -> str:
                 q = float(params.strip()[2:])
             except ValueError:
                 q = 0.0
-        choices.append((-q, i, tag.strip().lower().split("-")[0]))
+        if q > 0:  # q=0: "not this one"
+            choices.append((-q, i, tag.strip().lower().split("-")[0]))
     for _, _, lang in sorted(choices):
         if lang in LANGS:
             return lang
