@@ -10,7 +10,8 @@ MODELS := .cache/models
 
 # Debian packages: ffmpeg and mosquitto are run for real by the node and its tests;
 # libsystemd-dev/pkg-config build systemd-python; libcap-dev builds picamera2's prctl;
-# GStreamer's RTSP server (through Debian's python3-gi) serves the test camera (-bad: h265parse).
+# GStreamer's RTSP server (through Debian's python3-gi) serves the test camera (-bad: h265parse);
+# chromium + chromium-driver: the web page's and the console's tests drive a real headless browser.
 APT_PACKAGES := ffmpeg mosquitto mosquitto-clients libsystemd-dev pkg-config libcap-dev \
 	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly systemd e2fsprogs dosfstools \

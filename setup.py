@@ -14,10 +14,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(
         include=["firmware*", "drivers*", "recorder*", "inference*", "mqtt*", "support*",
-                 "central*", "uplink*"]
+                 "central*", "uplink*", "web*"]
     ),
     package_data={"mqtt": ["schemas/*.json"], "firmware": ["data/*"],
-                  "central": ["static/*"]},
+                  "central": ["static/*"], "web": ["static/*"]},
     install_requires=[
         "pydantic>=2.5,<3",
         "tomli>=2; python_version<'3.11'",
@@ -51,6 +51,8 @@ setup(
             "psycopg[binary]>=3.1",
             "jsonschema>=4.20",
         ],
+        # The node's web page (docs/web.md).
+        "web": ["starlette>=0.37", "uvicorn>=0.29", "wsproto>=1.2", "argon2-cffi>=23.1"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -58,7 +60,9 @@ setup(
             "ruff>=0.6",
             "jsonschema>=4.20",
             "scikit-image>=0.22",
-            "selenium>=4.15",
+            "selenium>=4.15",  # browser tests drive Debian's chromium through chromium-driver
+            # the web extra, so that `make test` runs the web tests
+            "starlette>=0.37", "uvicorn>=0.29", "wsproto>=1.2", "argon2-cffi>=23.1",
         ],
     },
     entry_points={"console_scripts": ["ronda=firmware.cli:main",

@@ -28,6 +28,7 @@ from inference.settings import DetectSettings
 from mqtt.settings import MqttSettings
 from recorder.settings import RecorderSettings
 from uplink.settings import UplinkSettings
+from web.settings import WebSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,6 +83,7 @@ class Config(BaseModel):
     alarm: AlarmSettings = Field(default_factory=AlarmSettings)
     provision: ProvisionSettings = Field(default_factory=ProvisionSettings)
     uplink: UplinkSettings = Field(default_factory=UplinkSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("cameras")
     @classmethod

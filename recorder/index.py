@@ -241,6 +241,10 @@ class Index:
         row = self.db.execute(sql + ")", args).fetchone()
         return int(row[0] or 0)
 
+    def oldest_by_camera(self) -> dict[str, float]:
+        """The start of each camera's oldest segment (read-only query for the web page)."""
+        return dict(self.db.execute("SELECT camera, MIN(start) FROM segment GROUP BY camera"))
+
     def oldest_start(self) -> float | None:
         row = self.db.execute("SELECT MIN(start) FROM segment").fetchone()
         return row[0]

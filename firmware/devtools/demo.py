@@ -41,7 +41,8 @@ LIVE_AT_S = 55.0  # the Command Center asks for live video (when nginx-rtmp is i
 
 
 def node_config(workdir: Path, broker_url: str, camera_url: str, media_url: str | None = None,
-                command_keys: list[str] | None = None) -> dict[str, Any]:
+                command_keys: list[str] | None = None,
+                web_port: int | None = None) -> dict[str, Any]:
     """The config the demo node runs with: everything on loopback and in `workdir`."""
     cfg: dict[str, Any] = {
         "node": {"id": NODE_ID, "name": "Demo post", "data_dir": str(workdir / "state")},
@@ -53,6 +54,8 @@ def node_config(workdir: Path, broker_url: str, camera_url: str, media_url: str 
         "gpio": {"pin_factory": "mock", "panic": [{"pin": 17}], "siren": {"pin": 23},
                  "light": {"pin": 24}, "status_led": {"pin": 25}, "ack": {"pin": 27}},
     }
+    if web_port is not None:
+        cfg["web"] = {"enabled": True, "host": "127.0.0.1", "port": web_port}
     if MODEL.is_file():
         cfg["detect"] = {"enabled": True, "model": str(MODEL), "fps": 5}
     if media_url:
@@ -102,8 +105,14 @@ class Demo:
                 media = LocalNginx(self.workdir / "media").start()
                 say(f"[bold]media[/]    nginx-rtmp at {media.rtmp_url('')} "
                     f"(recorded in {media.dir / 'rec'})")
-            config_path = self._write_config(broker.url, camera.url, media)
+            web_port = self._web_port()
+            config_path = self._write_config(broker.url, camera.url, media, web_port)
             say(f"[bold]node[/]     ronda run --config {config_path}  (id {NODE_ID})")
+            if web_port is not None:
+                password = self._web_user()
+                say(f"[bold]web[/]      https://127.0.0.1:{web_port}/  log in as [bold]demo[/] "
+                    f"with password [bold]{password}[/] (operator; shown once)")
+                say("          the node's certificate is self-signed: accept the warning")
             say(f"[bold]data[/]     {self.workdir}")
             say("watching everything the node publishes; Ctrl-C stops the demo\n")
             client = self._subscribe(broker.port)
@@ -151,12 +160,13 @@ class Demo:
         return RtspTestCamera(path="gang", size=(960, 540), seconds=20.0).start()
 
     def _write_config(self, broker_url: str, camera_url: str,
-                      media: LocalNginx | None) -> Path:
+                      media: LocalNginx | None, web_port: int | None) -> Path:
         path = self.workdir / "ronda.toml"
         media_url = f"rtmp://127.0.0.1:{media.rtmp_port}/live/{{node}}-{{camera}}" \
             if media is not None else None
         path.write_text(tomli_w.dumps(node_config(self.workdir, broker_url, camera_url,
-                                                  media_url, [self.operator_public])))
+                                                  media_url, [self.operator_public],
+                                                  web_port)))
         return path
 
     def _live_step(self, left: int, client: Any, media: Any) -> None:
@@ -176,6 +186,27 @@ class Demo:
         what = probe.stdout.strip() or probe.stderr.strip()[-120:] or "nothing yet"
         say(f"[bold yellow]demo: the media server received: {what} "
             f"({rec.stat().st_size // 1024 if rec.exists() else 0} kB so far)[/]")
+
+    @staticmethod
+    def _web_port() -> int | None:
+        """A free port for the web page, or None without the `web` extra."""
+        try:
+            import starlette  # noqa: F401
+            import uvicorn  # noqa: F401
+        except ImportError:
+            return None
+        from firmware.devtools.broker import free_port
+
+        return free_port()
+
+    def _web_user(self) -> str:
+        """The demo's operator, with a password made now (there is no default one)."""
+        from web.users import FILENAME, UserStore, generate_password
+
+        password = generate_password()
+        UserStore(self.workdir / "state" / FILENAME).add("demo", "operator", password,
+                                                          replace=True)
+        return password
 
     def _subscribe(self, port: int) -> mqtt.Client:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ronda-demo-viewer")

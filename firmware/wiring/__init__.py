@@ -35,6 +35,7 @@ AREAS: dict[str, Callable[[Config], bool]] = {
     "alarm": lambda config: True,
     "mqtt": lambda config: config.mqtt.enabled,
     "uplink": lambda config: config.uplink.enabled,  # after mqtt: it publishes live/<cam>
+    "web": lambda config: config.web.enabled,
 }
 
 

@@ -63,7 +63,7 @@ class Protector(Protocol):
 PROVIDERS = {
     "cameras": "cameras", "snapshot": "cameras", "recorder": "recorder",
     "armed": "alarm", "alarm": "alarm", "mqtt": "mqtt", "mqtt_connected": "mqtt",
-    "config_rejected": "daemon", "uplink": "uplink",
+    "config_rejected": "daemon", "uplink": "uplink", "web": "web",
 }
 
 
@@ -92,6 +92,7 @@ class Shared:
     mqtt_connected: Callable[[], bool] | None = None  # a probe that overrides mqtt.link
     config_rejected: str | None = None  # daemon: why ronda.toml was refused (safe mode)
     uplink: Any = None  # uplink: the `uplink.service.Uplink` (live pushes, fetch queue)
+    web: Any = None  # web: the page (`web.app.Web`): sessions, live relays
     # (consumer area, name) pairs asked for with `later`, checked by `unmet`
     _later: list[tuple[str, str]] = field(default_factory=list, repr=False)
 

@@ -22,7 +22,9 @@ ALLOWED = {
     "inference": {"inference", "drivers", "support"},
     "mqtt": {"mqtt", "support"},
     "uplink": {"uplink", "drivers", "support"},
-    "firmware": {"firmware", "drivers", "recorder", "inference", "mqtt", "uplink", "support"},
+    "web": {"web", "recorder", "drivers", "support"},
+    "firmware": {"firmware", "drivers", "recorder", "inference", "mqtt", "uplink", "support",
+                 "web"},
     "central": {"central", "mqtt", "support"},  # the Command Center service, never firmware
 }
 
