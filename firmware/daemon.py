@@ -34,12 +34,16 @@ class Daemon:
         self.bus = EventBus()
         self.state_dir = config.node.data_dir
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        if rejected is None:
-            save_last_good(config)
         self.context = Context(config, self.bus, self.health, self.state_dir)
         if rejected is not None:
             self.context.shared["config_rejected"] = rejected.reason
+            self.context.shared["gpio_candidates"] = rejected.gpio_candidates
         self.components = build_all(self.context) + list(extra)
+        if rejected is not None and rejected.gpio_candidates:
+            rejected.sources["gpio"] = self.context.shared.get("gpio_source",
+                                                               rejected.sources["gpio"])
+        if rejected is None and not self.context.shared.get("gpio_error"):
+            save_last_good(config)  # only pins that could be claimed
         self.supervisor = Supervisor(self.components)
 
     def health(self) -> dict[str, Any]:

@@ -218,3 +218,63 @@ def test_an_unusable_data_dir_does_not_stop_safe_mode(tmp_path, monkeypatch):
                    '[recorder]\nquota = "banyak"\n')
     cfg, _ = safe_config(bad, config.ConfigError(str(bad), [config.Problem("x", "y")]))
     assert cfg.node.data_dir == tmp_path / "state" and cfg.node.id == "rw05"
+
+
+def _rejected_with_unbuildable_gpio(tmp_path: Path) -> tuple[Path, Path]:
+    """A refused file whose [gpio] passes validation but cannot be claimed (`5` and
+    `"GPIO5"` are one pin), and a last good [gpio] (mock pins 7 and 8) in its data dir."""
+    state = tmp_path / "state"
+    state.mkdir()
+    save_last_good(config.parse({"node": {"id": "rw05", "data_dir": str(state)},
+                                 "gpio": {"pin_factory": "mock", "panic": [{"pin": 7}],
+                                          "siren": {"pin": 8}}}))
+    bad = tmp_path / "ronda.toml"
+    bad.write_text(f'[node]\nid = "rw05"\ndata_dir = "{state}"\n'
+                   '[gpio]\npin_factory = "mock"\npanic = [{ pin = 5 }]\n'
+                   'siren = { pin = "GPIO5" }\n[recorder]\nquota = "banyak"\n')
+    return bad, state
+
+
+def test_a_refused_files_gpio_that_cannot_be_claimed_falls_back_to_the_next(tmp_path):
+    from firmware.daemon import Daemon
+
+    bad, _ = _rejected_with_unbuildable_gpio(tmp_path)
+    try:
+        config.load(bad)
+    except config.ConfigError as exc:
+        cfg, why = safe_config(bad, exc)
+    assert why.sources["gpio"] == "the rejected file"  # valid on paper
+    daemon = Daemon(cfg, rejected=why)
+    alarm = next(c for c in daemon.components if c.name == "alarm")
+    try:
+        assert alarm.panel is not None, alarm.gpio_error
+        assert [b.spec.pin for b in alarm.panel.buttons] == [7]
+        assert alarm.panel.siren is not None and alarm.panel.siren.device.pin.info.name == "GPIO8"
+        assert daemon.health()["config_rejected"]["sources"]["gpio"] == "the last good config"
+    finally:
+        if alarm.panel is not None:
+            alarm.panel.close()
+
+
+def test_outputs_off_drives_the_pins_safe_mode_could_claim(tmp_path):
+    bad, _ = _rejected_with_unbuildable_gpio(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "firmware", "outputs-off", "-c", str(bad)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "siren (pin 8) off" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_gpio_that_cannot_be_claimed_is_never_saved_as_last_good(tmp_path):
+    from firmware.daemon import Daemon
+    from firmware.fallback import last_good_path
+
+    _, state = _rejected_with_unbuildable_gpio(tmp_path)
+    before = last_good_path(state).read_text()
+    broken = config.parse({"node": {"id": "rw05", "data_dir": str(state)},
+                           "gpio": {"pin_factory": "mock", "panic": [{"pin": 5}],
+                                    "siren": {"pin": "GPIO5"}}})
+    daemon = Daemon(broken)
+    alarm = next(c for c in daemon.components if c.name == "alarm")
+    assert alarm.panel is None and alarm.gpio_error
+    assert last_good_path(state).read_text() == before
