@@ -198,6 +198,10 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(source, [Problem("(file)", exc.strerror or str(exc))]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [Problem("(syntax)", f"not valid TOML: {exc}")]) from None
+    except UnicodeDecodeError as exc:  # e.g. saved by Notepad as "ANSI"
+        raise ConfigError(source, [Problem(
+            "(syntax)", f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                        f"{exc.start}): save the file as UTF-8")]) from None
     return parse(data, source)
 
 

@@ -74,7 +74,8 @@ class Rejection:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    with contextlib.suppress(OSError, config_mod.tomllib.TOMLDecodeError), \
+    # ValueError: not TOML (TOMLDecodeError), or not UTF-8 (UnicodeDecodeError)
+    with contextlib.suppress(OSError, ValueError), \
             open(path, "rb") as fh:
         return config_mod.tomllib.load(fh)
     return {}

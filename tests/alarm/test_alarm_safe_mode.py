@@ -278,3 +278,22 @@ def test_a_gpio_that_cannot_be_claimed_is_never_saved_as_last_good(tmp_path):
     alarm = next(c for c in daemon.components if c.name == "alarm")
     assert alarm.panel is None and alarm.gpio_error
     assert last_good_path(state).read_text() == before
+
+
+def test_a_file_not_in_utf8_is_a_config_error_and_safe_mode_runs(tmp_path):
+    """One Latin-1 'é' (Notepad's ANSI) must not crash `ronda run` into a restart loop
+    without a panic button: it is a named config error, and safe mode takes over."""
+    bad = tmp_path / "ronda.toml"
+    bad.write_bytes(b'[node]\nid = "rw05"\nname = "Pos Ronda Kemirirejo \xe9"\n')
+    with pytest.raises(config.ConfigError) as info:
+        config.load(bad)
+    assert info.value.problems[0].path == "(syntax)" and "UTF-8" in str(info.value.problems[0])
+    cfg, why = safe_config(bad, info.value)
+    assert why.sources["gpio"] == "the image's safe defaults" and cfg.gpio.siren.pin == 27
+    result = subprocess.run([sys.executable, "-m", "firmware", "outputs-off", "-c", str(bad)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT),
+                                 "RONDA_DATA_DIR": str(tmp_path / "state"),
+                                 "GPIOZERO_PIN_FACTORY": "mock"})
+    assert result.returncode == 0, result.stderr
+    assert "siren (pin 27) off" in result.stdout
