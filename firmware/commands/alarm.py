@@ -65,9 +65,9 @@ def outputs_off(args: argparse.Namespace) -> int:
     try:
         cfg = config.load(args.config)
     except config.ConfigError as exc:  # the pins safe mode drove: see firmware/fallback.py
-        from firmware.fallback import safe_config
+        from firmware.fallback import DEFAULT_DATA_DIR, boot_rejection, safe_config
 
-        cfg, why = safe_config(args.config, exc)
+        cfg, why = safe_config(args.config, exc, boot_rejection(DEFAULT_DATA_DIR))  # as `run`
         where, gpio = _safe_mode_pins(why.gpio_candidates)
         print(f"{why.reason}: using the safe-mode pins ({where})", file=sys.stderr)
     else:

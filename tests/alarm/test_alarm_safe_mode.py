@@ -297,3 +297,24 @@ def test_a_file_not_in_utf8_is_a_config_error_and_safe_mode_runs(tmp_path):
                                  "GPIOZERO_PIN_FACTORY": "mock"})
     assert result.returncode == 0, result.stderr
     assert "siren (pin 27) off" in result.stdout
+
+
+def test_outputs_off_on_a_fresh_image_drives_the_boot_files_siren(tmp_path):
+    """No installed config, the card refused: safe mode ran the card's siren (pin 6), so
+    ExecStopPost's outputs-off must drive that pin off, not the image's default one."""
+    from firmware.provision.firstboot import ProvisionError, firstboot
+
+    boot, root = tmp_path / "boot", tmp_path / "root"
+    boot.mkdir()
+    (boot / "ronda.toml").write_text(
+        '[node]\nid = "rw05"\n[gpio]\npin_factory = "mock"\npanic = [{ pin = 5 }]\n'
+        'siren = { pin = 6 }\n[recorder]\nquota = "banyak"\n')
+    with pytest.raises(ProvisionError):
+        firstboot(boot, root)
+    result = subprocess.run(
+        [sys.executable, "-m", "firmware", "outputs-off", "-c",
+         str(root / "etc/ronda/ronda.toml")], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT), "GPIOZERO_PIN_FACTORY": "mock",
+                         "RONDA_DATA_DIR": str(root / "var/lib/ronda")})
+    assert "siren (pin 6) off" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
