@@ -161,7 +161,7 @@ def safe_config(path: str | Path, error: ConfigError,
             rejection.gpio_candidates = valid  # type: ignore[assignment]
     mqtt = MqttSettings(enabled=False)
     rejection.sources["mqtt"] = "off"
-    if "node" in raw and isinstance(raw.get("mqtt"), dict):
+    if _valid(NodeSettings, raw.get("node")) is not None and isinstance(raw.get("mqtt"), dict):
         candidate = _valid(MqttSettings, raw["mqtt"])
         if isinstance(candidate, MqttSettings) and candidate.enabled:
             probe = Config(node=node, mqtt=candidate, cameras=[])

@@ -318,3 +318,15 @@ def test_outputs_off_on_a_fresh_image_drives_the_boot_files_siren(tmp_path):
                          "RONDA_DATA_DIR": str(root / "var/lib/ronda")})
     assert "siren (pin 6) off" in result.stdout, result.stdout + result.stderr
     assert result.returncode == 0, result.stderr
+
+
+def test_mqtt_stays_off_when_the_node_section_is_invalid(tmp_path):
+    """[mqtt] is fine but node.id is not: publishing under a made-up id (the hostname, the
+    same 'raspberrypi' on every fresh card) would speak for another post; MQTT stays off."""
+    bad = tmp_path / "ronda.toml"
+    bad.write_text(f'[node]\nid = "RW 05"\ndata_dir = "{tmp_path / "state"}"\n'
+                   '[mqtt]\nbrokers = ["mqtt://127.0.0.1:1883"]\n')
+    with pytest.raises(config.ConfigError) as info:
+        config.load(bad)
+    cfg, why = safe_config(bad, info.value)
+    assert why.sources["mqtt"] == "off" and not cfg.mqtt.enabled
