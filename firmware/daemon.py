@@ -33,8 +33,22 @@ class Daemon:
         self.started = time.time()
         self.bus = EventBus()
         self.state_dir = config.node.data_dir
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        unusable = ""
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # data_dir on a missing SSD: the panic button must still run
+            from firmware import fallback
+
+            unusable = (f"data_dir {self.state_dir} unusable ({exc.strerror or exc}); state "
+                        f"kept in {fallback.DEFAULT_DATA_DIR}")
+            log.error("%s", unusable)
+            self.state_dir = fallback.DEFAULT_DATA_DIR
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            config = self.config = config.model_copy(update={
+                "node": config.node.model_copy(update={"data_dir": self.state_dir})})
         self.context = Context(config, self.bus, self.health, self.state_dir)
+        if unusable:
+            self.context.faults["node"] = unusable
         if rejected is not None:
             self.context.shared["config_rejected"] = rejected.reason
             self.context.shared["gpio_candidates"] = rejected.gpio_candidates

@@ -330,3 +330,24 @@ def test_mqtt_stays_off_when_the_node_section_is_invalid(tmp_path):
         config.load(bad)
     cfg, why = safe_config(bad, info.value)
     assert why.sources["mqtt"] == "off" and not cfg.mqtt.enabled
+
+
+def test_a_valid_config_whose_data_dir_cannot_be_made_still_runs_the_panel(tmp_path,
+                                                                          monkeypatch):
+    """data_dir on the SSD, the SSD gone: the daemon must not crash into a restart loop
+    without a panic button; it keeps its state in the default dir and says why."""
+    import firmware.fallback as fallback
+    from firmware.daemon import Daemon
+
+    monkeypatch.setattr(fallback, "DEFAULT_DATA_DIR", tmp_path / "state")
+    (tmp_path / "ssd").write_text("not a directory")
+    cfg = config.parse({"node": {"id": "rw05", "data_dir": str(tmp_path / "ssd/state")},
+                        "gpio": {"pin_factory": "mock", "panic": [{"pin": 5}],
+                                 "siren": {"pin": 6}}})
+    daemon = Daemon(cfg)
+    alarm = next(c for c in daemon.components if c.name == "alarm")
+    try:
+        assert alarm.panel is not None and daemon.state_dir == tmp_path / "state"
+        assert "ssd/state" in daemon.health()["faults"]["node"]
+    finally:
+        alarm.panel.close()
