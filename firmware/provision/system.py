@@ -100,15 +100,34 @@ def fstab_line(storage: Any) -> str:
     return f"{source}\t{storage.mountpoint}\t{storage.fstype}\t{options}\t0\t2\t{FSTAB_MARK}"
 
 
+PROC_MOUNTS, PROC_SWAPS = Path("/proc/mounts"), Path("/proc/swaps")
+SYS_BLOCK = Path("/sys/class/block")
+
+
+def mounted_on(device: str, mounts: str, sys_block: Path = SYS_BLOCK) -> str:
+    """'<source> on <where>' for a filesystem or swap (lines of /proc/mounts, /proc/swaps)
+    on `device` or on a partition of it (the whole SD card holds the root), else ''."""
+    name = Path(os.path.realpath(device)).name
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 2 or not fields[0].startswith("/dev/"):
+            continue
+        source = Path(os.path.realpath(fields[0])).name
+        if source == name or (sys_block / source).resolve().parent.name == name:
+            return f"{fields[0]} on {fields[1]}"
+    return ""
+
+
 def apply_storage(root: Path, storage: Any, run: Callable[..., Any]) -> list[str]:
     """Format the SSD if told to, write its fstab line, create the mount point."""
     changes = []
     if storage.format_device:
         device = storage.format_device
-        mounts = Path("/proc/mounts").read_text() if Path("/proc/mounts").exists() else ""
-        if any(line.split()[0] == device for line in mounts.splitlines() if line):
-            raise ProvisionError([f"provision.storage.format_device: {device} is mounted; "
-                                  "refusing to format it"])
+        mounts = "".join(p.read_text() for p in (PROC_MOUNTS, PROC_SWAPS) if p.exists())
+        busy = mounted_on(device, mounts, SYS_BLOCK)
+        if busy:
+            raise ProvisionError([f"provision.storage.format_device: {device} holds {busy}; "
+                                  "refusing to format it (is it the SD card or boot disk?)"])
         mkfs = {"ext4": ["mkfs.ext4", "-F", "-q", "-m", "1", "-L", storage.label,
                          "-E", "lazy_itable_init=1,lazy_journal_init=1"],
                 "f2fs": ["mkfs.f2fs", "-f", "-l", storage.label],

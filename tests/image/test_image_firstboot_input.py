@@ -129,3 +129,33 @@ def test_led_command_runs_without_a_shell(dirs, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not marker.exists()  # `; touch` is an argument, not a second command
     assert log.read_text().split() == ["applying", "ok"]
+
+
+def test_format_device_never_the_disk_that_holds_a_mounted_partition(tmp_path, monkeypatch):
+    """`format_device = "/dev/mmcblk0"` (the whole SD card, root on mmcblk0p2) or the
+    NVMe a Pi 5 boots from: /proc/mounts lists only the partition, yet mkfs on the disk
+    wipes the running system."""
+    from firmware.provision import system
+    from firmware.provision.settings import ProvisionError, StorageSettings
+
+    sys_block = tmp_path / "sys/class/block"
+    devices = tmp_path / "sys/devices/platform/mmc0/block/mmcblk0"
+    for part in ("mmcblk0p1", "mmcblk0p2"):
+        (devices / part).mkdir(parents=True)
+    sys_block.mkdir(parents=True)
+    for name, target in (("mmcblk0", devices), ("mmcblk0p1", devices / "mmcblk0p1"),
+                         ("mmcblk0p2", devices / "mmcblk0p2")):
+        (sys_block / name).symlink_to(target)
+    mounts = ("/dev/mmcblk0p2 / ext4 rw,noatime 0 0\n"
+              "/dev/mmcblk0p1 /boot/firmware vfat rw 0 0\nproc /proc proc rw 0 0\n")
+    (tmp_path / "mounts").write_text(mounts)
+    monkeypatch.setattr(system, "PROC_MOUNTS", tmp_path / "mounts", raising=False)
+    monkeypatch.setattr(system, "SYS_BLOCK", sys_block, raising=False)
+    ran: list[list[str]] = []
+    with pytest.raises(ProvisionError, match="mmcblk0p2 on /"):
+        system.apply_storage(tmp_path / "root", StorageSettings(format_device="/dev/mmcblk0"),
+                             lambda args, **kw: ran.append(args))
+    assert ran == []  # no mkfs
+    assert system.mounted_on("/dev/mmcblk0p1", mounts, sys_block) == \
+        "/dev/mmcblk0p1 on /boot/firmware"
+    assert system.mounted_on("/dev/sda1", mounts, sys_block) == ""
