@@ -177,15 +177,23 @@ def prepare_new_disk(root: Path, device: str, fstype: str,
     return ["recordings/ created on the new filesystem, owned by ronda"]
 
 
+def keyfile_value(value: str) -> str:
+    """`value` as a GKeyFile string (NetworkManager's keyfile): a backslash starts an escape
+    there and leading blanks are dropped, so both are escaped. (Newlines and other control
+    characters never get here: the boot file's checks refuse them.)"""
+    escaped = value.replace("\\", "\\\\")
+    return "\\s" + escaped[1:] if escaped.startswith(" ") else escaped
+
+
 def apply_wifi(root: Path, network: Any, psk: str) -> list[str]:
     """A NetworkManager keyfile (0600) for the configured network."""
     if not network.wifi_ssid:
         return []
     conn = (
         "[connection]\nid=ronda-wifi\ntype=wifi\nautoconnect=true\n\n"
-        f"[wifi]\nmode=infrastructure\nssid={network.wifi_ssid}\n"
+        f"[wifi]\nmode=infrastructure\nssid={keyfile_value(network.wifi_ssid)}\n"
         f"hidden={'true' if network.wifi_hidden else 'false'}\n\n"
-        f"[wifi-security]\nkey-mgmt=wpa-psk\npsk={psk}\n\n"
+        f"[wifi-security]\nkey-mgmt=wpa-psk\npsk={keyfile_value(psk)}\n\n"
         "[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=auto\n"
     )
     write_private(under(root, NM_CONNECTION), conn)

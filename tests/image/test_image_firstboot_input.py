@@ -159,3 +159,47 @@ def test_format_device_never_the_disk_that_holds_a_mounted_partition(tmp_path, m
     assert system.mounted_on("/dev/mmcblk0p1", mounts, sys_block) == \
         "/dev/mmcblk0p1 on /boot/firmware"
     assert system.mounted_on("/dev/sda1", mounts, sys_block) == ""
+
+
+def _glib_keyfile_string(path: Path, group: str, key: str) -> str | None:
+    """The value as NetworkManager reads it: GLib's own GKeyFile parser (libglib-2.0)."""
+    import ctypes
+    import ctypes.util
+
+    glib = ctypes.CDLL(ctypes.util.find_library("glib-2.0") or "libglib-2.0.so.0")
+    glib.g_key_file_new.restype = ctypes.c_void_p
+    glib.g_key_file_load_from_file.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                                               ctypes.c_void_p]
+    glib.g_key_file_get_string.restype = ctypes.c_void_p
+    glib.g_key_file_get_string.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                           ctypes.c_void_p]
+    glib.g_key_file_free.argtypes = [ctypes.c_void_p]
+    glib.g_free.argtypes = [ctypes.c_void_p]
+    kf = glib.g_key_file_new()
+    try:
+        assert glib.g_key_file_load_from_file(kf, str(path).encode(), 0, None)
+        value = glib.g_key_file_get_string(kf, group.encode(), key.encode(), None)
+        if not value:
+            return None
+        text = ctypes.string_at(value).decode()
+        glib.g_free(value)
+        return text
+    finally:
+        glib.g_key_file_free(kf)
+
+
+@pytest.mark.parametrize(("ssid", "psk"), [
+    ("RW05\\POS", "Pos\\n05\\aman"),  # a backslash: GKeyFile's escape character
+    ("RW05 POS", " spasi di depan"),  # leading blanks: GKeyFile drops them unescaped
+])
+def test_wifi_keyfile_values_reach_networkmanager_unchanged(tmp_path, ssid, psk):
+    from types import SimpleNamespace
+
+    from firmware.provision.system import NM_CONNECTION, apply_wifi, under
+
+    root = tmp_path / "root"
+    apply_wifi(root, SimpleNamespace(wifi_ssid=ssid, wifi_hidden=False, wifi_country="ID"),
+               psk)
+    keyfile = under(root, NM_CONNECTION)
+    assert _glib_keyfile_string(keyfile, "wifi-security", "psk") == psk
+    assert _glib_keyfile_string(keyfile, "wifi", "ssid") == ssid
