@@ -126,8 +126,9 @@ def _problems_from(exc: ValidationError) -> list[Problem]:
         value = None if err["type"] == "missing" else err.get("input")
         if SECRETISH.search(_dotted(loc)):  # a password typed in the wrong place
             value = "(hidden)" if value is not None else None
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden":  # its value may be a password under a typo
             message = "unknown key (a typo? `ronda config-schema` lists the valid keys)"
+            value = None
         problems.append(Problem(_dotted(loc), message, value))
     return problems
 
