@@ -68,6 +68,14 @@ def refused(boot: Path, root: Path, text: str) -> list[str]:
      "provision.storage.mountpoint"),
     (lambda t: t.replace('label = "RONDA-REC"', 'mountpoint = "/srv/../.."'),
      "provision.storage.mountpoint"),
+    # ... and never cover a system directory (fstab would mount the SSD over /etc at boot,
+    # and an unmounted mount point is made immutable)
+    (lambda t: t.replace('label = "RONDA-REC"', 'mountpoint = "/etc"'),
+     "provision.storage.mountpoint"),
+    (lambda t: t.replace('label = "RONDA-REC"', 'mountpoint = "/var"'),
+     "provision.storage.mountpoint"),
+    (lambda t: t.replace('label = "RONDA-REC"', 'mountpoint = "/usr/local/rekaman"'),
+     "provision.storage.mountpoint"),
     # node.id reaches `hostname` as an argument: never an option
     (lambda t: t.replace('id = "rw05"', 'id = "-b"'), "node.id"),
     (lambda t: t.replace('id = "rw05"', 'id = "--file"'), "node.id"),
