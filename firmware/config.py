@@ -144,8 +144,9 @@ def _problems_from(exc: ValidationError) -> list[Problem]:
         value = None if err["type"] == "missing" else err.get("input")
         if SECRETISH.search(_dotted(loc)):  # a password typed in the wrong place
             value = "(hidden)" if value is not None else None
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden":  # its value may be a password under a typo
             message = "unknown key (a typo? `ronda config-schema` lists the valid keys)"
+            value = None
         problems.append(Problem(_dotted(loc), message, value))
     return problems
 
@@ -219,6 +220,10 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(source, [Problem("(file)", exc.strerror or str(exc))]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [Problem("(syntax)", f"not valid TOML: {exc}")]) from None
+    except UnicodeDecodeError as exc:  # e.g. saved by Notepad as "ANSI"
+        raise ConfigError(source, [Problem(
+            "(syntax)", f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                        f"{exc.start}): save the file as UTF-8")]) from None
     return parse(data, source)
 
 

@@ -33,13 +33,31 @@ class Daemon:
         self.started = time.time()
         self.bus = EventBus()
         self.state_dir = config.node.data_dir
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        if rejected is None:
-            save_last_good(config)
+        unusable = ""
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # data_dir on a missing SSD: the panic button must still run
+            from firmware import fallback
+
+            unusable = (f"data_dir {self.state_dir} unusable ({exc.strerror or exc}); state "
+                        f"kept in {fallback.DEFAULT_DATA_DIR}")
+            log.error("%s", unusable)
+            self.state_dir = fallback.DEFAULT_DATA_DIR
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            config = self.config = config.model_copy(update={
+                "node": config.node.model_copy(update={"data_dir": self.state_dir})})
         self.context = Context(config, self.bus, self.health, self.state_dir)
+        if unusable:
+            self.context.faults["node"] = unusable
         if rejected is not None:
             self.context.shared["config_rejected"] = rejected.reason
+            self.context.shared["gpio_candidates"] = rejected.gpio_candidates
         self.components = build_all(self.context) + list(extra)
+        if rejected is not None and rejected.gpio_candidates:
+            rejected.sources["gpio"] = self.context.shared.get("gpio_source",
+                                                               rejected.sources["gpio"])
+        if rejected is None and not self.context.shared.get("gpio_error"):
+            save_last_good(config)  # only pins that could be claimed
         self.supervisor = Supervisor(self.components)
 
     def health(self) -> dict[str, Any]:

@@ -26,12 +26,14 @@ import logging
 import os
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from drivers.gpio.factory import real_board
 from drivers.gpio.settings import GpioSettings
 from firmware import config as config_mod
 from firmware.alarm.settings import AlarmSettings
@@ -40,6 +42,7 @@ from mqtt.settings import MqttSettings
 from support.files import atomic_write
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULTS = Path(__file__).parent / "data" / "safe-defaults.toml"
 LAST_GOOD = "last-good.json"
@@ -55,6 +58,9 @@ class Rejection:
     source: str
     problems: list[str]
     sources: dict[str, str] = field(default_factory=dict)  # section -> where it came from
+    # Every valid [gpio] in order of preference (the chosen one first): pins that pass
+    # validation can still fail to be claimed (one pin under two names, no such pin).
+    gpio_candidates: list[tuple[str, GpioSettings]] = field(default_factory=list)
 
     @property
     def reason(self) -> str:
@@ -68,7 +74,8 @@ class Rejection:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    with contextlib.suppress(OSError, config_mod.tomllib.TOMLDecodeError), \
+    # ValueError: not TOML (TOMLDecodeError), or not UTF-8 (UnicodeDecodeError)
+    with contextlib.suppress(OSError, ValueError), \
             open(path, "rb") as fh:
         return config_mod.tomllib.load(fh)
     return {}
@@ -145,16 +152,16 @@ def safe_config(path: str | Path, error: ConfigError,
                   "the image's safe defaults": _read_toml(DEFAULTS)}
     chosen: dict[str, BaseModel] = {}
     for section, model in (("gpio", GpioSettings), ("alarm", AlarmSettings)):
-        for where, data in candidates.items():
-            value = _valid(model, data.get(section))  # a missing section is no answer
-            if value is not None:
-                chosen[section], rejection.sources[section] = value, where
-                break
-        else:  # cannot happen with the shipped defaults; still never leave without an alarm
-            chosen[section], rejection.sources[section] = model(), "built-in defaults"
+        valid = [(where, value) for where, data in candidates.items()
+                 if (value := _valid(model, data.get(section))) is not None]  # missing: no
+        if not valid:  # cannot happen with the shipped defaults; never leave without an alarm
+            valid = [("built-in defaults", model())]
+        rejection.sources[section], chosen[section] = valid[0]
+        if section == "gpio":
+            rejection.gpio_candidates = valid  # type: ignore[assignment]
     mqtt = MqttSettings(enabled=False)
     rejection.sources["mqtt"] = "off"
-    if "node" in raw and isinstance(raw.get("mqtt"), dict):
+    if _valid(NodeSettings, raw.get("node")) is not None and isinstance(raw.get("mqtt"), dict):
         candidate = _valid(MqttSettings, raw["mqtt"])
         if isinstance(candidate, MqttSettings) and candidate.enabled:
             probe = Config(node=node, mqtt=candidate, cameras=[])
@@ -165,3 +172,24 @@ def safe_config(path: str | Path, error: ConfigError,
                  alarm=chosen["alarm"], recorder={"enabled": False},
                  detect={"enabled": False})
     return cfg, rejection
+
+
+def open_first_gpio(candidates: list[tuple[str, GpioSettings]],
+                    opener: Callable[[GpioSettings], T]) -> tuple[str, GpioSettings, T | None,
+                                                                  str]:
+    """Claim the pins of the first candidate `[gpio]` that works: `opener(settings)` raises
+    when its pins cannot be claimed. Simulated pins on a real board are no panic button, so
+    they are skipped while another candidate remains. Returns (where, settings, what
+    `opener` returned or None, the errors of the ones that failed)."""
+    errors: list[str] = []
+    board = real_board()
+    for i, (where, gpio) in enumerate(candidates):
+        if gpio.enabled and gpio.pin_factory == "mock" and board and i + 1 < len(candidates):
+            errors.append(f'{where}: pin_factory = "mock" on a real {board}')
+            continue
+        try:
+            return where, gpio, opener(gpio), "; ".join(errors)
+        except Exception as exc:  # PinFactoryError, a pin in use, no such pin...
+            errors.append(f"{where}: {exc}" if len(candidates) > 1 else str(exc))
+    where, gpio = candidates[0]
+    return where, gpio, None, "; ".join(errors)

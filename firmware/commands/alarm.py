@@ -65,12 +65,13 @@ def outputs_off(args: argparse.Namespace) -> int:
     try:
         cfg = config.load(args.config)
     except config.ConfigError as exc:  # the pins safe mode drove: see firmware/fallback.py
-        from firmware.fallback import safe_config
+        from firmware.fallback import DEFAULT_DATA_DIR, boot_rejection, safe_config
 
-        cfg, why = safe_config(args.config, exc)
-        print(f"{why.reason}: using the safe-mode pins ({why.sources['gpio']})",
-              file=sys.stderr)
-    gpio = cfg.gpio
+        cfg, why = safe_config(args.config, exc, boot_rejection(DEFAULT_DATA_DIR))  # as `run`
+        where, gpio = _safe_mode_pins(why.gpio_candidates)
+        print(f"{why.reason}: using the safe-mode pins ({where})", file=sys.stderr)
+    else:
+        gpio = cfg.gpio
     try:
         factory = make_pin_factory(gpio.pin_factory, gpio.jetson_numbering)
     except PinFactoryError as exc:
@@ -90,6 +91,25 @@ def outputs_off(args: argparse.Namespace) -> int:
             print(f"{name} (pin {spec.pin}): {exc}", file=sys.stderr)
     factory.close()
     return 1 if failed else 0
+
+
+def _safe_mode_pins(candidates: list) -> tuple:
+    """(where, [gpio]) safe mode ran with: the first candidate whose panel can be claimed,
+    as the daemon chose it (firmware/wiring/alarm.py)."""
+    from drivers.gpio.factory import make_pin_factory
+    from drivers.gpio.panel import Panel
+    from firmware.fallback import open_first_gpio
+
+    def claim(gpio) -> bool:
+        factory = make_pin_factory(gpio.pin_factory, gpio.jetson_numbering)
+        try:
+            Panel(gpio, factory).close()  # closing drives every output off
+        finally:
+            factory.close()
+        return True
+
+    where, gpio, _, _ = open_first_gpio(candidates, claim)
+    return where, gpio
 
 
 def alarm_test(args: argparse.Namespace) -> int:

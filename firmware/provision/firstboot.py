@@ -247,6 +247,10 @@ def firstboot(boot: Path, root: Path = Path("/"), *, status: StatusHook | None =
         state = json.loads(state_path.read_text())
         if (not force and state.get("sha256") == digest
                 and under(root, INSTALLED).exists()):
+            if state.pop("rejected", None) is not None:  # a refused edit was reverted
+                atomic_write(state_path, json.dumps(state, indent=1) + "\n")
+            with contextlib.suppress(FileNotFoundError):
+                (boot / ERROR_NAME).unlink()
             return Result(False, "unchanged since last applied")
     status("applying")
     try:

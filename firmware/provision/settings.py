@@ -34,6 +34,7 @@ SECRET_KEY = r"^(network\.wifi_psk|[a-z_]+\.[a-z_]+|cameras\.[a-z0-9][a-z0-9_-]*
 HOSTNAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+DATA_ROOTS = ("srv", "mnt", "media")  # where a data disk may be mounted (FHS)
 
 
 def no_control(value: str, what: str = "value") -> str:
@@ -119,6 +120,10 @@ class StorageSettings(BaseModel):
                 or re.search(r"\s", text):
             raise ValueError("mountpoint must be an absolute path below / without `..` or "
                              "spaces, e.g. /srv/ronda")
+        normal = PurePosixPath(posixpath.normpath(text)).parts
+        if len(normal) < 3 or normal[1] not in DATA_ROOTS:  # never over /etc, /var, /usr...
+            raise ValueError("mountpoint must be a directory below /srv, /mnt or /media, "
+                             "e.g. /srv/ronda")
         return Path(posixpath.normpath(text))
 
 

@@ -100,15 +100,34 @@ def fstab_line(storage: Any) -> str:
     return f"{source}\t{storage.mountpoint}\t{storage.fstype}\t{options}\t0\t2\t{FSTAB_MARK}"
 
 
+PROC_MOUNTS, PROC_SWAPS = Path("/proc/mounts"), Path("/proc/swaps")
+SYS_BLOCK = Path("/sys/class/block")
+
+
+def mounted_on(device: str, mounts: str, sys_block: Path = SYS_BLOCK) -> str:
+    """'<source> on <where>' for a filesystem or swap (lines of /proc/mounts, /proc/swaps)
+    on `device` or on a partition of it (the whole SD card holds the root), else ''."""
+    name = Path(os.path.realpath(device)).name
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 2 or not fields[0].startswith("/dev/"):
+            continue
+        source = Path(os.path.realpath(fields[0])).name
+        if source == name or (sys_block / source).resolve().parent.name == name:
+            return f"{fields[0]} on {fields[1]}"
+    return ""
+
+
 def apply_storage(root: Path, storage: Any, run: Callable[..., Any]) -> list[str]:
     """Format the SSD if told to, write its fstab line, create the mount point."""
     changes = []
     if storage.format_device:
         device = storage.format_device
-        mounts = Path("/proc/mounts").read_text() if Path("/proc/mounts").exists() else ""
-        if any(line.split()[0] == device for line in mounts.splitlines() if line):
-            raise ProvisionError([f"provision.storage.format_device: {device} is mounted; "
-                                  "refusing to format it"])
+        mounts = "".join(p.read_text() for p in (PROC_MOUNTS, PROC_SWAPS) if p.exists())
+        busy = mounted_on(device, mounts, SYS_BLOCK)
+        if busy:
+            raise ProvisionError([f"provision.storage.format_device: {device} holds {busy}; "
+                                  "refusing to format it (is it the SD card or boot disk?)"])
         mkfs = {"ext4": ["mkfs.ext4", "-F", "-q", "-m", "1", "-L", storage.label,
                          "-E", "lazy_itable_init=1,lazy_journal_init=1"],
                 "f2fs": ["mkfs.f2fs", "-f", "-l", storage.label],
@@ -158,15 +177,23 @@ def prepare_new_disk(root: Path, device: str, fstype: str,
     return ["recordings/ created on the new filesystem, owned by ronda"]
 
 
+def keyfile_value(value: str) -> str:
+    """`value` as a GKeyFile string (NetworkManager's keyfile): a backslash starts an escape
+    there and leading blanks are dropped, so both are escaped. (Newlines and other control
+    characters never get here: the boot file's checks refuse them.)"""
+    escaped = value.replace("\\", "\\\\")
+    return "\\s" + escaped[1:] if escaped.startswith(" ") else escaped
+
+
 def apply_wifi(root: Path, network: Any, psk: str) -> list[str]:
     """A NetworkManager keyfile (0600) for the configured network."""
     if not network.wifi_ssid:
         return []
     conn = (
         "[connection]\nid=ronda-wifi\ntype=wifi\nautoconnect=true\n\n"
-        f"[wifi]\nmode=infrastructure\nssid={network.wifi_ssid}\n"
+        f"[wifi]\nmode=infrastructure\nssid={keyfile_value(network.wifi_ssid)}\n"
         f"hidden={'true' if network.wifi_hidden else 'false'}\n\n"
-        f"[wifi-security]\nkey-mgmt=wpa-psk\npsk={psk}\n\n"
+        f"[wifi-security]\nkey-mgmt=wpa-psk\npsk={keyfile_value(psk)}\n\n"
         "[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=auto\n"
     )
     write_private(under(root, NM_CONNECTION), conn)

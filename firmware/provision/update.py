@@ -73,7 +73,7 @@ class UpdateResult:
 
 def check_version(version: str, what: str = "version") -> str:
     """`version` if it is a release version (e.g. 0.2.0, 1.0rc1), else UpdateError."""
-    if not VERSION.match(version or ""):
+    if not VERSION.fullmatch(version or ""):
         raise UpdateError(f"{what} {version!r} is not a release version (e.g. 0.2.0): "
                           "refused, nothing touched")
     return version
@@ -81,7 +81,7 @@ def check_version(version: str, what: str = "version") -> str:
 
 def wheel_version(wheel: Path) -> str:
     """The version in a ronda wheel's file name (PEP 427), checked to be a version."""
-    match = WHEEL_NAME.match(Path(wheel).name)
+    match = WHEEL_NAME.fullmatch(Path(wheel).name)
     if not match:
         raise UpdateError(f"{wheel}: not a ronda wheel (expected ronda-VERSION-py3-none-any.whl)")
     return check_version(match["version"], f"{Path(wheel).name}: version")
@@ -132,7 +132,7 @@ class Releases:
         """Delete releases that failed their health check (each is ~300 MB), then the
         oldest beyond `keep`; never current or previous."""
         protected = {self.current, self.previous}
-        candidates = [v for v in self.installed() if v not in protected and VERSION.match(v)]
+        candidates = [v for v in self.installed() if v not in protected and VERSION.fullmatch(v)]
         removed = [v for v in candidates if self.failed(v)]
         candidates = [v for v in candidates if v not in removed]
         extra = len(candidates) - max(0, keep - len(protected - {None}))

@@ -10,6 +10,7 @@ logged, shown in health (`gpio_error`) and the alarm works without outputs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -18,6 +19,7 @@ import zoneinfo
 
 from drivers.gpio.factory import make_pin_factory, real_board
 from drivers.gpio.panel import Panel
+from drivers.gpio.settings import GpioSettings
 from firmware.alarm.arming import ArmState
 from firmware.alarm.component import AlarmComponent
 from firmware.alarm.controller import AlarmController
@@ -26,6 +28,7 @@ from firmware.alarm.status import StatusIndicator
 from firmware.alarm.store import JsonFile
 from firmware.component import Component
 from firmware.events import Command
+from firmware.fallback import open_first_gpio
 from firmware.wiring import Context
 
 log = logging.getLogger(__name__)
@@ -90,24 +93,38 @@ def build(ctx: Context) -> list[Component]:
         settings, ctx.bus.publish, JsonFile(ctx.state_dir / ALARM_FILE),
         cameras=lambda: [c.name for c in ctx.config.cameras if c.enabled],
         snapshot=lambda: ctx.shared.snapshot)  # None: no camera area
-    panel: Panel | None = None
-    gpio_error = ""
-    if gpio.enabled:
+
+    def open_panel(gpio: GpioSettings) -> Panel | None:
+        if not gpio.enabled:
+            return None
+        factory = make_pin_factory(gpio.pin_factory, gpio.jetson_numbering)
         try:
-            factory = make_pin_factory(gpio.pin_factory, gpio.jetson_numbering)
-            panel = Panel(gpio, factory, on_press=controller.on_press,
-                          on_release=controller.on_release, on_ack=controller.on_ack_key,
-                          on_change=controller.output_changed,
-                          siren_max_s=settings.siren_max_s, light_max_s=settings.light_max_s,
-                          on_outputs=controller.attach)  # before the buttons exist
-        except Exception as exc:  # PinFactoryError, a pin in use...: run on without GPIO
-            gpio_error = str(exc)
-            log.error("GPIO unavailable, the panel is disabled: %s", exc)
+            return Panel(gpio, factory, on_press=controller.on_press,
+                         on_release=controller.on_release, on_ack=controller.on_ack_key,
+                         on_change=controller.output_changed,
+                         siren_max_s=settings.siren_max_s, light_max_s=settings.light_max_s,
+                         on_outputs=controller.attach)  # before the buttons exist
+        except Exception:
+            with contextlib.suppress(Exception):
+                factory.close()
+            raise
+
+    # Safe mode offers every valid [gpio] it found (ctx.shared["gpio_candidates"]): one
+    # that cannot be claimed must not cost the panic button while another can.
+    candidates = ctx.shared.get("gpio_candidates") or [("the config", gpio)]
+    where, gpio, panel, gpio_error = open_first_gpio(candidates, open_panel)
+    if panel is None and gpio_error:  # PinFactoryError, a pin in use...: run on without GPIO
+        log.error("GPIO unavailable, the panel is disabled: %s", gpio_error)
+    elif gpio_error:
+        log.error("%s; the panel runs on the pins of %s", gpio_error, where)
+        gpio_error = ""
+    ctx.shared["gpio_source"] = where
     board = real_board()
     if gpio.enabled and gpio.pin_factory == "mock" and board:
         gpio_error = (f'pin_factory = "mock" on a real {board}: the panic button is not '
                       'wired; set [gpio] pin_factory = "auto"')
         log.error("%s", gpio_error)
+    ctx.shared["gpio_error"] = gpio_error
     if panel is not None and type(panel.factory).__name__ == "MockFactory":
         _signal_buttons(panel)  # also "auto" resolved to mock by GPIOZERO_PIN_FACTORY
     status = StatusIndicator(panel.status_led if panel else None)

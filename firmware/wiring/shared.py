@@ -63,7 +63,8 @@ class Protector(Protocol):
 PROVIDERS = {
     "cameras": "cameras", "snapshot": "cameras", "recorder": "recorder",
     "armed": "alarm", "alarm": "alarm", "mqtt": "mqtt", "mqtt_connected": "mqtt",
-    "config_rejected": "daemon", "uplink": "uplink", "web": "web",
+    "config_rejected": "daemon", "gpio_candidates": "daemon",
+    "gpio_source": "alarm", "gpio_error": "alarm", "uplink": "uplink", "web": "web",
 }
 
 
@@ -91,6 +92,10 @@ class Shared:
     mqtt: MqttBridge | None = None  # mqtt: the bridge; .link.connected
     mqtt_connected: Callable[[], bool] | None = None  # a probe that overrides mqtt.link
     config_rejected: str | None = None  # daemon: why ronda.toml was refused (safe mode)
+    # daemon: in safe mode, every valid [gpio] found, (where, settings), in order of trust
+    gpio_candidates: list[tuple[str, Any]] | None = None
+    gpio_source: str | None = None  # alarm: which of them the panel opened with
+    gpio_error: str | None = None  # alarm: why the panel has no pins ("" or None: it has)
     uplink: Any = None  # uplink: the `uplink.service.Uplink` (live pushes, fetch queue)
     web: Any = None  # web: the page (`web.app.Web`): sessions, live relays
     # (consumer area, name) pairs asked for with `later`, checked by `unmet`

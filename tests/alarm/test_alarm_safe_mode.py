@@ -218,3 +218,136 @@ def test_an_unusable_data_dir_does_not_stop_safe_mode(tmp_path, monkeypatch):
                    '[recorder]\nquota = "banyak"\n')
     cfg, _ = safe_config(bad, config.ConfigError(str(bad), [config.Problem("x", "y")]))
     assert cfg.node.data_dir == tmp_path / "state" and cfg.node.id == "rw05"
+
+
+def _rejected_with_unbuildable_gpio(tmp_path: Path) -> tuple[Path, Path]:
+    """A refused file whose [gpio] passes validation but cannot be claimed (`5` and
+    `"GPIO5"` are one pin), and a last good [gpio] (mock pins 7 and 8) in its data dir."""
+    state = tmp_path / "state"
+    state.mkdir()
+    save_last_good(config.parse({"node": {"id": "rw05", "data_dir": str(state)},
+                                 "gpio": {"pin_factory": "mock", "panic": [{"pin": 7}],
+                                          "siren": {"pin": 8}}}))
+    bad = tmp_path / "ronda.toml"
+    bad.write_text(f'[node]\nid = "rw05"\ndata_dir = "{state}"\n'
+                   '[gpio]\npin_factory = "mock"\npanic = [{ pin = 5 }]\n'
+                   'siren = { pin = "GPIO5" }\n[recorder]\nquota = "banyak"\n')
+    return bad, state
+
+
+def test_a_refused_files_gpio_that_cannot_be_claimed_falls_back_to_the_next(tmp_path):
+    from firmware.daemon import Daemon
+
+    bad, _ = _rejected_with_unbuildable_gpio(tmp_path)
+    try:
+        config.load(bad)
+    except config.ConfigError as exc:
+        cfg, why = safe_config(bad, exc)
+    assert why.sources["gpio"] == "the rejected file"  # valid on paper
+    daemon = Daemon(cfg, rejected=why)
+    alarm = next(c for c in daemon.components if c.name == "alarm")
+    try:
+        assert alarm.panel is not None, alarm.gpio_error
+        assert [b.spec.pin for b in alarm.panel.buttons] == [7]
+        assert alarm.panel.siren is not None and alarm.panel.siren.device.pin.info.name == "GPIO8"
+        assert daemon.health()["config_rejected"]["sources"]["gpio"] == "the last good config"
+    finally:
+        if alarm.panel is not None:
+            alarm.panel.close()
+
+
+def test_outputs_off_drives_the_pins_safe_mode_could_claim(tmp_path):
+    bad, _ = _rejected_with_unbuildable_gpio(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "firmware", "outputs-off", "-c", str(bad)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "siren (pin 8) off" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_gpio_that_cannot_be_claimed_is_never_saved_as_last_good(tmp_path):
+    from firmware.daemon import Daemon
+    from firmware.fallback import last_good_path
+
+    _, state = _rejected_with_unbuildable_gpio(tmp_path)
+    before = last_good_path(state).read_text()
+    broken = config.parse({"node": {"id": "rw05", "data_dir": str(state)},
+                           "gpio": {"pin_factory": "mock", "panic": [{"pin": 5}],
+                                    "siren": {"pin": "GPIO5"}}})
+    daemon = Daemon(broken)
+    alarm = next(c for c in daemon.components if c.name == "alarm")
+    assert alarm.panel is None and alarm.gpio_error
+    assert last_good_path(state).read_text() == before
+
+
+def test_a_file_not_in_utf8_is_a_config_error_and_safe_mode_runs(tmp_path):
+    """One Latin-1 'é' (Notepad's ANSI) must not crash `ronda run` into a restart loop
+    without a panic button: it is a named config error, and safe mode takes over."""
+    bad = tmp_path / "ronda.toml"
+    bad.write_bytes(b'[node]\nid = "rw05"\nname = "Pos Ronda Kemirirejo \xe9"\n')
+    with pytest.raises(config.ConfigError) as info:
+        config.load(bad)
+    assert info.value.problems[0].path == "(syntax)" and "UTF-8" in str(info.value.problems[0])
+    cfg, why = safe_config(bad, info.value)
+    assert why.sources["gpio"] == "the image's safe defaults" and cfg.gpio.siren.pin == 27
+    result = subprocess.run([sys.executable, "-m", "firmware", "outputs-off", "-c", str(bad)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT),
+                                 "RONDA_DATA_DIR": str(tmp_path / "state"),
+                                 "GPIOZERO_PIN_FACTORY": "mock"})
+    assert result.returncode == 0, result.stderr
+    assert "siren (pin 27) off" in result.stdout
+
+
+def test_outputs_off_on_a_fresh_image_drives_the_boot_files_siren(tmp_path):
+    """No installed config, the card refused: safe mode ran the card's siren (pin 6), so
+    ExecStopPost's outputs-off must drive that pin off, not the image's default one."""
+    from firmware.provision.firstboot import ProvisionError, firstboot
+
+    boot, root = tmp_path / "boot", tmp_path / "root"
+    boot.mkdir()
+    (boot / "ronda.toml").write_text(
+        '[node]\nid = "rw05"\n[gpio]\npin_factory = "mock"\npanic = [{ pin = 5 }]\n'
+        'siren = { pin = 6 }\n[recorder]\nquota = "banyak"\n')
+    with pytest.raises(ProvisionError):
+        firstboot(boot, root)
+    result = subprocess.run(
+        [sys.executable, "-m", "firmware", "outputs-off", "-c",
+         str(root / "etc/ronda/ronda.toml")], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT), "GPIOZERO_PIN_FACTORY": "mock",
+                         "RONDA_DATA_DIR": str(root / "var/lib/ronda")})
+    assert "siren (pin 6) off" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
+
+
+def test_mqtt_stays_off_when_the_node_section_is_invalid(tmp_path):
+    """[mqtt] is fine but node.id is not: publishing under a made-up id (the hostname, the
+    same 'raspberrypi' on every fresh card) would speak for another post; MQTT stays off."""
+    bad = tmp_path / "ronda.toml"
+    bad.write_text(f'[node]\nid = "RW 05"\ndata_dir = "{tmp_path / "state"}"\n'
+                   '[mqtt]\nbrokers = ["mqtt://127.0.0.1:1883"]\n')
+    with pytest.raises(config.ConfigError) as info:
+        config.load(bad)
+    cfg, why = safe_config(bad, info.value)
+    assert why.sources["mqtt"] == "off" and not cfg.mqtt.enabled
+
+
+def test_a_valid_config_whose_data_dir_cannot_be_made_still_runs_the_panel(tmp_path,
+                                                                          monkeypatch):
+    """data_dir on the SSD, the SSD gone: the daemon must not crash into a restart loop
+    without a panic button; it keeps its state in the default dir and says why."""
+    import firmware.fallback as fallback
+    from firmware.daemon import Daemon
+
+    monkeypatch.setattr(fallback, "DEFAULT_DATA_DIR", tmp_path / "state")
+    (tmp_path / "ssd").write_text("not a directory")
+    cfg = config.parse({"node": {"id": "rw05", "data_dir": str(tmp_path / "ssd/state")},
+                        "gpio": {"pin_factory": "mock", "panic": [{"pin": 5}],
+                                 "siren": {"pin": 6}}})
+    daemon = Daemon(cfg)
+    alarm = next(c for c in daemon.components if c.name == "alarm")
+    try:
+        assert alarm.panel is not None and daemon.state_dir == tmp_path / "state"
+        assert "ssd/state" in daemon.health()["faults"]["node"]
+    finally:
+        alarm.panel.close()

@@ -237,3 +237,18 @@ def test_factory_choice(monkeypatch, tmp_path):
     (tmp_path / "proc/device-tree/compatible").write_bytes(b"nvidia,p3768\x00nvidia,tegra234")
     assert factory_mod.is_jetson(tmp_path)
     assert not factory_mod.is_jetson(tmp_path / "nothing")
+
+
+def test_safe_modes_default_pins_are_the_standard_header_positions_on_a_jetson(gpio):
+    """The image's safe defaults name BCM pins (panic GPIO17 = header pin 11, siren
+    GPIO27 = pin 13): on a Jetson they must be read as BCM, or pin 17 (3V3) kills the panel."""
+    from firmware import config
+    from firmware.fallback import DEFAULTS
+
+    settings = GpioSettings.model_validate(config.tomllib.loads(DEFAULTS.read_text())["gpio"])
+    panel = Panel(settings, JetsonFactory(settings.jetson_numbering, gpio=gpio))
+    try:
+        assert gpio.direction[13] == gpio.OUT and gpio.level[13] == 0  # the siren, off
+        assert gpio.direction[11] == gpio.IN  # the panic button
+    finally:
+        panel.close()

@@ -146,3 +146,13 @@ def test_secret_paths_found_everywhere(tmp_path: Path) -> None:
     cfg = config.parse(minimal(cameras=[{"name": "a", "url": "rtsp://h/s",
                                          "password_file": str(cam_secret)}]))
     assert ("cameras[0].password_file", cam_secret) in config.secret_paths(cfg)
+
+
+@pytest.mark.parametrize("key", ["pasword", "pwd", "sandi", "kata_sandi"])
+def test_a_misspelt_password_key_never_shows_its_value(key):
+    """The value of an unknown key is not needed to fix its name, and it is often the
+    password itself (it lands in ronda-error.txt on the FAT card, the journal, health)."""
+    with pytest.raises(config.ConfigError) as info:
+        config.parse({"node": {"id": "rw05"}, "mqtt": {key: "Rahasia-RW05"}})
+    text = "\n".join(str(p) for p in info.value.problems)
+    assert f"mqtt.{key}: unknown key" in text and "Rahasia-RW05" not in text

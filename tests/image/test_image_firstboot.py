@@ -264,3 +264,22 @@ def test_check_only_validates(dirs, capsys):
     assert (boot / "ronda.toml").read_text() == GOOD  # secrets not stripped by a check
     (boot / "ronda.toml").write_text(GOOD.replace("[node]", "[nod]"))
     assert main(["firstboot", "--check", "--boot", str(boot)]) == config.EX_CONFIG
+
+
+def test_reverting_a_refused_edit_clears_the_refusal(dirs):
+    """Back to the file that is installed: nothing to apply, and nothing rejected any more
+    (the daemon's LED and health, doctor and ronda-error.txt must stop saying so)."""
+    from firmware.fallback import boot_rejection
+
+    boot, root = dirs
+    (boot / "ronda.toml").write_text(GOOD)
+    firstboot(boot, root)
+    applied = (boot / "ronda.toml").read_text()
+    (boot / "ronda.toml").write_text(applied.replace("[node]", "[node"))
+    with pytest.raises(ProvisionError):
+        firstboot(boot, root)
+    assert boot_rejection(root / "var/lib/ronda") is not None
+    (boot / "ronda.toml").write_text(applied)
+    assert firstboot(boot, root).reason == "unchanged since last applied"
+    assert boot_rejection(root / "var/lib/ronda") is None
+    assert not (boot / "ronda-error.txt").exists()

@@ -68,6 +68,14 @@ def refused(boot: Path, root: Path, text: str) -> list[str]:
      "provision.storage.mountpoint"),
     (lambda t: t.replace('label = "RONDA-REC"', 'mountpoint = "/srv/../.."'),
      "provision.storage.mountpoint"),
+    # ... and never cover a system directory (fstab would mount the SSD over /etc at boot,
+    # and an unmounted mount point is made immutable)
+    (lambda t: t.replace('label = "RONDA-REC"', 'mountpoint = "/etc"'),
+     "provision.storage.mountpoint"),
+    (lambda t: t.replace('label = "RONDA-REC"', 'mountpoint = "/var"'),
+     "provision.storage.mountpoint"),
+    (lambda t: t.replace('label = "RONDA-REC"', 'mountpoint = "/usr/local/rekaman"'),
+     "provision.storage.mountpoint"),
     # node.id reaches `hostname` as an argument: never an option
     (lambda t: t.replace('id = "rw05"', 'id = "-b"'), "node.id"),
     (lambda t: t.replace('id = "rw05"', 'id = "--file"'), "node.id"),
@@ -129,3 +137,77 @@ def test_led_command_runs_without_a_shell(dirs, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not marker.exists()  # `; touch` is an argument, not a second command
     assert log.read_text().split() == ["applying", "ok"]
+
+
+def test_format_device_never_the_disk_that_holds_a_mounted_partition(tmp_path, monkeypatch):
+    """`format_device = "/dev/mmcblk0"` (the whole SD card, root on mmcblk0p2) or the
+    NVMe a Pi 5 boots from: /proc/mounts lists only the partition, yet mkfs on the disk
+    wipes the running system."""
+    from firmware.provision import system
+    from firmware.provision.settings import ProvisionError, StorageSettings
+
+    sys_block = tmp_path / "sys/class/block"
+    devices = tmp_path / "sys/devices/platform/mmc0/block/mmcblk0"
+    for part in ("mmcblk0p1", "mmcblk0p2"):
+        (devices / part).mkdir(parents=True)
+    sys_block.mkdir(parents=True)
+    for name, target in (("mmcblk0", devices), ("mmcblk0p1", devices / "mmcblk0p1"),
+                         ("mmcblk0p2", devices / "mmcblk0p2")):
+        (sys_block / name).symlink_to(target)
+    mounts = ("/dev/mmcblk0p2 / ext4 rw,noatime 0 0\n"
+              "/dev/mmcblk0p1 /boot/firmware vfat rw 0 0\nproc /proc proc rw 0 0\n")
+    (tmp_path / "mounts").write_text(mounts)
+    monkeypatch.setattr(system, "PROC_MOUNTS", tmp_path / "mounts", raising=False)
+    monkeypatch.setattr(system, "SYS_BLOCK", sys_block, raising=False)
+    ran: list[list[str]] = []
+    with pytest.raises(ProvisionError, match="mmcblk0p2 on /"):
+        system.apply_storage(tmp_path / "root", StorageSettings(format_device="/dev/mmcblk0"),
+                             lambda args, **kw: ran.append(args))
+    assert ran == []  # no mkfs
+    assert system.mounted_on("/dev/mmcblk0p1", mounts, sys_block) == \
+        "/dev/mmcblk0p1 on /boot/firmware"
+    assert system.mounted_on("/dev/sda1", mounts, sys_block) == ""
+
+
+def _glib_keyfile_string(path: Path, group: str, key: str) -> str | None:
+    """The value as NetworkManager reads it: GLib's own GKeyFile parser (libglib-2.0)."""
+    import ctypes
+    import ctypes.util
+
+    glib = ctypes.CDLL(ctypes.util.find_library("glib-2.0") or "libglib-2.0.so.0")
+    glib.g_key_file_new.restype = ctypes.c_void_p
+    glib.g_key_file_load_from_file.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                                               ctypes.c_void_p]
+    glib.g_key_file_get_string.restype = ctypes.c_void_p
+    glib.g_key_file_get_string.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                           ctypes.c_void_p]
+    glib.g_key_file_free.argtypes = [ctypes.c_void_p]
+    glib.g_free.argtypes = [ctypes.c_void_p]
+    kf = glib.g_key_file_new()
+    try:
+        assert glib.g_key_file_load_from_file(kf, str(path).encode(), 0, None)
+        value = glib.g_key_file_get_string(kf, group.encode(), key.encode(), None)
+        if not value:
+            return None
+        text = ctypes.string_at(value).decode()
+        glib.g_free(value)
+        return text
+    finally:
+        glib.g_key_file_free(kf)
+
+
+@pytest.mark.parametrize(("ssid", "psk"), [
+    ("RW05\\POS", "Pos\\n05\\aman"),  # a backslash: GKeyFile's escape character
+    ("RW05 POS", " spasi di depan"),  # leading blanks: GKeyFile drops them unescaped
+])
+def test_wifi_keyfile_values_reach_networkmanager_unchanged(tmp_path, ssid, psk):
+    from types import SimpleNamespace
+
+    from firmware.provision.system import NM_CONNECTION, apply_wifi, under
+
+    root = tmp_path / "root"
+    apply_wifi(root, SimpleNamespace(wifi_ssid=ssid, wifi_hidden=False, wifi_country="ID"),
+               psk)
+    keyfile = under(root, NM_CONNECTION)
+    assert _glib_keyfile_string(keyfile, "wifi-security", "psk") == psk
+    assert _glib_keyfile_string(keyfile, "wifi", "ssid") == ssid

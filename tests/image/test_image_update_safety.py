@@ -110,3 +110,11 @@ def test_the_daemon_publishes_the_outcome_once(tmp_path):
     again._announce_update()
     assert len(seen) == 1
     assert json.loads((tmp_path / "update.json").read_text())["reason"].startswith("ronda")
+
+
+def test_a_version_with_a_trailing_newline_is_not_a_version(tmp_path):
+    """`$` also matches before a final newline: the check must cover the whole name."""
+    with pytest.raises(UpdateError):
+        wheel_version(tmp_path / "ronda-0.2.0\n-py3-none-any.whl")
+    with pytest.raises(UpdateError):
+        Releases(tmp_path).path("0.2.0\n")
