@@ -32,10 +32,11 @@ from drivers.cameras.base import mask_credentials
 from drivers.cameras.progress import PROGRESS_ARGS, FfmpegProgress
 from drivers.cameras.registry import CameraRegistry
 from drivers.cameras.rtsp import RtspCamera
+from drivers.cameras.service import CameraService
 from drivers.managed import ManagedProcess
 from drivers.process import spawn, terminate
 from firmware.devtools.rtsp_camera import RtspTestCamera
-from firmware.wiring.cameras import CameraService
+from firmware.wiring.cameras import CamerasComponent
 
 
 def emit(name: str, value: float, unit: str, note: str = "") -> None:
@@ -102,7 +103,7 @@ def supervised(url: str, seconds: float, out: Path, cameras: int) -> tuple[float
     rss0 = me.memory_info().rss
     cams = [RtspCamera(f"cam{i}", url, timeout_s=5) for i in range(cameras)]
     registry = CameraRegistry(cams, expected_fps={c.name: 15 for c in cams})
-    service = CameraService(registry)
+    service = CamerasComponent(CameraService(registry))
     procs = []
     for cam in cams:
         def make_args(cam=cam) -> list[str]:

@@ -79,7 +79,8 @@ def test_broken_cameras_have_clear_reasons_and_no_busy_loop(tmp_path, scene_file
     cfg = config.parse({"node": {"id": "t", "data_dir": str(tmp_path)}, "cameras": cameras})
     bus = EventBus()
     ctx = Context(cfg, bus, lambda: {}, tmp_path)
-    (service,) = wiring.build(ctx)
+    (component,) = wiring.build(ctx)
+    service = component.service
     registry = ctx.shared["cameras"]
     (tmp_path / "seg").mkdir()
     consumers = [consumer(registry, c["name"], tmp_path / "seg") for c in cameras]
@@ -98,12 +99,12 @@ def test_broken_cameras_have_clear_reasons_and_no_busy_loop(tmp_path, scene_file
                    for name, (state, words) in expected.items())
 
     bus.start()
-    service.start()
+    component.start()
     for proc in consumers:
         proc.start()
     try:
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while not settled(health := service.health()["cameras"]):
+        while not settled(health := component.health()["cameras"]):
             assert time.monotonic() < deadline, "; ".join(
                 f"{n}: {h['state']} ({h['reason']})" for n, h in health.items())
             time.sleep(0.2)
@@ -112,8 +113,8 @@ def test_broken_cameras_have_clear_reasons_and_no_busy_loop(tmp_path, scene_file
         starts0 = [p.starts for p in consumers]
         probes0 = service.probes
         time.sleep(WINDOW_S)
-        assert service.running, "the cameras component crashed"
-        health = service.health()["cameras"]
+        assert component.running, "the cameras component crashed"
+        health = component.health()["cameras"]
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds() - cpu0
         starts = [p.starts - s0 for p, s0 in zip(consumers, starts0, strict=True)]
@@ -121,7 +122,7 @@ def test_broken_cameras_have_clear_reasons_and_no_busy_loop(tmp_path, scene_file
     finally:
         for proc in consumers:
             proc.stop()
-        service.stop()
+        component.stop()
         bus.stop()
         good.close()
         mjpeg.close()

@@ -50,14 +50,14 @@ def test_registry_snapshot_and_command(tmp_path, rtsp_camera):
     states = collect(bus, CameraStateEvent)
     snaps = collect(bus, Snapshot)
     bus.start()
-    (service,) = components
-    service.idle_reprobe_s = 1.0  # nobody consumes this camera: the probe watches it
-    service.start()
+    (component,) = components
+    component.service.idle_reprobe_s = 1.0  # nobody consumes this camera: the probe watches it
+    component.start()
     try:
         # the probe finds an H.264 stream: the camera is online, with codec facts
         ev = wait_for(states, lambda e: e.camera == "gate", 15)
         assert (ev.state, ev.reason) == ("online", "")
-        health = service.health()["cameras"]["gate"]
+        health = component.health()["cameras"]["gate"]
         assert health["codec"] == "h264" and health["resolution"] == "640x360"
         assert health["kind"] == "rtsp" and health["state"] == "online"
 
@@ -90,10 +90,10 @@ def test_registry_snapshot_and_command(tmp_path, rtsp_camera):
         rtsp_camera.start()
         ev = wait_for(states, lambda e: e.camera == "gate", 15)
         assert ev.state == "online"
-        assert service.health()["cameras"]["gate"]["reconnects"] == 1
-        assert service.summary() == "cameras 1/1 online"
+        assert component.health()["cameras"]["gate"]["reconnects"] == 1
+        assert component.summary() == "cameras 1/1 online"
     finally:
-        service.stop()
+        component.stop()
         bus.stop()
 
 
@@ -104,12 +104,13 @@ def test_reprobe_leaves_a_recording_camera_alone_and_health_says_audio(tmp_path)
     from firmware.devtools.rtsp_camera import RtspTestCamera
 
     with RtspTestCamera(codec="h265", audio="pcmu", seconds=4) as cam:
-        ctx, _bus, [service] = build_area(tmp_path, [
+        ctx, _bus, [component] = build_area(tmp_path, [
             {"name": "gate", "url": cam.url, "audio": False}])
+        service = component.service
         service.reprobe_s = service.idle_reprobe_s = 0.3
         service.tick_s = 0.1
         registry = ctx.shared["cameras"]
-        service.start()
+        component.start()
         try:
             deadline = time.monotonic() + 30
             while "audio" not in registry.health()["gate"] and time.monotonic() < deadline:
@@ -129,4 +130,4 @@ def test_reprobe_leaves_a_recording_camera_alone_and_health_says_audio(tmp_path)
                 time.sleep(0.1)
             assert service.probes > probes
         finally:
-            service.stop(timeout=10)
+            component.stop(timeout=10)
