@@ -6,6 +6,7 @@ Modules (design notes: docs/mqtt.md):
 - `outbox`: the SQLite outbox (seq, durability, bounds, group commit);
 - `link`: the connection (failover, TLS, last will, MQTT 5 -> 3.1.1) and the outbox pump;
 - `commands`, `signing`: Ed25519-signed commands, their exact signed bytes and checks;
+- `replies`: one reply per command, the timeout reply, the replay guard kept in the outbox;
 - `payloads`, `schema`, `schemas/*.json`: the published JSON documents and their schemas;
 - `discovery`: Home Assistant discovery; `watch`, `fleet`, `tools`: operator tools.
 

@@ -6,7 +6,8 @@
 - `OutputChanged` -> retained `<root>/outputs/<name>`;
 - commands on `<root>/cmd/<action>` are verified (signature, time, replay, schema) and
   published as `Command`; the owner area calls `reply` once; `ping` is answered here;
-  nobody answering within `command_timeout_s` gives an error reply.
+  nobody answering within `command_timeout_s` gives an error reply (`mqtt/replies.py`:
+  reply once, reply timeouts, the replay guard kept in the outbox).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,24 +25,17 @@ from firmware.component import Component
 from firmware.config import Config, read_secret
 from firmware.events import Command, Event, OutputChanged, Snapshot
 from firmware.wiring import Context
-from mqtt.commands import (
-    CommandVerifier,
-    RefusalLog,
-    ReplayGuard,
-    Verdict,
-    loggable_args,
-    short_reason,
-)
+from mqtt.commands import CommandVerifier, RefusalLog, Verdict, loggable_args, short_reason
 from mqtt.discovery import discovery_messages
 from mqtt.link import Link, encode
 from mqtt.outbox import Outbox, OutboxWriter
 from mqtt.payloads import event_payload, health_payload, output_payload, reply_payload
+from mqtt.replies import persistent_replay_guard, reply_once
 from mqtt.topics import Topics, safe_level
 
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "mqtt-outbox.sqlite3"
-NOT_AVAILABLE = "not available on this node"
 
 
 class MqttBridge(Component):
@@ -64,15 +57,7 @@ class MqttBridge(Component):
         # to memory (health says so); the rest of the node must run regardless.
         self.outbox = Outbox(state_dir / OUTBOX_FILE, max_events=settings.outbox_max_events,
                              max_bytes=settings.outbox_max_bytes)
-        keep_s = 2 * settings.command_window_s + 10
-        # Old ids are pruned from the database with every new one (the memory prunes
-        # itself), so the table stays as small as the window while the node runs.
-        replay = ReplayGuard(keep_s, persist=lambda cmd_id, ts: self.outbox.remember_command(
-            cmd_id, ts, expire_before=time.time() - keep_s))
-        try:
-            replay.load(self.outbox.seen_commands(since=time.time() - keep_s))
-        except Exception:  # the outbox logs and degrades; this must not stop the area
-            log.exception("mqtt: remembered command ids not loaded")
+        replay = persistent_replay_guard(self.outbox, settings.command_window_s)
         self.verifier = CommandVerifier(self.node, settings.command_keys,
                                         window_s=settings.command_window_s,
                                         max_bytes=settings.command_max_bytes, replay=replay)
@@ -188,22 +173,8 @@ class MqttBridge(Component):
                                  args=dict(verdict.args), key_id=verdict.key_id, reply=reply))
 
     def _reply_once(self, verdict: Verdict) -> Callable[..., None]:
-        lock = threading.Lock()
-        done = [False]
-
-        def reply(ok: bool, message: str = "", data: dict[str, Any] | None = None) -> None:
-            with lock:
-                if done[0]:
-                    log.warning("mqtt: second reply to command %s ignored", verdict.id)
-                    return
-                done[0] = True
-            timer.cancel()
-            self._send_reply(verdict.id, verdict.action, ok, message, data or {})
-
-        timer = threading.Timer(self.command_timeout_s, lambda: reply(False, NOT_AVAILABLE))
-        timer.daemon = True
-        timer.start()
-        return reply
+        return reply_once(verdict.id, lambda ok, message, data: self._send_reply(
+            verdict.id, verdict.action, ok, message, data), self.command_timeout_s)
 
     def _send_reply(self, cmd_id: str | None, action: str | None, ok: bool, message: str,
                     data: dict[str, Any]) -> None:
