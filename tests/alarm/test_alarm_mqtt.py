@@ -124,11 +124,9 @@ def test_broker_down_and_no_cameras_the_panic_still_drives_the_outputs(make_node
     assert node.pin("siren").state is True and node.pin("light").state is True
     assert time.perf_counter() - t0 < 0.5
     wait_for(lambda: node.ctx.shared["mqtt"].outbox.depth() >= 1, 5, "the event in the outbox")
-    # the broker comes back: the stored panic event goes out
-    with LocalBroker(port=port) as again:
-        cc = Subscriber(again.port)
-        try:
-            wait_for(lambda: [d for d in cc.docs("/events") if d["type"] == "panic"], 20,
-                     "the delayed panic event")
-        finally:
-            cc.stop()
+    # the broker comes back: the stored panic event goes out. The node may reconnect and
+    # flush before a subscriber started after the broker has subscribed (events are not
+    # retained), so the proof is the broker's PUBACK: the outbox deletes an event only then.
+    with LocalBroker(port=port):
+        wait_for(lambda: node.ctx.shared["mqtt"].outbox.depth() == 0, 20,
+                 "the stored panic event acknowledged by the returned broker")
