@@ -62,7 +62,7 @@ clean:
 # ---- the SD image (docs/image.md) ------------------------------------------------------------
 # Building and boot-testing the arm64 Raspberry Pi image on an x86 machine: qemu-user-static
 # (+ binfmt_misc) runs the image's programs, qemu-system-aarch64 boots it (tests/image).
-IMAGE_APT_PACKAGES := qemu-user-static binfmt-support qemu-system-arm debootstrap mtools \
+IMAGE_APT_PACKAGES := qemu-user-static binfmt-support qemu-system-arm socat debootstrap mtools \
 	dosfstools e2fsprogs fdisk xz-utils
 IMAGE_MODEL ?= $(MODELS)/pose_detection.tflite
 IMAGE_XZ ?= 6

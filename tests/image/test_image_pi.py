@@ -80,6 +80,28 @@ def pi_image(tmp_path_factory, pi_wheelhouse, models_dir, test_cache) -> PiImage
     tmp = tmp_path_factory.mktemp("pi")
     out = tmp / "out"
     timings: dict[str, float] = {}
+    version = run("git", "-C", str(REPO), "show", "HEAD:firmware/__init__.py").stdout.split(
+        '__version__ = "', 1)[1].split('"', 1)[0]
+    reuse = os.environ.get("RONDA_TEST_PI_IMAGE")  # a developer's built .img.xz: checks only
+    if reuse:
+        out = Path(reuse).parent
+    else:
+        build_pi_image(out, pi_wheelhouse, models_dir, test_cache, timings)
+    xz = out / f"ronda-{version}-arm64.img.xz"
+    t0 = time.monotonic()
+    image = tmp / "pi.img"
+    with image.open("wb") as fh:
+        subprocess.run(["xz", "-dc", "-T0", str(xz)], stdout=fh, check=True)
+    timings["decompress"] = time.monotonic() - t0
+    table = json.loads(run("sfdisk", "-J", str(image)).stdout)["partitiontable"]
+    p1, p2 = table["partitions"][:2]
+    return PiImage(image=image, out=out, version=version, fat=f"{image}@@{p1['start'] * 512}",
+                   root_offset=p2["start"] * 512, root_size=p2["size"] * 512,
+                   disk_id=table["id"].removeprefix("0x").lower(), timings=timings)
+
+
+def build_pi_image(out: Path, pi_wheelhouse: Path, models_dir: Path, test_cache: Path,
+                   timings: dict[str, float]) -> None:
     t0 = time.monotonic()
     proc = subprocess.run(
         [str(REPO / "image" / "build"), "--debian", "--cache", str(test_cache / "image"),
@@ -92,20 +114,7 @@ def pi_image(tmp_path_factory, pi_wheelhouse, models_dir, test_cache) -> PiImage
     log = out / "ronda-build.log"
     assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text()[-3000:] if log.exists()
                                                         else "")
-    version = run("git", "-C", str(REPO), "show", "HEAD:firmware/__init__.py").stdout.split(
-        '__version__ = "', 1)[1].split('"', 1)[0]
-    xz = out / f"ronda-{version}-arm64.img.xz"
-    assert proc.stdout.strip() == str(xz)
-    t0 = time.monotonic()
-    image = tmp / "pi.img"
-    with image.open("wb") as fh:
-        subprocess.run(["xz", "-dc", "-T0", str(xz)], stdout=fh, check=True)
-    timings["decompress"] = time.monotonic() - t0
-    table = json.loads(run("sfdisk", "-J", str(image)).stdout)["partitiontable"]
-    p1, p2 = table["partitions"][:2]
-    return PiImage(image=image, out=out, version=version, fat=f"{image}@@{p1['start'] * 512}",
-                   root_offset=p2["start"] * 512, root_size=p2["size"] * 512,
-                   disk_id=table["id"].removeprefix("0x").lower(), timings=timings)
+    assert proc.stdout.strip().endswith("-arm64.img.xz")
 
 
 @contextmanager
@@ -235,8 +244,11 @@ def qemu_command(pi: PiImage, kernel: Path, initrd: Path, ssd: Path, broker: int
                  camera: int, console: Path) -> list[str]:
     cmdline = fat_text(pi, "cmdline.txt").split()
     keep = [a for a in cmdline if not a.startswith("console=")]
-    fwd = (f"guestfwd=tcp:{BROKER_IN_GUEST[0]}:{BROKER_IN_GUEST[1]}-tcp:127.0.0.1:{broker},"
-           f"guestfwd=tcp:{CAMERA_IN_GUEST[0]}:{CAMERA_IN_GUEST[1]}-tcp:127.0.0.1:{camera}")
+    # cmd: (one socat per connection), not a tcp: chardev, which is a single connection made
+    # when qemu starts; the recorder, the detector and the doctor each open their own.
+    fwd = ",".join(f"guestfwd=tcp:{addr}:{port}-cmd:socat STDIO TCP:127.0.0.1:{host_port}"
+                   for (addr, port), host_port in ((BROKER_IN_GUEST, broker),
+                                                   (CAMERA_IN_GUEST, camera)))
     return ["qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a72", "-smp", "2",
             "-m", "2048", "-accel", "tcg,thread=multi", "-display", "none", "-no-reboot",
             "-kernel", str(kernel), "-initrd", str(initrd),
@@ -263,8 +275,9 @@ MILESTONES = {  # console line -> what the timing is called
 
 
 def test_the_pi_image_boots_in_qemu_to_a_green_node(pi_image: PiImage, tmp_path):
-    if shutil.which("qemu-system-aarch64") is None:
-        pytest.skip("qemu-system-aarch64 missing: apt-get install qemu-system-arm")
+    for tool, package in (("qemu-system-aarch64", "qemu-system-arm"), ("socat", "socat")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} missing: apt-get install {package} (make setup does)")
     pi = pi_image
     t_start = time.monotonic()
     boot_dir = tmp_path / "boot"
