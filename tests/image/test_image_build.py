@@ -162,7 +162,7 @@ def test_build_image_from_a_debian_base(tmp_path, wheelhouse, models_dir, host_n
     assert digest == run("sha256sum", str(out)).stdout.split()[0]
     manifest = (tmp_path / "out" / f"ronda-{version}-{arch}.manifest.txt").read_text()
     assert "\npython3 3.11" in manifest and f"\nronda=={version}\n" in manifest, manifest[:2000]
-    assert "\ntflite_runtime==2.14.0\n" in manifest and "\nronda.toml.example\n" in manifest
+    assert "\ntflite-runtime==2.14.0\n" in manifest and "\nronda.toml.example\n" in manifest
     # pip's output is in the log, not on the screen; the screen says which step it is in
     log = (tmp_path / "out" / "ronda-build.log").read_text()
     assert "Successfully installed" in log and "Successfully installed" not in proc.stderr

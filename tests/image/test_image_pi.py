@@ -171,7 +171,7 @@ def test_the_pi_image_has_what_a_pi_4_and_a_pi_5_boot_from(pi_image: PiImage, tm
 
     manifest = (pi.out / f"ronda-{pi.version}-arm64.manifest.txt").read_text()
     for line in (r"^raspi-firmware \S+ all$", r"^linux-image-6\.\S+-arm64 \S+ arm64$",
-                 r"^systemd-timesyncd ", r"^python3 3\.11", r"^lgpio==", r"^tflite_runtime==",
+                 r"^systemd-timesyncd ", r"^python3 3\.11", r"^lgpio==", r"^tflite-runtime==",
                  rf"^ronda=={re.escape(pi.version)}$", r"^bcm2712-rpi-5-b\.dtb$"):
         assert re.search(line, manifest, re.M), line
     size = pi.image.stat().st_size
