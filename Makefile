@@ -66,6 +66,8 @@ IMAGE_APT_PACKAGES := qemu-user-static binfmt-support qemu-system-arm socat debo
 	dosfstools e2fsprogs fdisk xz-utils
 IMAGE_MODEL ?= $(MODELS)/pose_detection.tflite
 IMAGE_XZ ?= 6
+# The slow emulated steps are cached here, the same place tests/image/test_image_pi.py looks.
+IMAGE_CACHE ?= $(HOME)/.cache/ronda-tests/image
 
 $(STAMPS)/apt-image: Makefile
 	@mkdir -p $(STAMPS)
@@ -80,5 +82,5 @@ setup: $(STAMPS)/apt-image
 .PHONY: image
 # out/ronda-<version>-arm64.img.xz (+ .sha256, .manifest.txt), from Debian's arm64 packages.
 image: $(STAMPS)/apt-image $(STAMPS)/models
-	$(SUDO) env PYTHON=$(abspath $(PY)) image/build --debian --out out \
+	$(SUDO) env PYTHON=$(abspath $(PY)) image/build --debian --cache $(IMAGE_CACHE) --out out \
 		--model $(IMAGE_MODEL) --xz-level $(IMAGE_XZ)
