@@ -75,3 +75,29 @@ lint: setup
 
 clean:
 	rm -rf .cache build *.egg-info .pytest_cache
+
+# ---- the SD image (docs/image.md) ------------------------------------------------------------
+# Building and boot-testing the arm64 Raspberry Pi image on an x86 machine: qemu-user-static
+# (+ binfmt_misc) runs the image's programs, qemu-system-aarch64 boots it (tests/image).
+IMAGE_APT_PACKAGES := qemu-user-static binfmt-support qemu-system-arm socat debootstrap mtools \
+	dosfstools e2fsprogs fdisk xz-utils
+IMAGE_MODEL ?= $(MODELS)/pose_detection.tflite
+IMAGE_XZ ?= 6
+# The slow emulated steps are cached here, the same place tests/image/test_image_pi.py looks.
+IMAGE_CACHE ?= $(HOME)/.cache/ronda-tests/image
+
+$(STAMPS)/apt-image: Makefile
+	@mkdir -p $(STAMPS)
+	@if ! dpkg -s $(IMAGE_APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "== installing Debian packages for image builds"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(IMAGE_APT_PACKAGES); \
+	fi
+	@touch $@
+# Not part of `setup`: make demo/test do not need qemu (the arm64 tests are opt-in, docs/image.md).
+
+.PHONY: image
+# out/ronda-<version>-arm64.img.xz (+ .sha256, .manifest.txt), from Debian's arm64 packages.
+image: $(STAMPS)/apt-image $(STAMPS)/models
+	$(SUDO) env PYTHON=$(abspath $(PY)) image/build --debian --cache $(IMAGE_CACHE) --out out \
+		--model $(IMAGE_MODEL) --xz-level $(IMAGE_XZ)

@@ -37,6 +37,8 @@ setup(
         # On a Raspberry Pi. picamera2 needs python3-libcamera from Raspberry Pi OS
         # (create the venv with --system-site-packages); lgpio is the Pi 5 pin factory.
         "pi": ["picamera2>=0.3.17", "lgpio>=0.2", "systemd-python>=234"],
+        # GPIO alone (lgpio: the pin factory of the Pi 5 and the Pi 4), e.g. on Debian's images.
+        "gpio": ["lgpio>=0.2"],
         "jetson": ["Jetson.GPIO>=2.1", "systemd-python>=234"],
         "systemd": ["systemd-python>=234"],
         "detect": [

@@ -141,3 +141,43 @@ def make_wheel(committed_source: Path, tmp_path_factory: pytest.TempPathFactory
     build.soon = soon  # type: ignore[attr-defined]
     yield build
     pool.shutdown(wait=True)
+
+
+# What a Raspberry Pi image is: Debian bookworm's CPython 3.11 (glibc 2.36) on aarch64.
+PI_PLATFORMS = ("manylinux_2_36_aarch64", "manylinux_2_34_aarch64", "manylinux_2_28_aarch64",
+                "manylinux_2_17_aarch64", "manylinux2014_aarch64", "linux_aarch64")
+PI_EXTRAS = "detect,gpio"
+
+
+@pytest.fixture(scope="session")
+def pi_wheelhouse(committed_source: Path, test_cache: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Dependency wheels of ronda[detect,gpio] for a Pi (aarch64, CPython 3.11), downloaded
+    once from PyPI (binary wheels only: nothing is compiled for a foreign machine) and cached
+    like `wheelhouse`."""
+    inputs = b"\0".join([(committed_source / "setup.py").read_bytes(), PI_EXTRAS.encode(),
+                         "\0".join(PI_PLATFORMS).encode(), b"cp311"])
+    house = test_cache / "wheelhouse" / f"pi-{hashlib.sha256(inputs).hexdigest()[:12]}"
+    if (house / ".complete").exists():
+        return house
+    with cache_lock(house):
+        if not (house / ".complete").exists():
+            own = tmp_path_factory.mktemp("pi-own-wheel")
+            subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                            str(own), str(committed_source)], check=True)
+            (wheel,) = own.glob("ronda-*.whl")
+            partial = house.with_name(house.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            platforms = [arg for p in PI_PLATFORMS for arg in ("--platform", p)]
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(partial),
+                            "--only-binary=:all:", *platforms, "--python-version", "3.11",
+                            "--implementation", "cp", "--abi", "cp311", "--abi", "abi3",
+                            "--abi", "none", f"ronda[{PI_EXTRAS}] @ {wheel.as_uri()}"],
+                           check=True)
+            for ronda in partial.glob("ronda-*.whl"):  # only the dependencies are kept
+                ronda.unlink()
+            (partial / ".complete").touch()
+            shutil.rmtree(house, ignore_errors=True)
+            partial.rename(house)
+    return house

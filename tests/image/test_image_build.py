@@ -145,20 +145,28 @@ def test_build_image_from_a_debian_base(tmp_path, wheelhouse, models_dir, host_n
     base = make_base_image(tree, tmp_path / "base.img")
     timings["base image"] = time.monotonic() - t0
     t0 = time.monotonic()
+    arch = run("dpkg", "--print-architecture").stdout.strip()
     proc = subprocess.run(
         [str(REPO / "image" / "build"), "--base", str(base), "--out", str(tmp_path / "out"),
          "--wheelhouse", str(wheelhouse), "--offline", "--extras", "detect",
          "--apt", "python3 python3-venv", "--model", str(models_dir / "pose_detection.tflite"),
-         "--grow", "600", "--xz-level", "0"],
+         "--grow", "600", "--xz-level", "0", "--board", "none", "--arch", arch],
         capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHON": sys.executable})
     timings["image/build"] = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     sys.stderr.write("".join(ln + "\n" for ln in proc.stderr.splitlines() if ln.startswith("== [")))
     version = _version()
-    out = tmp_path / "out" / f"ronda-{version}.img.xz"
+    out = tmp_path / "out" / f"ronda-{version}-{arch}.img.xz"
     assert proc.stdout.strip() == str(out) and out.is_file()
     digest = (tmp_path / "out" / f"{out.name}.sha256").read_text().split()[0]
     assert digest == run("sha256sum", str(out)).stdout.split()[0]
+    manifest = (tmp_path / "out" / f"ronda-{version}-{arch}.manifest.txt").read_text()
+    assert "\npython3 3.11" in manifest and f"\nronda=={version}\n" in manifest, manifest[:2000]
+    assert "\ntflite-runtime==2.14.0\n" in manifest and "\nronda.toml.example\n" in manifest
+    # pip's output is in the log, not on the screen; the screen says which step it is in
+    log = (tmp_path / "out" / "ronda-build.log").read_text()
+    assert "Successfully installed" in log and "Successfully installed" not in proc.stderr
+    assert "[9/9] compressing" in proc.stderr, proc.stderr
 
     t0 = time.monotonic()
     image = tmp_path / "check.img"
