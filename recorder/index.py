@@ -12,11 +12,15 @@ elsewhere) keeps a valid index.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 #: Schema steps: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: list[str] = [
@@ -103,8 +107,7 @@ class Index:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         if readonly:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True,
-                                      check_same_thread=False, timeout=10)
+            self.db = _connect_readonly(path)
         else:
             self.db = sqlite3.connect(path, check_same_thread=False, timeout=10,
                                       isolation_level=None)
@@ -337,3 +340,24 @@ class _Transaction:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
 
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection, also when the disk itself is read-only.
+
+    SQLite opens a WAL database read-only only if it can make the -shm file, so on a disk
+    the kernel remounted read-only after an error (the moment footage matters most) a plain
+    ``mode=ro`` fails. No writer can exist on a read-only filesystem, so the database is
+    then opened as immutable; rows still only in a -wal file left by a crash are not seen.
+    """
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+                         timeout=10)
+    try:
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+        if not os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            raise
+    log.warning("%s: the disk is read-only: the index is read as it is on disk", path)
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True,
+                           check_same_thread=False, timeout=10)
