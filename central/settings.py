@@ -16,6 +16,10 @@ Example (every key has a default except the agencies' own)::
     [commands]
     key_file = "/etc/ronda-central/command.pem"    # mode 0600, from `ronda keys generate`
 
+    [footage]
+    dir = "/var/lib/ronda-central/footage"         # clips the operators asked nodes for
+    public_url = "https://cc.kota.go.id"           # the console as the nodes reach it
+
     [[agencies]]
     id = "damkar"
     name = "Damkar (fire brigade)"
@@ -74,6 +78,18 @@ class WebSettings(BaseModel):
     secure_cookies: bool = Field(default=False, description="set behind HTTPS")
 
 
+class FootageSettings(BaseModel):
+    """Footage that operators request from nodes (central/footage.py)."""
+    model_config = ConfigDict(extra="forbid")
+    dir: Path = Field(default=Path("/var/lib/ronda-central/footage"),
+                      description="where uploaded clips are kept")
+    max_mb: float = Field(default=2048, gt=0, description="refuse an upload larger than this")
+    public_url: str = Field(default="", pattern=r"^(https?://[^\s/]+(/[^\s]*)?)?$",
+                            description="the console's URL as the nodes reach it; '' = the"
+                                        " URL the operator's browser used")
+    token_hours: float = Field(default=24, gt=0, description="how long an upload URL is valid")
+
+
 class CommandSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key_file: Path | None = Field(default=None, description="Ed25519 PKCS#8 PEM, mode 0600")
@@ -97,6 +113,7 @@ class CentralSettings(BaseModel):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     commands: CommandSettings = Field(default_factory=CommandSettings)
+    footage: FootageSettings = Field(default_factory=FootageSettings)
     agencies: list[Agency] = Field(default_factory=lambda: list(DEFAULT_AGENCIES))
 
     def agency(self, agency_id: str) -> Agency | None:

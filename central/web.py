@@ -40,6 +40,7 @@ from central import views
 from central.auth import User, audit, login, logout, session_user
 from central.commands import Commander
 from central.db import Database
+from central.footage import UPLOAD_PATH, Footage, UploadRefused
 from central.settings import CentralSettings
 from central.webhooks import WebhookSender
 
@@ -101,6 +102,7 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
                feed: ChangeFeed | None = None) -> Starlette:
     """The console app over `db` (migrated), sending commands through `commander`."""
     feed = feed or ChangeFeed(db)
+    footage = Footage(db, settings.footage, commander)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -307,6 +309,58 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
             cur.execute("UPDATE alarms SET updated = ? WHERE id = ?", (time.time(), alarm["id"]))
         return result
 
+    # -- footage ---------------------------------------------------------------------------
+    @api(role="operator", post=True)
+    def request_footage(request: Request, user: User, body: dict) -> dict:
+        node = request.path_params["node"]
+        if db.one("SELECT id FROM nodes WHERE id = ?", (node,)) is None:
+            raise LookupError("no such node")
+        return footage.request(user.name, node, body, str(request.base_url))
+
+    @api()
+    def list_footage(request: Request, _u: User, _b: dict) -> list:
+        return footage.listing(request.path_params["node"])
+
+    @api()
+    def footage_file(request: Request, user: User, _b: dict) -> Response:
+        row, path = footage.file_of(request.path_params["footage"])
+        start = time.strftime("%Y%m%d-%H%M%S", time.gmtime(row["start_ts"]))
+        name = f"{row['node']}-{row['camera']}-{start}Z.mp4"
+        download = request.query_params.get("download") == "1"
+        if download or request.headers.get("range", "bytes=0-").startswith("bytes=0-"):
+            audit(db, user.name, "footage.download" if download else "footage.view",
+                  f"{row['node']}/{row['camera']}", {"footage": row["id"]}, "ok")
+        return FileResponse(path, media_type="video/mp4", filename=name if download else None,
+                            headers={"Cache-Control": "private, no-store"})
+
+    async def upload(request: Request) -> Response:
+        """The node's PUT of requested footage: authorised by the one-time token alone."""
+        length = request.headers.get("content-length")
+        part: Path | None = None
+        try:
+            row = await run_in_threadpool(footage.upload_target, request.path_params["token"],
+                                          int(length) if length and length.isdigit() else None)
+            part = footage.part_path(row["id"])
+            size = 0
+            with part.open("wb") as out:
+                async for chunk in request.stream():
+                    if size == 0 and chunk:
+                        footage.check_head(chunk)
+                    size += len(chunk)
+                    if size > footage.max_bytes:
+                        raise UploadRefused(413, "over the size limit")
+                    await run_in_threadpool(out.write, chunk)
+            if size != int(length or 0):
+                raise UploadRefused(400, f"got {size} of {length} bytes")
+            await run_in_threadpool(footage.complete, row, part, size)
+            part = None
+            return PlainTextResponse("stored\n", 201)
+        except UploadRefused as exc:
+            return PlainTextResponse(f"{exc}\n", exc.status)
+        finally:
+            if part is not None:
+                part.unlink(missing_ok=True)
+
     async def stream(request: Request) -> Response:
         user = await run_in_threadpool(user_of, request)
         if user is None:
@@ -344,6 +398,10 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
         Route("/api/alarms/{alarm:int}/note", note, methods=["POST"]),
         Route("/api/alarms/{alarm:int}/dispatch", dispatch, methods=["POST"]),
         Route("/api/alarms/{alarm:int}/silence", silence, methods=["POST"]),
+        Route("/api/nodes/{node}/footage", list_footage),
+        Route("/api/nodes/{node}/footage", request_footage, methods=["POST"]),
+        Route("/api/footage/{footage}.mp4", footage_file),
+        Route(UPLOAD_PATH + "{token}", upload, methods=["PUT"]),
         Route("/api/stream", stream),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -213,6 +213,75 @@ async function showNode(id) {
     el("td", {}, when(e.ts)), el("td", {}, e.seq), el("td", {}, e.kind ? `${e.type} (${e.kind})` : e.type),
     el("td", {}, e.phase || ""), el("td", {}, e.camera || ""),
     el("td", {}, e.snapshot ? el("a", { href: `/api/events/${e.id}/snapshot.jpg`, target: "_blank" }, "picture") : ""))));
+  setupFootage(n);
+  await showFootage(n.id);
+}
+
+// -- footage on request: a signed `fetch` that uploads to the console itself -------------------
+const localInput = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+function setupFootage(n) {
+  const form = $("footage-form");
+  if (!canOperate() || !ronda.me.commands) return;
+  const select = $("footage-camera"), names = n.cameras.map((c) => c.name);
+  if (select.dataset.names !== names.join(",")) {
+    select.replaceChildren(...names.map((c) => el("option", { value: c }, c)));
+    select.dataset.names = names.join(",");
+  }
+  if (!form.dataset.ready) {
+    form.dataset.ready = "1";
+    const now = new Date();
+    $("footage-start").value = localInput(new Date(now.getTime() - 120000));
+    $("footage-end").value = localInput(now);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const start = new Date($("footage-start").value).getTime() / 1000;
+      const end = new Date($("footage-end").value).getTime() / 1000;
+      $("footage-result").textContent = "asking the post…";
+      try {
+        const r = await post(`/api/nodes/${encodeURIComponent(n.id)}/footage`, { camera: select.value, start, end });
+        $("footage-result").textContent = r.message;
+      } catch (e) { $("footage-result").textContent = e.message; }
+      showFootage(n.id);
+    });
+  }
+  form.hidden = !names.length;
+}
+function footageText(f) {
+  const range = `${f.camera} ${when(f.start_ts)} – ${when(f.end_ts)} (asked by ${f.author})`;
+  if (f.state === "uploaded") return `${range}: received, ${(f.bytes / 1e6).toFixed(1)} MB`;
+  if (f.state === "refused") return `${range}: refused: ${f.message}`;
+  const p = f.progress;
+  if (!p) return `${range}: ${f.state}${f.message ? ": " + f.message : ""}`;
+  const d = p.detail || {};
+  const extra = p.phase === "progress" ? ` ${d.percent} %` : p.phase === "queued" ? ` (position ${d.position})`
+    : d.reason ? `: ${d.reason}` : "";
+  return `${range}: ${p.phase}${extra}`;
+}
+async function showFootage(node) {
+  const rows = await get(`/api/nodes/${encodeURIComponent(node)}/footage`);
+  const list = $("footage-list"), seen = new Set();
+  for (const f of rows) {
+    seen.add(f.id);
+    const text = footageText(f);
+    let li = document.getElementById(`footage-${f.id}`);
+    if (li && li.dataset.text === text) continue;  // unchanged: keep a playing video playing
+    const fresh = el("li", { id: `footage-${f.id}`, "data-state": f.state, "data-phase": f.progress ? f.progress.phase : "" },
+      el("span", { class: "footage-text" }, text));
+    fresh.dataset.text = text;
+    if (f.state === "uploaded") {
+      const src = `/api/footage/${f.id}.mp4`;
+      fresh.append(el("br"), el("video", { src, controls: "", preload: "metadata", width: 480 }), el("br"),
+        el("a", { href: `${src}?download=1`, download: "" }, "download MP4"));
+    }
+    if (li) li.replaceWith(fresh); else list.prepend(fresh);
+  }
+  for (const li of [...list.children]) if (!seen.has(li.id.slice(8))) li.remove();
+  const order = rows.map((f) => document.getElementById(`footage-${f.id}`));
+  if (order.some((li, i) => list.children[i] !== li)) list.replaceChildren(...order);
+  const pending = rows.some((f) => !["uploaded", "refused"].includes(f.state) &&
+    !(f.progress && f.progress.phase === "failed"));
+  clearTimeout(ronda.footageTimer);
+  if (pending) ronda.footageTimer = setTimeout(() => showFootage(node), 2000);
 }
 
 async function showMaintenance() {
