@@ -90,6 +90,19 @@ class FootageSettings(BaseModel):
     token_hours: float = Field(default=24, gt=0, description="how long an upload URL is valid")
 
 
+class LiveSettings(BaseModel):
+    """Live video on the node page (docs/central.md, "Live video")."""
+    model_config = ConfigDict(extra="forbid")
+    hls_url: str = Field(default="", pattern=r"^(https?://\S*\{node\}\S*)?$",
+                         description="the media server's HLS playlist of a camera, a template"
+                                     " with {node} and {camera}, e.g. http://media.kota.go.id"
+                                     "/hls/{node}-{camera}.m3u8; '' = no live video")
+    stream: str = Field(default="main", pattern=r"^(main|sub)$",
+                        description="which stream of the camera the node pushes")
+    ttl_s: int = Field(default=120, ge=30, le=600,
+                       description="the `live` command's ttl; the page renews it at half")
+
+
 class CommandSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key_file: Path | None = Field(default=None, description="Ed25519 PKCS#8 PEM, mode 0600")
@@ -114,6 +127,7 @@ class CentralSettings(BaseModel):
     web: WebSettings = Field(default_factory=WebSettings)
     commands: CommandSettings = Field(default_factory=CommandSettings)
     footage: FootageSettings = Field(default_factory=FootageSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     agencies: list[Agency] = Field(default_factory=lambda: list(DEFAULT_AGENCIES))
 
     def agency(self, agency_id: str) -> Agency | None:

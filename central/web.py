@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urljoin
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -46,6 +49,10 @@ from central.webhooks import WebhookSender
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "ronda_session"
+NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
+HLS_FILE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}\.(m3u8|ts|m4s|mp4|aac)$")
+HLS_TYPES = {"m3u8": "application/vnd.apple.mpegurl", "ts": "video/mp2t",
+             "m4s": "video/iso.segment", "mp4": "video/mp4", "aac": "audio/aac"}
 
 
 class ChangeFeed:
@@ -178,7 +185,8 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
                 "tiles_attribution": settings.web.tiles_attribution,
                 "agencies": [a.model_dump(include={"id", "name", "phone", "kinds"})
                              for a in settings.agencies],
-                "commands": commander is not None and commander.key is not None}
+                "commands": commander is not None and commander.key is not None,
+                "live": {"ttl_s": settings.live.ttl_s} if settings.live.hls_url else None}
 
     @api()
     def get_nodes(_r: Request, _u: User, _b: dict) -> list:
@@ -361,6 +369,71 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
             if part is not None:
                 part.unlink(missing_ok=True)
 
+    # -- live video ------------------------------------------------------------------------
+    # who watches which camera from this console: a `live-stop` is sent only when the last
+    # page watching it closes (in memory: a second console process keeps its own list)
+    watchers: dict[tuple[str, str], dict[str, float]] = {}
+
+    def live_args(body: dict) -> tuple[str, str]:
+        camera, viewer = body.get("camera"), body.get("viewer")
+        if not isinstance(camera, str) or not NAME.match(camera):
+            raise ValueError("pick a camera")
+        if not isinstance(viewer, str) or not NAME.match(viewer):
+            raise ValueError("viewer: a page id")
+        if not settings.live.hls_url:
+            raise ValueError("live video is not configured ([live] hls_url)")
+        if commander is None:
+            raise ValueError("commands are not configured")
+        return camera, viewer
+
+    @api(role="operator", post=True)
+    def live_start(request: Request, user: User, body: dict) -> dict:
+        node = request.path_params["node"]
+        camera, viewer = live_args(body)
+        result = commander.send(user.name, node, "live", {  # type: ignore[union-attr]
+            "camera": camera, "stream": settings.live.stream, "ttl_s": settings.live.ttl_s})
+        if result.get("ok"):
+            watchers.setdefault((node, camera), {})[viewer] = time.monotonic()
+        playlist = f"/api/live/{node}/{camera}/index.m3u8"
+        return {**result, "playlist": playlist, "renew_s": settings.live.ttl_s / 2}
+
+    @api(role="operator", post=True)
+    def live_stop(request: Request, user: User, body: dict) -> dict:
+        node = request.path_params["node"]
+        camera, viewer = live_args(body)
+        pages = watchers.get((node, camera), {})
+        pages.pop(viewer, None)
+        fresh = time.monotonic() - settings.live.ttl_s
+        others = [v for v, seen in pages.items() if seen > fresh]
+        if others:
+            return {"ok": True, "message": f"{camera} stays live: {len(others)} other page(s)"
+                                           " of this console watch it"}
+        watchers.pop((node, camera), None)
+        return commander.send(user.name, node, "live-stop",  # type: ignore[union-attr]
+                              {"camera": camera})
+
+    @api()
+    def live_file(request: Request, _u: User, _b: dict) -> Response:
+        """The media server's HLS, relayed: only signed-in users see the cameras."""
+        node, camera, name = (request.path_params[k] for k in ("node", "camera", "file"))
+        if not settings.live.hls_url:
+            raise LookupError("live video is not configured")
+        if not (NAME.match(node) and NAME.match(camera) and HLS_FILE.match(name)):
+            raise LookupError("no such file")
+        playlist = settings.live.hls_url.replace("{node}", node).replace("{camera}", camera)
+        url = playlist if name == "index.m3u8" else urljoin(playlist, name)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                data = resp.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise LookupError("not live (yet)") from None
+            return JSONResponse({"error": f"media server: {exc.code}"}, 502)
+        except OSError as exc:
+            return JSONResponse({"error": f"media server: {exc}"}, 502)
+        return Response(data, media_type=HLS_TYPES[name.rsplit(".", 1)[1]],
+                        headers={"Cache-Control": "no-store"})
+
     async def stream(request: Request) -> Response:
         user = await run_in_threadpool(user_of, request)
         if user is None:
@@ -402,6 +475,9 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
         Route("/api/nodes/{node}/footage", request_footage, methods=["POST"]),
         Route("/api/footage/{footage}.mp4", footage_file),
         Route(UPLOAD_PATH + "{token}", upload, methods=["PUT"]),
+        Route("/api/nodes/{node}/live", live_start, methods=["POST"]),
+        Route("/api/nodes/{node}/live-stop", live_stop, methods=["POST"]),
+        Route("/api/live/{node}/{camera}/{file}", live_file),
         Route("/api/stream", stream),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
