@@ -76,6 +76,9 @@ class WebSettings(BaseModel):
     silent_after_s: float = Field(default=86400, gt=0)
     session_hours: float = Field(default=12, gt=0)
     secure_cookies: bool = Field(default=False, description="set behind HTTPS")
+    login_failures: int = Field(default=5, ge=1,
+                                description="failed sign-ins from one address before 429")
+    login_window_s: float = Field(default=300, gt=0, description="...within this many seconds")
 
 
 class FootageSettings(BaseModel):

@@ -45,6 +45,7 @@ from central.commands import Commander
 from central.db import Database
 from central.footage import UPLOAD_PATH, Footage, UploadRefused
 from central.settings import CentralSettings
+from central.throttle import LoginThrottle
 from central.webhooks import WebhookSender
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -110,6 +111,7 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
     """The console app over `db` (migrated), sending commands through `commander`."""
     feed = feed or ChangeFeed(db)
     footage = Footage(db, settings.footage, commander)
+    throttle = LoginThrottle(settings.web.login_failures, settings.web.login_window_s)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -158,11 +160,24 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
             return FileResponse(STATIC / "login.html")
         # a urlencoded form of two fields: parsed here rather than with python-multipart
         form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
-        token = await run_in_threadpool(login, db, (form.get("username") or [""])[0],
-                                        (form.get("password") or [""])[0],
+        address = request.client.host if request.client else "?"
+        name = (form.get("username") or [""])[0]
+        wait = throttle.retry_after(address)
+        if wait > 0:
+            return PlainTextResponse(
+                f"Too many failed sign-ins from {address}: try again in {wait:.0f} s.\n",
+                429, headers={"Retry-After": str(int(wait) + 1)})
+        token = await run_in_threadpool(login, db, name, (form.get("password") or [""])[0],
                                         settings.web.session_hours)
         if token is None:
+            throttle.failed(address)
+            if throttle.retry_after(address) > 0:
+                await run_in_threadpool(audit, db, name[:64], "login.throttled", address,
+                                        {"failures": settings.web.login_failures},
+                                        "refused for "
+                                        f"{settings.web.login_window_s:.0f} s at most")
             return RedirectResponse("/login?failed=1", 303)
+        throttle.succeeded(address)
         resp = RedirectResponse("/", 303)
         resp.set_cookie(COOKIE, token, httponly=True, samesite="strict",
                         secure=settings.web.secure_cookies,

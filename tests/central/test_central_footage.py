@@ -1,10 +1,12 @@
 """Footage on request, end to end: the operator asks on the node page -> the console signs a
 `fetch` whose upload URL is the console itself -> a real node (camera, recorder, uplink)
 exports the range and PUTs it -> the console shows the progress, keeps the MP4 (ffprobe
-reads it), plays it in a <video> and offers it for download; the audit has the request."""
+reads it), plays it in a <video> and offers it for download; the audit has the request.
+The same console then shows its sign-in throttling per address."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import time
@@ -39,6 +41,16 @@ def put(url: str, body: bytes) -> int:
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def sign_in(port: int, source: str, password: str) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    conn.request("POST", "/login", body=f"username=ops&password={password}",
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    return resp
 
 
 @pytest.mark.slow
@@ -125,6 +137,17 @@ def test_footage_request_from_the_node_page_uploads_plays_and_downloads(tmp_path
                        for a in actions)
             assert (f"node:{NODE}", "footage.uploaded", "ok") in actions
             assert ("ops", "footage.download", "ok") in actions
+
+            # sign-in throttling: 5 failures from one address, then 429 even with the right
+            # password; another address still signs in
+            for _ in range(5):
+                assert sign_in(console.port, "127.0.0.3", "wrong").status == 303
+            refused = sign_in(console.port, "127.0.0.3", "ops-password")
+            assert refused.status == 429 and int(refused.getheader("Retry-After")) > 0
+            good = sign_in(console.port, "127.0.0.4", "ops-password")
+            assert good.status == 303 and good.getheader("Location") == "/"
+            assert db.one("SELECT 1 FROM audit WHERE action = 'login.throttled'"
+                          " AND target = '127.0.0.3'")
         finally:
             node.stop()
             console.stop()

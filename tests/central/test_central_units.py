@@ -41,7 +41,7 @@ def test_bad_config_names_the_field_and_exits_78(tmp_path: Path):
     good = tmp_path / "ok.toml"
     good.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/db.sqlite3"\n')
     assert run_cli("--config", str(good), "check-config").returncode == 0
-    assert "schema version 1" in run_cli("--config", str(good), "migrate").stdout
+    assert "schema version 2" in run_cli("--config", str(good), "migrate").stdout
 
 
 def test_the_command_key_must_be_private(tmp_path: Path):
@@ -162,3 +162,22 @@ def test_footage_upload_urls_are_one_time_expiring_and_size_limited(tmp_path: Pa
         footage.request("ops", "rw1", {"camera": "gate", "start": 2, "end": 1}, "http://x")
     assert db.one("SELECT count(*) AS n FROM footage")["n"] == 3
     db.close()
+
+
+def test_login_throttle_counts_failures_per_address_in_a_sliding_window() -> None:
+    from central.throttle import LoginThrottle
+
+    throttle = LoginThrottle(max_failures=3, window_s=60, max_addresses=2)
+    for t in (0, 10, 20):
+        assert throttle.retry_after("10.0.0.1", now=t) == 0
+        throttle.failed("10.0.0.1", now=t)
+    assert throttle.retry_after("10.0.0.1", now=21) == pytest.approx(39)
+    assert throttle.retry_after("10.0.0.2", now=21) == 0  # another address is not locked out
+    assert throttle.retry_after("10.0.0.1", now=60.5) == 0  # the first failure left the window
+    throttle.failed("10.0.0.1", now=61)
+    assert throttle.retry_after("10.0.0.1", now=62) > 0
+    throttle.succeeded("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1", now=62) == 0
+    for i in range(5):  # memory stays bounded under a flood of addresses
+        throttle.failed(f"10.1.0.{i}", now=70)
+    assert len(throttle.failures) == 2
