@@ -137,6 +137,7 @@ def test_footage_request_from_the_node_page_uploads_plays_and_downloads(tmp_path
                        for a in actions)
             assert (f"node:{NODE}", "footage.uploaded", "ok") in actions
             assert ("ops", "footage.download", "ok") in actions
+            assert ("ops", "footage.view", "ok") in actions  # the <video> loading it
 
             # sign-in throttling: 5 failures from one address, then 429 even with the right
             # password; another address still signs in

@@ -5,6 +5,7 @@ advances) -> "Stop live" and leaving the page each send `live-stop`."""
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 
@@ -19,6 +20,13 @@ from firmware.devtools.rtsp_camera import RtspTestCamera
 
 NODE = "live-rw08"
 VIDEO = "document.getElementById('live-video')"
+
+
+def post(url: str, cookie: str, body: dict) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
+        "Cookie": f"ronda_session={cookie}", "X-Ronda": "1", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
 
 
 def replies(db: Database, action: str) -> list[str]:
@@ -66,6 +74,16 @@ def test_watch_live_plays_in_chromium_and_stops_when_the_page_closes(tmp_path, b
                 with pytest.raises(urllib.error.HTTPError) as anon:
                     urllib.request.urlopen(f"{console.url}/api/live/{NODE}/gate/index.m3u8")
                 assert anon.value.code == 401
+
+                # a second page of this console watching the same camera, then closing:
+                # the push stays for the first page (no live-stop sent)
+                cookie = driver.get_cookie("ronda_session")["value"]
+                for path in ("live", "live-stop"):
+                    answer = post(f"{console.url}/api/nodes/{NODE}/{path}", cookie,
+                                  {"camera": "gate", "viewer": "otherpage"})
+                    assert answer["ok"], answer
+                assert "stays live: 1 other page" in answer["message"]
+                assert replies(db, "live-stop") == []
 
                 driver.find_element("id", "live-stop").click()
                 wait_for(lambda: replies(db, "live-stop"), 20, "the live-stop reply")
