@@ -380,6 +380,8 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
             return PlainTextResponse("stored\n", 201)
         except UploadRefused as exc:
             return PlainTextResponse(f"{exc}\n", exc.status)
+        except OSError as exc:  # [footage] dir not writable, disk full: the node retries later
+            return PlainTextResponse(f"cannot store the upload: {exc.strerror or exc}\n", 503)
         finally:
             if part is not None:
                 part.unlink(missing_ok=True)
