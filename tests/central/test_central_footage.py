@@ -122,7 +122,8 @@ def test_footage_request_from_the_node_page_uploads_plays_and_downloads(tmp_path
                              (NODE,))
             upload_url = json.loads(command["args"])["upload_url"]
             assert upload_url.startswith(f"{console.url}/footage/upload/")
-            assert put(upload_url, stored.read_bytes()) == 409
+            stored_bytes = stored.read_bytes()
+            assert put(upload_url, stored_bytes) == 409
             assert put(f"{console.url}/footage/upload/guess", b"x" * 100) == 403
 
             # the node's upload events reached the console; the audit has the whole story
@@ -138,6 +139,23 @@ def test_footage_request_from_the_node_page_uploads_plays_and_downloads(tmp_path
             assert (f"node:{NODE}", "footage.uploaded", "ok") in actions
             assert ("ops", "footage.download", "ok") in actions
             assert ("ops", "footage.view", "ok") in actions  # the <video> loading it
+
+            # a console that cannot store (its footage dir is not a directory) answers 503,
+            # which the node retries, and keeps nothing
+            from central.footage import _digest
+
+            with db.tx() as cur:
+                cur.execute("INSERT INTO footage (id, token, node, camera, start_ts, end_ts,"
+                            " author, requested, expires, state) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            ("x1", _digest("tok"), NODE, "gate", 1.0, 2.0, "ops", time.time(),
+                             time.time() + 60, "accepted"))
+            footage_dir.rename(tmp_path / "footage.kept")
+            footage_dir.write_text("not a directory")
+            assert put(f"{console.url}/footage/upload/tok", stored_bytes) == 503
+            footage_dir.unlink()
+            (tmp_path / "footage.kept").rename(footage_dir)
+            assert put(f"{console.url}/footage/upload/tok", stored_bytes) == 201
+            assert (footage_dir / "x1.mp4").read_bytes() == stored_bytes
 
             # sign-in throttling: 5 failures from one address, then 429 even with the right
             # password; another address still signs in
