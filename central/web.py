@@ -366,13 +366,20 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
             part = footage.part_path(row["id"])
             size = 0
             with part.open("wb") as out:
+                pending: list[bytes] = []  # written 1 MiB at a time: one thread hop each
+                buffered = 0
                 async for chunk in request.stream():
                     if size == 0 and chunk:
                         footage.check_head(chunk)
                     size += len(chunk)
                     if size > footage.max_bytes:
                         raise UploadRefused(413, "over the size limit")
-                    await run_in_threadpool(out.write, chunk)
+                    pending.append(chunk)
+                    buffered += len(chunk)
+                    if buffered >= 1 << 20:
+                        await run_in_threadpool(out.write, b"".join(pending))
+                        pending, buffered = [], 0
+                await run_in_threadpool(out.write, b"".join(pending))
             if size != int(length or 0):
                 raise UploadRefused(400, f"got {size} of {length} bytes")
             await run_in_threadpool(footage.complete, row, part, size)
