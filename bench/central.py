@@ -17,7 +17,7 @@ Figures (name<TAB>value<TAB>unit<TAB>note):
 - ``map_load_*``: the console's home page with `--nodes` posts: navigation start -> the map
   drawn, and the `/api/nodes` call alone;
 - ``upload_*``: a footage upload (`--upload-mb` MB, `curl -T` on loopback, as a node's PUT)
-  into the console's `/footage/upload/<token>` against the same file into Debian's nginx
+  into the console's `/footage/upload/<id>.mp4?token=...` against the same file into Debian's nginx
   WebDAV (the baseline): MB/s, and the console process's CPU seconds and RSS, median of 3.
 
 Example::
@@ -358,7 +358,8 @@ def bench_upload(size_mb: int, tmp: Path) -> None:
         with LocalNginx() as nginx:
             base = [curl(nginx.put_url(f"bench-{i}.mp4")) for i in range(3)]
         cpu0 = _cpu(console.pid)
-        took = [curl(f"http://127.0.0.1:{port}/footage/upload/{t}") for t in tokens]
+        took = [curl(f"http://127.0.0.1:{port}/footage/upload/b{i}.mp4?token={t}")
+                for i, t in enumerate(tokens)]
         cpu = (_cpu(console.pid) - cpu0) / len(tokens)
         rss = psutil.Process(console.pid).memory_info().rss / 2**20
     finally:

@@ -1,9 +1,11 @@
 """Footage on request: the console asks a node for a range of a camera and receives it itself.
 
 An operator picks a camera and a time range on the node page. The console makes a one-time
-upload URL on itself (`/footage/upload/<token>`, 32 random bytes; only the token's SHA-256
-is stored), signs a `fetch` whose `upload_url` is that URL (docs/uplink.md) and records the
-request. The node exports the range and PUTs the MP4 there; the console stores it under
+upload URL on itself (`/footage/upload/<id>.mp4?token=<token>`, 32 random bytes; only the
+token's SHA-256 is stored; in the query, because the node leaves the query out of the
+`upload` events it publishes, so the token is never on the broker but in the command),
+signs a `fetch` whose `upload_url` is that URL (docs/uplink.md) and records the request.
+The node exports the range and PUTs the MP4 there; the console stores it under
 `[footage] dir`, refuses a body larger than `max_mb` (413) or one that is not an MP4 (415),
 and takes each token once (a second PUT after a complete one is 409). Progress comes from
 the node's `upload` events, which the ingest stores like every event.
@@ -71,7 +73,7 @@ class Footage:
         footage_id = uuid.uuid4().hex
         now = time.time()
         base = (self.settings.public_url or base_url).rstrip("/")
-        url = f"{base}{UPLOAD_PATH}{token}"
+        url = f"{base}{UPLOAD_PATH}{footage_id}.mp4?token={token}"
         with self.db.tx() as cur:
             cur.execute("INSERT INTO footage (id, token, node, camera, start_ts, end_ts, author,"
                         " requested, expires, state) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -88,11 +90,12 @@ class Footage:
         return {**result, "footage": footage_id}
 
     # -- upload -----------------------------------------------------------------------------
-    def upload_target(self, token: str, length: int | None) -> dict[str, Any]:
-        """The request a PUT with `token` is for, or UploadRefused."""
+    def upload_target(self, token: str, length: int | None,
+                      footage_id: str | None = None) -> dict[str, Any]:
+        """The request a PUT with `token` (for `footage_id`) is for, or UploadRefused."""
         row = self.db.one("SELECT id, node, camera, state, expires FROM footage WHERE token = ?",
                           (_digest(token),))
-        if row is None or row["expires"] < time.time():
+        if row is None or row["expires"] < time.time() or footage_id not in (None, row["id"]):
             raise UploadRefused(403, "unknown or expired upload URL")
         if row["state"] == "uploaded":
             raise UploadRefused(409, "this upload URL has been used")

@@ -361,8 +361,10 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
         length = request.headers.get("content-length")
         part: Path | None = None
         try:
-            row = await run_in_threadpool(footage.upload_target, request.path_params["token"],
-                                          int(length) if length and length.isdigit() else None)
+            row = await run_in_threadpool(footage.upload_target,
+                                          request.query_params.get("token", ""),
+                                          int(length) if length and length.isdigit() else None,
+                                          request.path_params["footage"])
             part = footage.part_path(row["id"])
             size = 0
             with part.open("wb") as out:
@@ -498,7 +500,7 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
         Route("/api/nodes/{node}/footage", list_footage),
         Route("/api/nodes/{node}/footage", request_footage, methods=["POST"]),
         Route("/api/footage/{footage}.mp4", footage_file),
-        Route(UPLOAD_PATH + "{token}", upload, methods=["PUT"]),
+        Route(UPLOAD_PATH + "{footage}.mp4", upload, methods=["PUT"]),
         Route("/api/nodes/{node}/live", live_start, methods=["POST"]),
         Route("/api/nodes/{node}/live-stop", live_stop, methods=["POST"]),
         Route("/api/live/{node}/{camera}/{file}", live_file),

@@ -121,15 +121,20 @@ def test_footage_request_from_the_node_page_uploads_plays_and_downloads(tmp_path
             command = db.one("SELECT args FROM commands WHERE node = ? AND action = 'fetch'",
                              (NODE,))
             upload_url = json.loads(command["args"])["upload_url"]
-            assert upload_url.startswith(f"{console.url}/footage/upload/")
+            assert upload_url.startswith(f"{console.url}/footage/upload/{row['id']}.mp4?token=")
+            token = upload_url.split("token=")[1]
             stored_bytes = stored.read_bytes()
             assert put(upload_url, stored_bytes) == 409
-            assert put(f"{console.url}/footage/upload/guess", b"x" * 100) == 403
+            assert put(f"{console.url}/footage/upload/{row['id']}.mp4?token=guess",
+                       b"x" * 100) == 403
+            assert put(f"{console.url}/footage/upload/x1.mp4?token={token}",
+                       stored_bytes) == 403  # another request's token
 
             # the node's upload events reached the console; the audit has the whole story
-            phases = {json.loads(e["doc"])["phase"] for e in db.query(
-                "SELECT doc FROM events WHERE node = ? AND type = 'upload'", (NODE,))}
-            assert "done" in phases
+            docs = [e["doc"] for e in db.query(
+                "SELECT doc FROM events WHERE node = ? AND type = 'upload'", (NODE,))]
+            assert "done" in {json.loads(d)["phase"] for d in docs}
+            assert not any(token in d for d in docs)  # the token never went out in an event
             actions = [(r["username"], r["action"], r["result"]) for r in db.query(
                 "SELECT username, action, result FROM audit ORDER BY id")]
             assert ("ops", "footage.request", "requested") in actions
@@ -151,10 +156,10 @@ def test_footage_request_from_the_node_page_uploads_plays_and_downloads(tmp_path
                              time.time() + 60, "accepted"))
             footage_dir.rename(tmp_path / "footage.kept")
             footage_dir.write_text("not a directory")
-            assert put(f"{console.url}/footage/upload/tok", stored_bytes) == 503
+            assert put(f"{console.url}/footage/upload/x1.mp4?token=tok", stored_bytes) == 503
             footage_dir.unlink()
             (tmp_path / "footage.kept").rename(footage_dir)
-            assert put(f"{console.url}/footage/upload/tok", stored_bytes) == 201
+            assert put(f"{console.url}/footage/upload/x1.mp4?token=tok", stored_bytes) == 201
             assert (footage_dir / "x1.mp4").read_bytes() == stored_bytes
 
             # sign-in throttling: 5 failures from one address, then 429 even with the right
