@@ -416,6 +416,8 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
     def live_start(request: Request, user: User, body: dict) -> dict:
         node = request.path_params["node"]
         camera, viewer = live_args(body)
+        if db.one("SELECT id FROM nodes WHERE id = ?", (node,)) is None:
+            raise LookupError("no such node")
         result = commander.send(user.name, node, "live", {  # type: ignore[union-attr]
             "camera": camera, "stream": settings.live.stream, "ttl_s": settings.live.ttl_s})
         if result.get("ok"):
