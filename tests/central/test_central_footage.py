@@ -75,7 +75,12 @@ def test_footage_request_from_the_node_page_uploads_plays_and_downloads(tmp_path
             time.sleep(8)
             with chromium() as driver:
                 login(driver, console.url, "ops", "ops-password")
+                # signed in (the home page) before going on: a navigation started while the
+                # sign-in POST is in flight can be overtaken by its redirect to "/"
+                wait_js(driver, "location.pathname === '/' && window.ronda && window.ronda.ready",
+                        30, "the home page after signing in")
                 driver.get(f"{console.url}/node/{NODE}")
+                wait_js(driver, f"location.pathname === '/node/{NODE}'", 10, "the node page")
                 wait_js(driver, "window.ronda && window.ronda.ready", 20, "the node page")
                 wait_js(driver, "!document.getElementById('footage-form').hidden", 20,
                         "the footage form")

@@ -55,7 +55,12 @@ def test_watch_live_plays_in_chromium_and_stops_when_the_page_closes(tmp_path, b
                                     (NODE, '%"gate"%')), 60, "the node's health with its camera")
             with chromium() as driver:
                 login(driver, console.url, "ops", "ops-password")
+                # signed in (the home page) before going on: a navigation started while the
+                # sign-in POST is in flight can be overtaken by its redirect to "/"
+                wait_js(driver, "location.pathname === '/' && window.ronda && window.ronda.ready",
+                        30, "the home page after signing in")
                 driver.get(f"{console.url}/node/{NODE}")
+                wait_js(driver, f"location.pathname === '/node/{NODE}'", 10, "the node page")
                 wait_js(driver, "window.ronda && window.ronda.ready", 20, "the node page")
                 button = "document.querySelector('button.watch-live[data-camera=gate]')"
                 wait_js(driver, button, 20, "the Watch live button")
