@@ -17,7 +17,7 @@ setup(
                  "central*", "uplink*", "web*"]
     ),
     package_data={"mqtt": ["schemas/*.json"], "firmware": ["data/*"],
-                  "central": ["static/*"], "web": ["static/*"]},
+                  "central": ["static/*", "static/vendor/*"], "web": ["static/*"]},
     install_requires=[
         "pydantic>=2.5,<3",
         "tomli>=2; python_version<'3.11'",

@@ -15,7 +15,10 @@ Figures (name<TAB>value<TAB>unit<TAB>note):
   rates), a panic event published -> the alarm card shown in headless Chromium (the page's
   own clock, same machine), p50/p99 over `--presses` presses;
 - ``map_load_*``: the console's home page with `--nodes` posts: navigation start -> the map
-  drawn, and the `/api/nodes` call alone.
+  drawn, and the `/api/nodes` call alone;
+- ``upload_*``: a footage upload (`--upload-mb` MB, `curl -T` on loopback, as a node's PUT)
+  into the console's `/footage/upload/<id>.mp4?token=...` against the same file into Debian's nginx
+  WebDAV (the baseline): MB/s, and the console process's CPU seconds and RSS, median of 3.
 
 Example::
 
@@ -309,6 +312,66 @@ def _presses(driver: object, port: int, presses: int) -> list[float]:
     return out
 
 
+def bench_upload(size_mb: int, tmp: Path) -> None:
+    import hashlib
+    import secrets
+    import statistics
+
+    from firmware.devtools.media_server import LocalNginx
+
+    body = tmp / "upload.mp4"
+    with body.open("wb") as f:  # an MP4's first box, then noise (the console checks the box)
+        f.write(b"\0\0\0\x18ftypisom" + b"\0" * 12)
+        for _ in range(size_mb):
+            f.write(os.urandom(1 << 20))
+    db_url = f"sqlite:///{tmp}/upload.sqlite3"
+    config = tmp / "upload.toml"
+    config.write_text(tomli_w.dumps({"database": {"url": db_url},
+                                     "footage": {"dir": str(tmp / "footage"),
+                                                 "max_mb": size_mb + 10}}))
+    db = Database(db_url).migrate()
+    tokens = [secrets.token_urlsafe(16) for _ in range(3)]
+    with db.tx() as cur:
+        for i, token in enumerate(tokens):
+            cur.execute("INSERT INTO footage (id, token, node, camera, start_ts, end_ts, author,"
+                        " requested, expires, state) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (f"b{i}", hashlib.sha256(token.encode()).hexdigest(), "rw", "gate", 1.0,
+                         2.0, "bench", time.time(), time.time() + 3600, "accepted"))
+    db.close()
+    port = free_port()
+    console = subprocess.Popen([sys.executable, "-m", "central", "--config", str(config),
+                                "serve", "--port", str(port)], cwd=ROOT, env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def curl(url: str) -> float:
+        t0 = time.monotonic()
+        subprocess.run(["curl", "-sf", "-o", "/dev/null", "-T", str(body), url], check=True)
+        return time.monotonic() - t0
+
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/login"],
+                             check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the console did not start")
+            time.sleep(0.2)
+        with LocalNginx() as nginx:
+            base = [curl(nginx.put_url(f"bench-{i}.mp4")) for i in range(3)]
+        cpu0 = _cpu(console.pid)
+        took = [curl(f"http://127.0.0.1:{port}/footage/upload/b{i}.mp4?token={t}")
+                for i, t in enumerate(tokens)]
+        cpu = (_cpu(console.pid) - cpu0) / len(tokens)
+        rss = psutil.Process(console.pid).memory_info().rss / 2**20
+    finally:
+        console.terminate()
+        console.wait(15)
+    say("upload_baseline_nginx_webdav", size_mb / statistics.median(base), "MB/s",
+        f"{size_mb} MB, curl -T on loopback")
+    say("upload_console", size_mb / statistics.median(took), "MB/s", "the same into the console")
+    say("upload_console_cpu", cpu, "CPU s", f"console process per {size_mb} MB upload")
+    say("upload_console_rss", rss, "MiB", "console process after the uploads")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)
@@ -318,6 +381,8 @@ def main() -> int:
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-fleet", action="store_true")
     parser.add_argument("--fleet-s", type=float, default=15)
+    parser.add_argument("--upload-mb", type=int, default=100)
+    parser.add_argument("--skip-upload", action="store_true")
     args = parser.parse_args()
     cpu0 = time.process_time()
     with tempfile.TemporaryDirectory(prefix="ronda-bench-central-") as tmp_name, \
@@ -335,6 +400,8 @@ def main() -> int:
                             args.fleet_s, tmp)
         if not args.skip_console:
             bench_console(pg, args.nodes, args.presses, tmp)
+        if not args.skip_upload:
+            bench_upload(args.upload_mb, tmp)
     say("machine_load_1min", os.getloadavg()[0], "runnable", f"{os.cpu_count()} CPUs; figures "
         "are noisy when this is far above the CPU count")
     say("bench_process_cpu", time.process_time() - cpu0, "CPU s", "this script (publishers, sim)")

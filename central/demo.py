@@ -84,7 +84,7 @@ def run_demo(sim_nodes: int = 300, port: int = 8080, seconds: float = 0) -> int:
         config.write_text(tomli_w.dumps({
             "database": {"url": f"sqlite:///{work}/central.sqlite3"},
             "mqtt": {"broker": url}, "web": {"host": "127.0.0.1", "port": port},
-            "commands": {"key_file": str(key)}}))
+            "commands": {"key_file": str(key)}, "footage": {"dir": str(work / "footage")}}))
         password = secrets.token_urlsafe(9)
         cli = [sys.executable, "-m", "central", "--config", str(config)]
         subprocess.run([*cli, "user", "add", "operator", "--role", "admin"],

@@ -89,4 +89,14 @@ MIGRATIONS: list[list[str | dict[str, str]]] = [
         {"sqlite": AUDIT_GUARD_SQLITE[1], "postgresql": AUDIT_GUARD_POSTGRESQL[1]},
         {"postgresql": AUDIT_GUARD_POSTGRESQL[2]},
     ],
+    [  # 2: footage requested from the console (central/footage.py)
+        """CREATE TABLE footage (
+            id TEXT PRIMARY KEY, token TEXT NOT NULL UNIQUE, node TEXT NOT NULL,
+            camera TEXT NOT NULL, start_ts DOUBLE PRECISION NOT NULL,
+            end_ts DOUBLE PRECISION NOT NULL, author TEXT NOT NULL,
+            requested DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION NOT NULL,
+            cmd_id TEXT, state TEXT NOT NULL, message TEXT, bytes INTEGER,
+            uploaded DOUBLE PRECISION)""",
+        "CREATE INDEX footage_node ON footage (node, requested)",
+    ],
 ]

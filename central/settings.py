@@ -16,6 +16,10 @@ Example (every key has a default except the agencies' own)::
     [commands]
     key_file = "/etc/ronda-central/command.pem"    # mode 0600, from `ronda keys generate`
 
+    [footage]
+    dir = "/var/lib/ronda-central/footage"         # clips the operators asked nodes for
+    public_url = "https://cc.kota.go.id"           # the console as the nodes reach it
+
     [[agencies]]
     id = "damkar"
     name = "Damkar (fire brigade)"
@@ -72,6 +76,34 @@ class WebSettings(BaseModel):
     silent_after_s: float = Field(default=86400, gt=0)
     session_hours: float = Field(default=12, gt=0)
     secure_cookies: bool = Field(default=False, description="set behind HTTPS")
+    login_failures: int = Field(default=5, ge=1,
+                                description="failed sign-ins from one address before 429")
+    login_window_s: float = Field(default=300, gt=0, description="...within this many seconds")
+
+
+class FootageSettings(BaseModel):
+    """Footage that operators request from nodes (central/footage.py)."""
+    model_config = ConfigDict(extra="forbid")
+    dir: Path = Field(default=Path("/var/lib/ronda-central/footage"),
+                      description="where uploaded clips are kept")
+    max_mb: float = Field(default=2048, gt=0, description="refuse an upload larger than this")
+    public_url: str = Field(default="", pattern=r"^(https?://[^\s/]+(/[^\s]*)?)?$",
+                            description="the console's URL as the nodes reach it; '' = the"
+                                        " URL the operator's browser used")
+    token_hours: float = Field(default=24, gt=0, description="how long an upload URL is valid")
+
+
+class LiveSettings(BaseModel):
+    """Live video on the node page (docs/central.md, "Live video")."""
+    model_config = ConfigDict(extra="forbid")
+    hls_url: str = Field(default="", pattern=r"^(https?://\S*\{node\}\S*)?$",
+                         description="the media server's HLS playlist of a camera, a template"
+                                     " with {node} and {camera}, e.g. http://media.kota.go.id"
+                                     "/hls/{node}-{camera}.m3u8; '' = no live video")
+    stream: str = Field(default="main", pattern=r"^(main|sub)$",
+                        description="which stream of the camera the node pushes")
+    ttl_s: int = Field(default=120, ge=30, le=600,
+                       description="the `live` command's ttl; the page renews it at half")
 
 
 class CommandSettings(BaseModel):
@@ -97,6 +129,8 @@ class CentralSettings(BaseModel):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     commands: CommandSettings = Field(default_factory=CommandSettings)
+    footage: FootageSettings = Field(default_factory=FootageSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     agencies: list[Agency] = Field(default_factory=lambda: list(DEFAULT_AGENCIES))
 
     def agency(self, agency_id: str) -> Agency | None:

@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urljoin
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -40,11 +43,17 @@ from central import views
 from central.auth import User, audit, login, logout, session_user
 from central.commands import Commander
 from central.db import Database
+from central.footage import UPLOAD_PATH, Footage, UploadRefused
 from central.settings import CentralSettings
+from central.throttle import LoginThrottle
 from central.webhooks import WebhookSender
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "ronda_session"
+NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
+HLS_FILE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}\.(m3u8|ts|m4s|mp4|aac)$")
+HLS_TYPES = {"m3u8": "application/vnd.apple.mpegurl", "ts": "video/mp2t",
+             "m4s": "video/iso.segment", "mp4": "video/mp4", "aac": "audio/aac"}
 
 
 class ChangeFeed:
@@ -101,6 +110,8 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
                feed: ChangeFeed | None = None) -> Starlette:
     """The console app over `db` (migrated), sending commands through `commander`."""
     feed = feed or ChangeFeed(db)
+    footage = Footage(db, settings.footage, commander)
+    throttle = LoginThrottle(settings.web.login_failures, settings.web.login_window_s)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -149,11 +160,24 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
             return FileResponse(STATIC / "login.html")
         # a urlencoded form of two fields: parsed here rather than with python-multipart
         form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
-        token = await run_in_threadpool(login, db, (form.get("username") or [""])[0],
-                                        (form.get("password") or [""])[0],
+        address = request.client.host if request.client else "?"
+        name = (form.get("username") or [""])[0]
+        wait = throttle.retry_after(address)
+        if wait > 0:
+            return PlainTextResponse(
+                f"Too many failed sign-ins from {address}: try again in {wait:.0f} s.\n",
+                429, headers={"Retry-After": str(int(wait) + 1)})
+        token = await run_in_threadpool(login, db, name, (form.get("password") or [""])[0],
                                         settings.web.session_hours)
         if token is None:
+            throttle.failed(address)
+            if throttle.retry_after(address) > 0:
+                await run_in_threadpool(audit, db, name[:64], "login.throttled", address,
+                                        {"failures": settings.web.login_failures},
+                                        "refused for "
+                                        f"{settings.web.login_window_s:.0f} s at most")
             return RedirectResponse("/login?failed=1", 303)
+        throttle.succeeded(address)
         resp = RedirectResponse("/", 303)
         resp.set_cookie(COOKIE, token, httponly=True, samesite="strict",
                         secure=settings.web.secure_cookies,
@@ -176,7 +200,8 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
                 "tiles_attribution": settings.web.tiles_attribution,
                 "agencies": [a.model_dump(include={"id", "name", "phone", "kinds"})
                              for a in settings.agencies],
-                "commands": commander is not None and commander.key is not None}
+                "commands": commander is not None and commander.key is not None,
+                "live": {"ttl_s": settings.live.ttl_s} if settings.live.hls_url else None}
 
     @api()
     def get_nodes(_r: Request, _u: User, _b: dict) -> list:
@@ -307,6 +332,136 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
             cur.execute("UPDATE alarms SET updated = ? WHERE id = ?", (time.time(), alarm["id"]))
         return result
 
+    # -- footage ---------------------------------------------------------------------------
+    @api(role="operator", post=True)
+    def request_footage(request: Request, user: User, body: dict) -> dict:
+        node = request.path_params["node"]
+        if db.one("SELECT id FROM nodes WHERE id = ?", (node,)) is None:
+            raise LookupError("no such node")
+        return footage.request(user.name, node, body, str(request.base_url))
+
+    @api()
+    def list_footage(request: Request, _u: User, _b: dict) -> list:
+        return footage.listing(request.path_params["node"])
+
+    @api()
+    def footage_file(request: Request, user: User, _b: dict) -> Response:
+        row, path = footage.file_of(request.path_params["footage"])
+        start = time.strftime("%Y%m%d-%H%M%S", time.gmtime(row["start_ts"]))
+        name = f"{row['node']}-{row['camera']}-{start}Z.mp4"
+        download = request.query_params.get("download") == "1"
+        if download or request.headers.get("range", "bytes=0-").startswith("bytes=0-"):
+            audit(db, user.name, "footage.download" if download else "footage.view",
+                  f"{row['node']}/{row['camera']}", {"footage": row["id"]}, "ok")
+        return FileResponse(path, media_type="video/mp4", filename=name if download else None,
+                            headers={"Cache-Control": "private, no-store"})
+
+    async def upload(request: Request) -> Response:
+        """The node's PUT of requested footage: authorised by the one-time token alone."""
+        length = request.headers.get("content-length")
+        part: Path | None = None
+        try:
+            row = await run_in_threadpool(footage.upload_target,
+                                          request.query_params.get("token", ""),
+                                          int(length) if length and length.isdigit() else None,
+                                          request.path_params["footage"])
+            part = footage.part_path(row["id"])
+            size = 0
+            with part.open("wb") as out:
+                pending: list[bytes] = []  # written 1 MiB at a time: one thread hop each
+                buffered = 0
+                async for chunk in request.stream():
+                    if size == 0 and chunk:
+                        footage.check_head(chunk)
+                    size += len(chunk)
+                    if size > footage.max_bytes:
+                        raise UploadRefused(413, "over the size limit")
+                    pending.append(chunk)
+                    buffered += len(chunk)
+                    if buffered >= 1 << 20:
+                        await run_in_threadpool(out.write, b"".join(pending))
+                        pending, buffered = [], 0
+                await run_in_threadpool(out.write, b"".join(pending))
+            if size != int(length or 0):
+                raise UploadRefused(400, f"got {size} of {length} bytes")
+            await run_in_threadpool(footage.complete, row, part, size)
+            part = None
+            return PlainTextResponse("stored\n", 201)
+        except UploadRefused as exc:
+            return PlainTextResponse(f"{exc}\n", exc.status)
+        except OSError as exc:  # [footage] dir not writable, disk full: the node retries later
+            return PlainTextResponse(f"cannot store the upload: {exc.strerror or exc}\n", 503)
+        finally:
+            if part is not None:
+                part.unlink(missing_ok=True)
+
+    # -- live video ------------------------------------------------------------------------
+    # who watches which camera from this console: a `live-stop` is sent only when the last
+    # page watching it closes (in memory: a second console process keeps its own list)
+    watchers: dict[tuple[str, str], dict[str, float]] = {}
+
+    def live_args(body: dict) -> tuple[str, str]:
+        camera, viewer = body.get("camera"), body.get("viewer")
+        if not isinstance(camera, str) or not NAME.match(camera):
+            raise ValueError("pick a camera")
+        if not isinstance(viewer, str) or not NAME.match(viewer):
+            raise ValueError("viewer: a page id")
+        if not settings.live.hls_url:
+            raise ValueError("live video is not configured ([live] hls_url)")
+        if commander is None:
+            raise ValueError("commands are not configured")
+        return camera, viewer
+
+    @api(role="operator", post=True)
+    def live_start(request: Request, user: User, body: dict) -> dict:
+        node = request.path_params["node"]
+        camera, viewer = live_args(body)
+        if db.one("SELECT id FROM nodes WHERE id = ?", (node,)) is None:
+            raise LookupError("no such node")
+        result = commander.send(user.name, node, "live", {  # type: ignore[union-attr]
+            "camera": camera, "stream": settings.live.stream, "ttl_s": settings.live.ttl_s})
+        if result.get("ok"):
+            watchers.setdefault((node, camera), {})[viewer] = time.monotonic()
+        playlist = f"/api/live/{node}/{camera}/index.m3u8"
+        return {**result, "playlist": playlist, "renew_s": settings.live.ttl_s / 2}
+
+    @api(role="operator", post=True)
+    def live_stop(request: Request, user: User, body: dict) -> dict:
+        node = request.path_params["node"]
+        camera, viewer = live_args(body)
+        pages = watchers.get((node, camera), {})
+        pages.pop(viewer, None)
+        fresh = time.monotonic() - settings.live.ttl_s
+        others = [v for v, seen in pages.items() if seen > fresh]
+        if others:
+            return {"ok": True, "message": f"{camera} stays live: {len(others)} other page(s)"
+                                           " of this console watch it"}
+        watchers.pop((node, camera), None)
+        return commander.send(user.name, node, "live-stop",  # type: ignore[union-attr]
+                              {"camera": camera})
+
+    @api()
+    def live_file(request: Request, _u: User, _b: dict) -> Response:
+        """The media server's HLS, relayed: only signed-in users see the cameras."""
+        node, camera, name = (request.path_params[k] for k in ("node", "camera", "file"))
+        if not settings.live.hls_url:
+            raise LookupError("live video is not configured")
+        if not (NAME.match(node) and NAME.match(camera) and HLS_FILE.match(name)):
+            raise LookupError("no such file")
+        playlist = settings.live.hls_url.replace("{node}", node).replace("{camera}", camera)
+        url = playlist if name == "index.m3u8" else urljoin(playlist, name)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                data = resp.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise LookupError("not live (yet)") from None
+            return JSONResponse({"error": f"media server: {exc.code}"}, 502)
+        except OSError as exc:
+            return JSONResponse({"error": f"media server: {exc}"}, 502)
+        return Response(data, media_type=HLS_TYPES[name.rsplit(".", 1)[1]],
+                        headers={"Cache-Control": "no-store"})
+
     async def stream(request: Request) -> Response:
         user = await run_in_threadpool(user_of, request)
         if user is None:
@@ -344,6 +499,13 @@ def create_app(db: Database, settings: CentralSettings, commander: Commander | N
         Route("/api/alarms/{alarm:int}/note", note, methods=["POST"]),
         Route("/api/alarms/{alarm:int}/dispatch", dispatch, methods=["POST"]),
         Route("/api/alarms/{alarm:int}/silence", silence, methods=["POST"]),
+        Route("/api/nodes/{node}/footage", list_footage),
+        Route("/api/nodes/{node}/footage", request_footage, methods=["POST"]),
+        Route("/api/footage/{footage}.mp4", footage_file),
+        Route(UPLOAD_PATH + "{footage}.mp4", upload, methods=["PUT"]),
+        Route("/api/nodes/{node}/live", live_start, methods=["POST"]),
+        Route("/api/nodes/{node}/live-stop", live_stop, methods=["POST"]),
+        Route("/api/live/{node}/{camera}/{file}", live_file),
         Route("/api/stream", stream),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

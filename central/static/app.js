@@ -207,12 +207,140 @@ async function showNode(id) {
   else $("node-cameras").replaceChildren(...n.cameras.map((c) => el("figure", { class: "camera" },
     c.snapshot_ts ? el("img", { src: `/api/nodes/${encodeURIComponent(n.id)}/cameras/${encodeURIComponent(c.name)}.jpg?t=${c.snapshot_ts}`, alt: c.name })
       : el("p", { class: "muted" }, "no snapshot yet"),
-    el("figcaption", {}, `${c.name}: ${c.state || "?"} · ${c.snapshot_ts ? "picture " + ago(c.snapshot_ts) : ""}`))));
+    el("figcaption", {}, `${c.name}: ${c.state || "?"} · ${c.snapshot_ts ? "picture " + ago(c.snapshot_ts) : ""}`),
+    canOperate() && ronda.me.commands && ronda.me.live
+      ? el("button", { type: "button", class: "watch-live", "data-camera": c.name, onclick: () => watchLive(n.id, c.name) }, "Watch live")
+      : "")));
   $("node-outputs").replaceChildren(...n.outputs.map((o) => el("li", {}, `${o.name}: ${o.state} (${o.cause}, ${when(o.ts)})`)));
   $("node-events").replaceChildren(...n.events.map((e) => el("tr", {},
     el("td", {}, when(e.ts)), el("td", {}, e.seq), el("td", {}, e.kind ? `${e.type} (${e.kind})` : e.type),
     el("td", {}, e.phase || ""), el("td", {}, e.camera || ""),
     el("td", {}, e.snapshot ? el("a", { href: `/api/events/${e.id}/snapshot.jpg`, target: "_blank" }, "picture") : ""))));
+  setupFootage(n);
+  await showFootage(n.id);
+}
+
+// -- live video: a signed `live`, renewed while the page is open; HLS from the media server,
+// relayed by the console and played with hls.js (Chromium has no native HLS) -----------------
+const viewer = Math.random().toString(36).slice(2, 12);
+let live = null;  // {node, camera, hls, renew}
+function loadHls() {
+  if (window.Hls) return Promise.resolve();
+  return new Promise((ok, fail) => document.head.append(el("script", {
+    src: "/static/vendor/hls.light.min.js", onload: ok, onerror: () => fail(new Error("hls.js did not load")) })));
+}
+async function watchLive(node, camera) {
+  await stopLive();
+  $("live-panel").hidden = false;
+  $("live-title").textContent = `Live: ${camera}`;
+  $("live-state").textContent = "asking the post to send video…";
+  let r;
+  try { r = await post(`/api/nodes/${encodeURIComponent(node)}/live`, { camera, viewer }); }
+  catch (e) { $("live-state").textContent = e.message; return; }
+  $("live-state").textContent = r.message;
+  if (!r.ok) return;
+  live = { node, camera, hls: null };
+  const me = live;
+  live.renew = setInterval(() => post(`/api/nodes/${encodeURIComponent(node)}/live`, { camera, viewer })
+    .then((x) => { if (!x.ok) $("live-state").textContent = x.message; }).catch(() => {}), r.renew_s * 1000);
+  await loadHls();
+  // the media server writes the playlist once the first fragment is in: wait for it
+  for (let i = 0; i < 30 && live === me; i++) {
+    const probe = await fetch(r.playlist, { credentials: "same-origin", cache: "no-store" });
+    if (probe.ok) break;
+    await new Promise((ok) => setTimeout(ok, 1000));
+  }
+  if (live !== me) return;
+  const video = $("live-video");
+  if (window.Hls.isSupported()) {
+    me.hls = new window.Hls({ liveSyncDurationCount: 2, manifestLoadingMaxRetry: 6 });
+    me.hls.on(window.Hls.Events.ERROR, (_e, d) => { if (d.fatal) $("live-state").textContent = `video: ${d.details}`; });
+    me.hls.loadSource(r.playlist);
+    me.hls.attachMedia(video);
+  } else video.src = r.playlist;  // Safari plays HLS itself
+  video.play().catch(() => {});
+  $("live-state").textContent = `${r.message} · playing`;
+}
+async function stopLive(keepalive) {
+  if (!live) return;
+  const { node, camera, hls, renew } = live;
+  live = null;
+  clearInterval(renew);
+  if (hls) hls.destroy();
+  const video = $("live-video");
+  video.removeAttribute("src"); video.load();
+  const url = `/api/nodes/${encodeURIComponent(node)}/live-stop`;
+  const req = fetch(url, { method: "POST", keepalive: !!keepalive, credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-Ronda": "1" }, body: JSON.stringify({ camera, viewer }) });
+  if (!keepalive) { $("live-state").textContent = "stopped"; $("live-panel").hidden = true; await req.catch(() => {}); }
+}
+window.addEventListener("pagehide", () => { stopLive(true); });
+
+// -- footage on request: a signed `fetch` that uploads to the console itself -------------------
+const localInput = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+function setupFootage(n) {
+  const form = $("footage-form");
+  if (!canOperate() || !ronda.me.commands) return;
+  const select = $("footage-camera"), names = n.cameras.map((c) => c.name);
+  if (select.dataset.names !== names.join(",")) {
+    select.replaceChildren(...names.map((c) => el("option", { value: c }, c)));
+    select.dataset.names = names.join(",");
+  }
+  if (!form.dataset.ready) {
+    form.dataset.ready = "1";
+    const now = new Date();
+    $("footage-start").value = localInput(new Date(now.getTime() - 120000));
+    $("footage-end").value = localInput(now);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const start = new Date($("footage-start").value).getTime() / 1000;
+      const end = new Date($("footage-end").value).getTime() / 1000;
+      $("footage-result").textContent = "asking the post…";
+      try {
+        const r = await post(`/api/nodes/${encodeURIComponent(n.id)}/footage`, { camera: select.value, start, end });
+        $("footage-result").textContent = r.message;
+      } catch (e) { $("footage-result").textContent = e.message; }
+      showFootage(n.id);
+    });
+  }
+  form.hidden = !names.length;
+}
+function footageText(f) {
+  const range = `${f.camera} ${when(f.start_ts)} – ${when(f.end_ts)} (asked by ${f.author})`;
+  if (f.state === "uploaded") return `${range}: received, ${(f.bytes / 1e6).toFixed(1)} MB`;
+  if (f.state === "refused") return `${range}: refused: ${f.message}`;
+  const p = f.progress;
+  if (!p) return `${range}: ${f.state}${f.message ? ": " + f.message : ""}`;
+  const d = p.detail || {};
+  const extra = p.phase === "progress" ? ` ${d.percent} %` : p.phase === "queued" ? ` (position ${d.position})`
+    : d.reason ? `: ${d.reason}` : "";
+  return `${range}: ${p.phase}${extra}`;
+}
+async function showFootage(node) {
+  const rows = await get(`/api/nodes/${encodeURIComponent(node)}/footage`);
+  const list = $("footage-list"), seen = new Set();
+  for (const f of rows) {
+    seen.add(f.id);
+    const text = footageText(f);
+    let li = document.getElementById(`footage-${f.id}`);
+    if (li && li.dataset.text === text) continue;  // unchanged: keep a playing video playing
+    const fresh = el("li", { id: `footage-${f.id}`, "data-state": f.state, "data-phase": f.progress ? f.progress.phase : "" },
+      el("span", { class: "footage-text" }, text));
+    fresh.dataset.text = text;
+    if (f.state === "uploaded") {
+      const src = `/api/footage/${f.id}.mp4`;
+      fresh.append(el("br"), el("video", { src, controls: "", preload: "metadata", width: 480 }), el("br"),
+        el("a", { href: `${src}?download=1`, download: "" }, "download MP4"));
+    }
+    if (li) li.replaceWith(fresh); else list.prepend(fresh);
+  }
+  for (const li of [...list.children]) if (!seen.has(li.id.slice(8))) li.remove();
+  const order = rows.map((f) => document.getElementById(`footage-${f.id}`));
+  if (order.some((li, i) => list.children[i] !== li)) list.replaceChildren(...order);
+  const pending = rows.some((f) => !["uploaded", "refused"].includes(f.state) &&
+    !(f.progress && f.progress.phase === "failed"));
+  clearTimeout(ronda.footageTimer);
+  if (pending) ronda.footageTimer = setTimeout(() => showFootage(node), 2000);
 }
 
 async function showMaintenance() {
@@ -245,6 +373,7 @@ async function main() {
   $("who").textContent = `${ronda.me.name} (${ronda.me.agency || ronda.me.role})`;
   for (const a of document.querySelectorAll("[data-role=admin]")) a.hidden = ronda.me.role !== "admin";
   let refresh = null;
+  $("live-stop").addEventListener("click", () => stopLive());
   if (path.startsWith("/node/")) { $("view-node").hidden = false; refresh = () => showNode(decodeURIComponent(path.slice(6))); }
   else if (path === "/maintenance") { $("view-maintenance").hidden = false; refresh = showMaintenance; }
   else if (path === "/audit") { $("view-audit").hidden = false; refresh = showAudit; }

@@ -66,7 +66,7 @@ class WebhookReceiver:
 
 
 def write_console(tmp: Path, db_url: str, broker_url: str, webhook: WebhookReceiver | None,
-                  tiles_url: str = "") -> tuple[Path, str]:
+                  tiles_url: str = "", extra: dict[str, Any] | None = None) -> tuple[Path, str]:
     """central.toml, a 0600 command key, and users; returns (config, public key)."""
     private, public = generate_keypair()
     key = tmp / "command.pem"
@@ -86,6 +86,7 @@ def write_console(tmp: Path, db_url: str, broker_url: str, webhook: WebhookRecei
              "webhook_secret_file": str(secret)},
         ],
     }
+    config.update(extra or {})
     path = tmp / "central.toml"
     path.write_text(tomli_w.dumps(config))
     for name, role, extra in (("ops", "operator", []), ("boss", "admin", []),
@@ -134,7 +135,8 @@ class RealNode:
     """`python -m firmware run` on mock pins; SIGUSR1 presses its panic button."""
 
     def __init__(self, tmp: Path, node_id: str, broker_url: str, public: str,
-                 location: list[float] | None = None) -> None:
+                 location: list[float] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         cfg = {
             "node": {"id": node_id, "name": f"Pos {node_id}",
                      "data_dir": str(tmp / node_id / "state")},
@@ -145,6 +147,7 @@ class RealNode:
         }
         if location:
             cfg["node"]["location"] = location
+        cfg.update(extra or {})  # e.g. cameras, recorder, uplink
         path = tmp / f"{node_id}.toml"
         path.write_text(tomli_w.dumps(cfg))
         self.log = tmp / f"{node_id}.log"

@@ -222,6 +222,17 @@ def test_roles_viewer_cannot_act_agency_sees_only_its_kinds(tmp_path: Path, brok
             wait_js(driver, "document.querySelector('#node-cameras img') &&"
                     " document.querySelector('#node-cameras img').naturalWidth === 64", 15,
                     "the camera's snapshot")
+            # a viewer neither asks for footage nor starts live video: no form, no button, 403
+            assert driver.execute_script(
+                "return document.getElementById('footage-form').hidden"
+                " && !document.querySelector('button.watch-live')")
+            for action in ("footage", "live"):
+                status = driver.execute_async_script(
+                    f"const done = arguments[0]; fetch('/api/nodes/rw-x/{action}', {{method:"
+                    " 'POST', headers: {'X-Ronda': '1', 'Content-Type': 'application/json'},"
+                    " body: JSON.stringify({camera: 'gang', start: 1, end: 2, viewer: 'v'})})"
+                    ".then(r => done(r.status));")
+                assert status == 403, action
             driver.delete_all_cookies()
             login(driver, console.url, "damkar", "damkar-password")
             wait_js(driver, "location.pathname === '/agency/damkar' && window.ronda.ready", 20,

@@ -134,7 +134,12 @@ def test_kill_9_of_the_ingest_mid_burst_then_restart_loses_nothing(db, db_url, b
                 node.send(node.event())
                 sent += 1
         proc = _ingest_process(config)
-        wait_for(lambda: count(db, "events") == sent, 60, f"all {sent} events")
+        try:
+            wait_for(lambda: count(db, "events") == sent, 60, f"all {sent} events")
+        except AssertionError as exc:  # say whether events were lost or only slow to come
+            raise AssertionError(f"{exc}: {count(db, 'events')} stored, {at_kill} at the kill,"
+                                 f" ingest {'running' if proc.poll() is None else 'exited'}"
+                                 ) from None
         assert at_kill < sent
         for node in nodes:
             row = db.one("SELECT events, min_seq, max_seq FROM nodes WHERE id = ?", (node.node,))

@@ -41,7 +41,7 @@ def test_bad_config_names_the_field_and_exits_78(tmp_path: Path):
     good = tmp_path / "ok.toml"
     good.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/db.sqlite3"\n')
     assert run_cli("--config", str(good), "check-config").returncode == 0
-    assert "schema version 1" in run_cli("--config", str(good), "migrate").stdout
+    assert "schema version 2" in run_cli("--config", str(good), "migrate").stdout
 
 
 def test_the_command_key_must_be_private(tmp_path: Path):
@@ -121,3 +121,63 @@ def test_a_dispatch_is_leased_by_one_sender_at_a_time(db):
     dispatch = db.scalar("SELECT id FROM dispatches")
     assert first._lease(dispatch)
     assert not second._lease(dispatch)
+
+
+def test_footage_upload_urls_are_one_time_expiring_and_size_limited(tmp_path: Path) -> None:
+    from central.db import Database
+    from central.footage import Footage, UploadRefused, _digest
+    from central.settings import FootageSettings
+
+    db = Database(f"sqlite:///{tmp_path}/c.sqlite3").migrate()
+    footage = Footage(db, FootageSettings(dir=tmp_path / "f", max_mb=1), None)
+    now = time.time()
+    for fid, token, expires, state in (("a", "good", now + 60, "accepted"),
+                                       ("b", "old", now - 1, "accepted"),
+                                       ("c", "used", now + 60, "uploaded")):
+        with db.tx() as cur:
+            cur.execute("INSERT INTO footage (id, token, node, camera, start_ts, end_ts, author,"
+                        " requested, expires, state) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (fid, _digest(token), "rw1", "gate", 1.0, 2.0, "ops", now, expires,
+                         state))
+
+    def refused(token: str, length: int | None) -> int:
+        with pytest.raises(UploadRefused) as exc:
+            footage.upload_target(token, length)
+        return exc.value.status
+
+    assert footage.upload_target("good", 1000)["id"] == "a"
+    assert refused("guess", 1000) == 403
+    assert refused("old", 1000) == 403
+    assert refused("used", 1000) == 409
+    assert refused("good", None) == 411
+    assert refused("good", 1024 * 1024 + 1) == 413
+    footage.check_head(b"\0\0\0\x18ftypisom")  # an MP4 passes
+    with pytest.raises(UploadRefused) as exc:
+        footage.check_head(b"<html><body>")
+    assert exc.value.status == 415
+    # without a signing key the request is refused before anything is recorded
+    with pytest.raises(ValueError, match="commands are not configured"):
+        footage.request("ops", "rw1", {"camera": "gate", "start": 1, "end": 2}, "http://x")
+    with pytest.raises(ValueError, match="end must be after"):
+        footage.request("ops", "rw1", {"camera": "gate", "start": 2, "end": 1}, "http://x")
+    assert db.one("SELECT count(*) AS n FROM footage")["n"] == 3
+    db.close()
+
+
+def test_login_throttle_counts_failures_per_address_in_a_sliding_window() -> None:
+    from central.throttle import LoginThrottle
+
+    throttle = LoginThrottle(max_failures=3, window_s=60, max_addresses=2)
+    for t in (0, 10, 20):
+        assert throttle.retry_after("10.0.0.1", now=t) == 0
+        throttle.failed("10.0.0.1", now=t)
+    assert throttle.retry_after("10.0.0.1", now=21) == pytest.approx(39)
+    assert throttle.retry_after("10.0.0.2", now=21) == 0  # another address is not locked out
+    assert throttle.retry_after("10.0.0.1", now=60.5) == 0  # the first failure left the window
+    throttle.failed("10.0.0.1", now=61)
+    assert throttle.retry_after("10.0.0.1", now=62) > 0
+    throttle.succeeded("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1", now=62) == 0
+    for i in range(5):  # memory stays bounded under a flood of addresses
+        throttle.failed(f"10.1.0.{i}", now=70)
+    assert len(throttle.failures) == 2
