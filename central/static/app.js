@@ -91,6 +91,7 @@ function alarmCard(a) {
       try {
         const r = await post(`/api/alarms/${a.id}/${name}`, typeof body === "function" ? body() : body);
         if (r.message) li.querySelector(".result").textContent = (r.ok ? "✓ " : "✗ ") + r.message;
+        if (r.ok && name === "note") input.value = "";  // posted: not a draft to keep
       } catch (e) { li.querySelector(".result").textContent = "✗ " + e.message; }
       ev.target.disabled = false; refreshAlarms();
     } }, label);
@@ -108,11 +109,37 @@ function alarmCard(a) {
   return li;
 }
 
+// What an operator has typed or chosen on each card (note, agency), and where the caret is.
+function draftsOf(ol) {
+  const drafts = {};
+  for (const li of ol.children) {
+    const note = li.querySelector('[data-field="note"]');
+    const agency = li.querySelector('[data-field="agency"]');
+    drafts[li.id] = { note: note ? note.value : "", agency: agency ? agency.value : null,
+      focused: note !== null && document.activeElement === note,
+      caret: note ? note.selectionStart : 0 };
+  }
+  return drafts;
+}
+function restoreDrafts(ol, drafts) {
+  for (const li of ol.children) {
+    const d = drafts[li.id];
+    if (!d) continue;
+    const note = li.querySelector('[data-field="note"]');
+    const agency = li.querySelector('[data-field="agency"]');
+    if (note && d.note) note.value = d.note;
+    if (agency && d.agency !== null) agency.value = d.agency;
+    if (note && d.focused) { note.focus(); note.setSelectionRange(d.caret, d.caret); }
+  }
+}
+
 async function refreshAlarms(pushed) {
   const list = pushed || await get("/api/alarms");
   ronda.alarms = list;
   const ol = $("alarms");
+  const drafts = draftsOf(ol);  // a live update must not wipe what an operator is typing
   ol.replaceChildren(...list.map(alarmCard));
+  restoreDrafts(ol, drafts);
   const shown = Date.now();
   for (const a of list) if (!(a.alarm_id in ronda.firstSeen)) ronda.firstSeen[a.alarm_id] = shown;
   $("alarm-count").textContent = list.length;
