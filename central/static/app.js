@@ -272,16 +272,22 @@ async function watchLive(node, camera) {
     .then((x) => { if (!x.ok) $("live-state").textContent = x.message; }).catch(() => {}), r.renew_s * 1000);
   await loadHls();
   // the media server writes the playlist once the first fragment is in: wait for it
-  for (let i = 0; i < 30 && live === me; i++) {
+  for (let i = 0; i < 60 && live === me; i++) {
     const probe = await fetch(r.playlist, { credentials: "same-origin", cache: "no-store" });
-    if (probe.ok) break;
+    if (probe.ok && (await probe.text()).includes("#EXTINF")) break;  // a fragment is listed
     await new Promise((ok) => setTimeout(ok, 1000));
   }
   if (live !== me) return;
   const video = $("live-video");
   if (window.Hls.isSupported()) {
     me.hls = new window.Hls({ liveSyncDurationCount: 2, manifestLoadingMaxRetry: 6 });
-    me.hls.on(window.Hls.Events.ERROR, (_e, d) => { if (d.fatal) $("live-state").textContent = `video: ${d.details}`; });
+    me.hls.on(window.Hls.Events.ERROR, (_e, d) => {
+      if (!d.fatal || live !== me) return;
+      // a slow post or media server is not the end: recover as hls.js advises, and say so
+      $("live-state").textContent = `video: ${d.details} (retrying)`;
+      if (d.type === window.Hls.ErrorTypes.MEDIA_ERROR) me.hls.recoverMediaError();
+      else setTimeout(() => { if (live === me) me.hls.startLoad(); }, 1000);
+    });
     me.hls.loadSource(r.playlist);
     me.hls.attachMedia(video);
   } else video.src = r.playlist;  // Safari plays HLS itself

@@ -65,7 +65,7 @@ def test_watch_live_plays_in_chromium_and_stops_when_the_page_closes(tmp_path, b
                 button = "document.querySelector('button.watch-live[data-camera=gate]')"
                 wait_js(driver, button, 20, "the Watch live button")
                 driver.execute_script(f"{button}.click()")
-                wait_js(driver, f"{VIDEO}.currentTime > 1", 60, "the live video playing")
+                wait_js(driver, f"{VIDEO}.currentTime > 1", 120, "the live video playing")
                 first = driver.execute_script(f"return {VIDEO}.currentTime")
                 wait_js(driver, f"{VIDEO}.currentTime > {first} + 2", 30,
                         "the live video's time advancing")
