@@ -90,7 +90,30 @@ def _listening(port: int) -> bool:
         return False
 
 
-class LocalNginx:
+class _ChildServer:
+    """A server run as one child process in its own temporary folder; a context manager."""
+
+    proc: subprocess.Popen | None = None
+    _tmp: tempfile.TemporaryDirectory | None = None
+
+    def start(self):  # pragma: no cover - each server says how it starts
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc)
+            self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+class LocalNginx(_ChildServer):
     """Debian's nginx with RTMP in and WebDAV PUT, on free loopback ports."""
 
     def __init__(self, directory: Path | None = None) -> None:
@@ -130,18 +153,6 @@ class LocalNginx:
             time.sleep(0.05)
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc)
-            self.proc = None
-
-    def __enter__(self) -> LocalNginx:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
 
 
 # ---- RTSP in (record mode), for H.265 ------------------------------------------------------
@@ -173,7 +184,7 @@ GLib.MainLoop().run()
 """
 
 
-class RtspRecordServer:
+class RtspRecordServer(_ChildServer):
     """GStreamer's RTSP server in record mode (Debian's python3-gi): clients ANNOUNCE and
     RECORD to ``rtsp://127.0.0.1:<port>/<path>`` for each of `mounts` (path -> codec,
     h264 or h265; the server matches whole paths); what arrives is written stream-copied
@@ -208,15 +219,3 @@ class RtspRecordServer:
         while not _listening(self.port) and time.monotonic() < deadline:
             time.sleep(0.05)
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc)
-            self.proc = None
-
-    def __enter__(self) -> RtspRecordServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self._tmp.cleanup()
