@@ -14,7 +14,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(
         include=["firmware*", "drivers*", "recorder*", "inference*", "mqtt*", "support*",
-                 "central*", "uplink*", "web*"]
+                 "central*", "uplink*", "web*", "devtools*"]
     ),
     package_data={"mqtt": ["schemas/*.json"], "firmware": ["data/*"],
                   "central": ["static/*", "static/vendor/*"], "web": ["static/*"]},

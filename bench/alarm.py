@@ -210,7 +210,7 @@ class Subscriber:
 
 
 def mqtt_phases(presses: int, mqtt_presses: int, workdir: Path) -> None:
-    from firmware.devtools.broker import LocalBroker
+    from devtools.broker import LocalBroker
 
     broker = LocalBroker().start()
     node = AlarmNode(workdir / "state-mqtt", broker.url)

@@ -28,6 +28,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devtools.rtsp_camera import RtspTestCamera
 from drivers.cameras.base import mask_credentials
 from drivers.cameras.progress import PROGRESS_ARGS, FfmpegProgress
 from drivers.cameras.registry import CameraRegistry
@@ -35,7 +36,6 @@ from drivers.cameras.rtsp import RtspCamera
 from drivers.cameras.service import CameraService
 from drivers.managed import ManagedProcess
 from drivers.process import spawn, terminate
-from firmware.devtools.rtsp_camera import RtspTestCamera
 from firmware.wiring.cameras import CamerasComponent
 
 

@@ -52,7 +52,7 @@ from central.db import Database  # noqa: E402
 from central.devtools.browser import chromium, login, wait_js  # noqa: E402
 from central.devtools.fleet import CityFleet  # noqa: E402
 from central.devtools.postgres import LocalPostgres  # noqa: E402
-from firmware.devtools.broker import LocalBroker, free_port  # noqa: E402
+from devtools.broker import LocalBroker, free_port  # noqa: E402
 from mqtt.link import encode  # noqa: E402
 from mqtt.payloads import event_payload  # noqa: E402
 from mqtt.tools import ClientOptions  # noqa: E402
@@ -317,7 +317,7 @@ def bench_upload(size_mb: int, tmp: Path) -> None:
     import secrets
     import statistics
 
-    from firmware.devtools.media_server import LocalNginx
+    from devtools.media_server import LocalNginx
 
     body = tmp / "upload.mp4"
     with body.open("wb") as f:  # an MP4's first box, then noise (the console checks the box)

@@ -21,7 +21,7 @@ import psutil
 import tomli_w
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from firmware.devtools.broker import LocalBroker
+from devtools.broker import LocalBroker
 
 ROUNDS = 5
 IDLE_S = 10.0

@@ -146,7 +146,7 @@ def bench_pipeline(scene: Path, threads: int) -> float:
     alt_wall, alt_cpu = timed(lambda: alt.invoke(tensor), 100)
     emit(f"invoke_ms_{other}_threads", alt_wall, "ms", f"baseline, CPU {alt_cpu:.2f} ms")
     # a person in view the whole clip: motion in every frame
-    from firmware.devtools.scene import render_scene
+    from devtools.scene import render_scene
 
     walk = render_scene(scene.with_name("walk.mp4"), seconds=12, size=(640, 360), fps=10,
                         walk=(0.0, 12.0))
@@ -354,7 +354,7 @@ def main() -> int:
     if not MODEL.is_file():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch-test-models"),
                         str(MODEL.parent)], check=True)
-    from firmware.devtools.scene import render_scene
+    from devtools.scene import render_scene
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)

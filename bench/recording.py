@@ -38,9 +38,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devtools.scene import render_scene  # noqa: E402
 from drivers.cameras.base import StreamInput  # noqa: E402
 from drivers.process import spawn, terminate  # noqa: E402
-from firmware.devtools.scene import render_scene  # noqa: E402
 from recorder.camera import FRAGMENTED_MP4  # noqa: E402
 from recorder.recorder import Recorder  # noqa: E402
 from recorder.store import Limits, Store  # noqa: E402

@@ -40,9 +40,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devtools.media_server import LocalNginx  # noqa: E402
+from devtools.scene import render_scene  # noqa: E402
 from drivers.process import spawn, terminate  # noqa: E402
-from firmware.devtools.media_server import LocalNginx  # noqa: E402
-from firmware.devtools.scene import render_scene  # noqa: E402
 from uplink.bandwidth import Bandwidth  # noqa: E402
 from uplink.live import LiveManager, Source  # noqa: E402
 from uplink.targets import check_upload_url  # noqa: E402
@@ -137,10 +137,10 @@ def command_to_first_frame(nginx: LocalNginx, rounds: int) -> list[float]:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
+    from devtools.broker import LocalBroker
+    from devtools.rtsp_camera import RtspTestCamera
     from firmware import config
     from firmware.daemon import Daemon
-    from firmware.devtools.broker import LocalBroker
-    from firmware.devtools.rtsp_camera import RtspTestCamera
     from mqtt.signing import generate_keypair, sign_command
 
     private, public = generate_keypair()

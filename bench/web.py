@@ -35,10 +35,10 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from devtools.broker import free_port  # noqa: E402
+from devtools.rtsp_camera import RtspTestCamera  # noqa: E402
 from firmware import config  # noqa: E402
 from firmware.daemon import Daemon  # noqa: E402
-from firmware.devtools.broker import free_port  # noqa: E402
-from firmware.devtools.rtsp_camera import RtspTestCamera  # noqa: E402
 from web.users import FILENAME, UserStore  # noqa: E402
 
 PANIC, ACK, SIREN, LIGHT = 17, 27, 23, 24

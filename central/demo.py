@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
-    """Mosquitto as the city should run it (docs/central.md). `firmware.devtools.broker` does
+    """Mosquitto as the city should run it (docs/central.md). `devtools.broker` does
     this for the node's tests, but `central` does not import `firmware`."""
     import shutil
     import socket

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware.devtools.broker import LocalBroker
+from devtools.broker import LocalBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / ".cache" / "models"

@@ -23,6 +23,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from firmware.devtools.demo import Demo
+    from devtools.demo import Demo
 
     return Demo(seconds=args.seconds, workdir=args.workdir).run()

@@ -7,9 +7,9 @@ import sys
 
 import psutil
 
+from devtools.broker import LocalBroker
 from firmware.commands import formatter
 from firmware.config import read_secret
-from firmware.devtools.broker import LocalBroker
 from mqtt.fleet import FleetResult, FleetSim
 from mqtt.tools import add_client_arguments, client_options
 

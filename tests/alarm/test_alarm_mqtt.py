@@ -14,7 +14,7 @@ import pytest
 from alarm_kit import wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
-from firmware.devtools.broker import LocalBroker
+from devtools.broker import LocalBroker
 from mqtt import schema
 from mqtt.signing import generate_keypair, sign_command
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from firmware.devtools.rtsp_camera import RtspTestCamera, scene_h264
+from devtools.rtsp_camera import RtspTestCamera, scene_h264
 
 
 @pytest.fixture(scope="session")

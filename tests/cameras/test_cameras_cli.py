@@ -63,7 +63,7 @@ def test_probe_command_masks_password_and_says_why(rtsp_camera, capsys):
 def test_probe_command_says_whether_the_audio_is_recorded(tmp_path, capsys):
     import tomli_w
 
-    from firmware.devtools.rtsp_camera import RtspTestCamera
+    from devtools.rtsp_camera import RtspTestCamera
 
     with RtspTestCamera(audio="pcma", seconds=4) as cam:
         assert main(["cameras", "probe", cam.url]) == 0

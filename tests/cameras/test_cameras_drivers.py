@@ -7,12 +7,12 @@ import time
 
 import pytest
 
+from devtools.broker import free_port
 from drivers.cameras.base import StreamInput
 from drivers.cameras.probe import ProbeError, probe
 from drivers.cameras.rtsp import RtspCamera
 from drivers.cameras.usb import UsbCamera
 from drivers.process import spawn, terminate
-from firmware.devtools.broker import free_port
 
 
 def test_http_camera_is_probed_like_rtsp(scene_file):

@@ -12,13 +12,13 @@ import time
 
 import pytest
 
+from devtools.broker import free_port
+from devtools.rtsp_camera import RtspTestCamera
 from drivers.cameras.base import mask_credentials
 from drivers.cameras.progress import PROGRESS_ARGS, FfmpegProgress
 from drivers.managed import ManagedProcess
 from firmware import config
 from firmware.bus import EventBus
-from firmware.devtools.broker import free_port
-from firmware.devtools.rtsp_camera import RtspTestCamera
 from firmware.wiring import Context
 from firmware.wiring import cameras as wiring
 

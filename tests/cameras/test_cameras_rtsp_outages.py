@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from devtools.rtsp_camera import RtspTestCamera
 from drivers.cameras.base import mask_credentials
 from drivers.cameras.progress import PROGRESS_ARGS, FfmpegProgress
 from drivers.cameras.registry import CameraRegistry
 from drivers.cameras.rtsp import RtspCamera
 from drivers.managed import ManagedProcess
 from firmware.bus import EventBus
-from firmware.devtools.rtsp_camera import RtspTestCamera
 from firmware.events import CameraStateEvent
 
 SEGMENT_S = 2.0

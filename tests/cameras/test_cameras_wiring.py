@@ -101,7 +101,7 @@ def test_reprobe_leaves_a_recording_camera_alone_and_health_says_audio(tmp_path)
     """The periodic re-probe is one more RTSP client of the camera: while the recorder has
     the main stream it is left out (what it would tell is known). Health says whether the
     camera's audio track is recorded."""
-    from firmware.devtools.rtsp_camera import RtspTestCamera
+    from devtools.rtsp_camera import RtspTestCamera
 
     with RtspTestCamera(codec="h265", audio="pcmu", seconds=4) as cam:
         ctx, _bus, [component] = build_area(tmp_path, [

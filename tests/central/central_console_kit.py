@@ -16,7 +16,7 @@ from typing import Any
 
 import tomli_w
 
-from firmware.devtools.broker import free_port
+from devtools.broker import free_port
 from mqtt.signing import generate_keypair, private_key_pem
 
 ROOT = Path(__file__).resolve().parents[2]

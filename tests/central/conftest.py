@@ -11,7 +11,7 @@ import pytest
 
 from central.db import Database
 from central.devtools.postgres import LocalPostgres
-from firmware.devtools.broker import LocalBroker
+from devtools.broker import LocalBroker
 
 # What a city broker needs for the Command Center (docs/central.md): sessions survive a
 # restart, and the queue of an absent ingest is not cut at Mosquitto's default 1000.

@@ -18,7 +18,7 @@ import psutil
 import pytest
 from central_kit import wait_for
 
-from firmware.devtools.broker import free_port
+from devtools.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from central_console_kit import Console, RealNode, write_console
 from central_kit import wait_for
 
 from central.db import Database
-from firmware.devtools.rtsp_camera import RtspTestCamera
+from devtools.rtsp_camera import RtspTestCamera
 
 NODE = "fetch-rw07"
 

@@ -15,8 +15,8 @@ from central_console_kit import Console, RealNode, write_console
 from central_kit import wait_for
 
 from central.db import Database
-from firmware.devtools.media_server import LocalNginx, nginx_available
-from firmware.devtools.rtsp_camera import RtspTestCamera
+from devtools.media_server import LocalNginx, nginx_available
+from devtools.rtsp_camera import RtspTestCamera
 
 NODE = "live-rw08"
 VIDEO = "document.getElementById('live-video')"

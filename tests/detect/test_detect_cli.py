@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from devtools.scene import render_scene
 from firmware.cli import main
-from firmware.devtools.scene import render_scene
 
 
 def test_photo_mode_marks_alerts_and_writes_boxes(tmp_path: Path, models_dir: Path,

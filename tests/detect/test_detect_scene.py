@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
+from devtools.scene import render_scene
 from drivers.cameras.base import StreamInput
 from firmware.bus import EventBus
-from firmware.devtools.scene import render_scene
 from firmware.events import ObjectEvent, ProtectClip, TamperEvent
 from firmware.wiring.detect import DetectService
 from inference.detector import Detector

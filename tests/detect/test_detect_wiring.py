@@ -217,9 +217,9 @@ def test_a_broken_camera_does_not_stop_the_others(tmp_path: Path, models_dir: Pa
 def test_decoder_restarts_as_soon_as_the_camera_is_back(tmp_path: Path, models_dir: Path) -> None:
     """With the camera registry, the detect decoder's backoff is cut short by the camera's
     `reachable` check: it restarts when the camera answers, not when the backoff ends."""
+    from devtools.rtsp_camera import RtspTestCamera
     from drivers.cameras.registry import CameraRegistry
     from drivers.cameras.rtsp import RtspCamera
-    from firmware.devtools.rtsp_camera import RtspTestCamera
 
     server = RtspTestCamera().start()
     registry = CameraRegistry([RtspCamera("gang", server.plain_url, timeout_s=3)])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from firmware.devtools.demo import MODEL
+from devtools.demo import MODEL
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

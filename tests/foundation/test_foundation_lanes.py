@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import firmware.devtools.broker as broker_module
+import devtools.broker as broker_module
 import tests.waiting as waiting
 from tests.conftest import integration_reason
 

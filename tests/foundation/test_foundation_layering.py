@@ -24,8 +24,11 @@ ALLOWED = {
     "uplink": {"uplink", "drivers", "support"},
     "web": {"web", "recorder", "drivers", "support"},
     "firmware": {"firmware", "drivers", "recorder", "inference", "mqtt", "uplink", "support",
-                 "web"},
+                 "web", "devtools"},
     "central": {"central", "mqtt", "support"},  # the Command Center service, never firmware
+    # development and test tools (a demo, test cameras, a local broker): not on a node
+    "devtools": {"devtools", "firmware", "drivers", "recorder", "inference", "mqtt", "support",
+                 "uplink", "web", "central"},
 }
 
 

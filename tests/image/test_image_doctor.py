@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.broker import free_port
+from devtools.rtsp_camera import RtspTestCamera
 from firmware.cli import main
-from firmware.devtools.broker import free_port
-from firmware.devtools.rtsp_camera import RtspTestCamera
 from firmware.provision import doctor
 
 pytestmark = pytest.mark.timeout(120)

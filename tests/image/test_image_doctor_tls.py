@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devtools.broker import LocalBroker, free_port
 from firmware.cli import main
-from firmware.devtools.broker import LocalBroker, free_port
 
 
 def _pem_pair(directory: Path, name: str, cert: x509.Certificate, key) -> tuple[Path, Path]:

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from firmware.devtools.broker import LocalBroker, free_port
-from firmware.devtools.rtsp_camera import RtspTestCamera
+from devtools.broker import LocalBroker, free_port
+from devtools.rtsp_camera import RtspTestCamera
 
 REPO = Path(__file__).resolve().parents[2]
 BROKER_IN_GUEST = ("10.0.2.100", 1883)

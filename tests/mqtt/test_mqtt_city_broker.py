@@ -28,8 +28,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from test_mqtt_tls import make_pki
 
+from devtools.broker import free_port, mosquitto_binary
 from drivers.process import spawn, terminate
-from firmware.devtools.broker import free_port, mosquitto_binary
 from firmware.events import ObjectEvent
 from mqtt.link import tls_context
 from mqtt.signing import generate_keypair, sign_command

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mqtt_helpers import BridgeNode, node_config
 
-from firmware.devtools.broker import LocalBroker, free_port
+from devtools.broker import LocalBroker, free_port
 from firmware.events import Command, ObjectEvent, Snapshot
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from mqtt_helpers import node_config, validate, write_toml
 
-from firmware.devtools.broker import LocalBroker
+from devtools.broker import LocalBroker
 
 ROOT = "ronda/v1/rw05"
 PERSISTENT_BROKER = "max_queued_messages 0\nuser root"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from mqtt_helpers import node_config, validate, write_toml
 
-from firmware.devtools.broker import LocalBroker
+from devtools.broker import LocalBroker
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = "ronda/v1/rw05"

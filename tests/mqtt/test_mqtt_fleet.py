@@ -7,7 +7,7 @@ from typing import Any
 
 from mqtt_helpers import validate
 
-from firmware.devtools.broker import LocalBroker
+from devtools.broker import LocalBroker
 from mqtt.fleet import FleetSim
 from mqtt.tools import ClientOptions
 from mqtt.watch import FleetState

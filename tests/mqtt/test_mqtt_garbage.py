@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from mqtt_helpers import BridgeNode, node_config
 
-from firmware.devtools.broker import LocalBroker
+from devtools.broker import LocalBroker
 from mqtt.commands import RefusalLog
 
 ROOT = "ronda/v1/rw05"

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 from mqtt_helpers import BridgeNode, node_config, validate
 
-from firmware.devtools.broker import LocalBroker, free_port
+from devtools.broker import LocalBroker, free_port
 from firmware.events import ObjectEvent, OutputChanged, PanicEvent, Snapshot, StorageEvent
 
 ROOT = "ronda/v1/rw05"

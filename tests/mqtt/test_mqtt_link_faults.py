@@ -10,7 +10,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from firmware.devtools.broker import LocalBroker
+from devtools.broker import LocalBroker
 from mqtt.link import Link
 from mqtt.outbox import Outbox
 from mqtt.settings import MqttSettings

@@ -11,7 +11,7 @@ from typing import Any
 
 from mqtt_helpers import BridgeNode, node_config
 
-from firmware.devtools.broker import LocalBroker
+from devtools.broker import LocalBroker
 from firmware.events import ObjectEvent
 
 ROOT = "ronda/v1/rw05"

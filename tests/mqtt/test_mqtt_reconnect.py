@@ -14,7 +14,7 @@ import pytest
 from mqtt_helpers import BridgeNode, node_config
 from paho.mqtt.enums import CallbackAPIVersion
 
-from firmware.devtools.broker import LocalBroker
+from devtools.broker import LocalBroker
 from firmware.events import ObjectEvent, PanicEvent
 from mqtt.link import TAKEN_OVER, Link
 from mqtt.outbox import Outbox

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mqtt_helpers import BridgeNode, Recorder, node_config, validate
 
-from firmware.devtools.broker import LocalBroker
+from devtools.broker import LocalBroker
 from firmware.events import Command
 from mqtt.signing import sign_command
 

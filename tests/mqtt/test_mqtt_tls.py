@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from mqtt_helpers import BridgeNode, Recorder, node_config
 
-from firmware.devtools.broker import LocalBroker, free_port
+from devtools.broker import LocalBroker, free_port
 from mqtt.signing import private_key_pem
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.scene import render_scene
 from drivers.cameras.base import StreamInput
-from firmware.devtools.scene import render_scene
 
 
 @pytest.fixture(scope="session")

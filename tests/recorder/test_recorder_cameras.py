@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from recorder_testkit import assert_index_matches_disk, rows, wait_for
 
+from devtools.rtsp_camera import RtspTestCamera
 from drivers.cameras.base import StreamInput
 from drivers.cameras.probe import probe
 from drivers.cameras.rtsp import input_options
-from firmware.devtools.rtsp_camera import RtspTestCamera
 from recorder import mp4
 from recorder.camera import CameraRecorder
 from recorder.export import export, plan

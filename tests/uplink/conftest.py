@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from firmware.devtools.media_server import LocalNginx, nginx_available
-from firmware.devtools.rtsp_camera import scene_h264
+from devtools.media_server import LocalNginx, nginx_available
+from devtools.rtsp_camera import scene_h264
 from uplink.live import Source
 
 

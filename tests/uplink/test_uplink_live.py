@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 from uplink_kit import probe
 
-from firmware.devtools.media_server import RtspRecordServer
+from devtools.media_server import RtspRecordServer
 from mqtt.schema import load
 from uplink.bandwidth import Bandwidth
 from uplink.live import LiveManager, Source
@@ -111,7 +111,7 @@ def test_live_stop_ends_the_push_and_says_so(nginx, h264_source) -> None:
 
 def test_unreachable_media_server_retries_and_says_why(h264_source) -> None:
     live, states = manager()
-    from firmware.devtools.broker import free_port
+    from devtools.broker import free_port
 
     dest = f"rtmp://127.0.0.1:{free_port()}/live/x"
     assert live.start("gate", "main", 30, h264_source, dest, dest)[0]
@@ -241,8 +241,8 @@ def test_a_source_that_stops_sending_is_restarted(nginx, h264_source, tmp_path) 
 
 def test_srt_push_arrives_as_mpegts(h264_source, tmp_path) -> None:
     """An srt:// media_url: MPEG-TS over SRT (here received by an ffmpeg SRT listener)."""
+    from devtools.broker import free_port
     from drivers.process import spawn, terminate
-    from firmware.devtools.broker import free_port
 
     port = free_port()
     out = tmp_path / "received.ts"

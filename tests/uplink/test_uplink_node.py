@@ -19,9 +19,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from uplink_kit import probe
 
+from devtools.rtsp_camera import RtspTestCamera
 from firmware import config
 from firmware.daemon import Daemon
-from firmware.devtools.rtsp_camera import RtspTestCamera
 from firmware.events import PanicEvent
 from mqtt.schema import load
 from mqtt.signing import generate_keypair, sign_command

@@ -15,8 +15,8 @@ import pytest
 import websocket
 from web_kit import Client, wait_for
 
+from devtools.broker import free_port
 from drivers.cameras.base import StreamInput
-from firmware.devtools.broker import free_port
 from web.app import Web
 from web.eventlog import EventLog
 from web.live import LiveHub

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.broker import free_port
+from devtools.rtsp_camera import RtspTestCamera
 from drivers.process import spawn, terminate
-from firmware.devtools.broker import free_port
-from firmware.devtools.rtsp_camera import RtspTestCamera
 from web.users import FILENAME, UserStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,10 +22,10 @@ import paho.mqtt.client as mqtt
 import tomli_w
 from rich.console import Console
 
+from devtools.broker import LocalBroker
+from devtools.media_server import LocalNginx, nginx_available
+from devtools.rtsp_camera import RtspTestCamera
 from drivers.process import spawn, terminate
-from firmware.devtools.broker import LocalBroker
-from firmware.devtools.media_server import LocalNginx, nginx_available
-from firmware.devtools.rtsp_camera import RtspTestCamera
 from mqtt.signing import generate_keypair, sign_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,7 +195,7 @@ class Demo:
             import uvicorn  # noqa: F401
         except ImportError:
             return None
-        from firmware.devtools.broker import free_port
+        from devtools.broker import free_port
 
         return free_port()
 

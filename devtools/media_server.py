@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from devtools.broker import free_port
 from drivers.process import spawn, terminate
-from firmware.devtools.broker import free_port
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 

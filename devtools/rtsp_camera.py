@@ -1,6 +1,6 @@
 """An RTSP test camera: GStreamer's RTSP server on 127.0.0.1 serving a real H.264 stream.
 
-What it serves is the synthetic street scene of `firmware.devtools.scene` (a person
+What it serves is the synthetic street scene of `devtools.scene` (a person
 walking across a background, a keyframe every second), looped forever and paced in
 real time, over RTSP/TCP at ``rtsp://127.0.0.1:<port>/<path>``, optionally behind RTSP
 basic authentication so that wrong-password tests are real. ``codec="mjpeg"`` serves a
@@ -56,7 +56,7 @@ def scene_h264(*, seconds: float = 12.0, size: tuple[int, int] = (640, 360), fps
     out = cache / f"scene-{key}.{codec}"
     if out.is_file() and out.stat().st_size > 0:
         return out
-    from firmware.devtools.scene import render_scene
+    from devtools.scene import render_scene
 
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         mkv = render_scene(Path(tmp) / "scene.mkv", seconds=seconds, size=size, fps=fps,
@@ -112,7 +112,7 @@ class RtspTestCamera:
         self.audio = audio
         self.jump_after, self.jump_s = jump_after, jump_s
         if port is None:
-            from firmware.devtools.broker import free_port  # venv side only
+            from devtools.broker import free_port  # venv side only
 
             port = free_port()
         self.port = port
