@@ -33,9 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support.sqlite import NewerSchema, check_version, migrate
+
 log = logging.getLogger(__name__)
 
-#: Schema steps (as in recorder/index.py): MIGRATIONS[n] takes a database from
+#: Schema steps (support/sqlite.py): MIGRATIONS[n] takes a database from
 #: ``PRAGMA user_version`` n to n + 1, each in its own transaction.
 MIGRATIONS: list[str] = [
     # 0 -> 1: the first schema. `IF NOT EXISTS`: outboxes written before the schema had a
@@ -58,38 +60,6 @@ MIGRATIONS: list[str] = [
 
 SCHEMA_VERSION = len(MIGRATIONS)
 ALARM_PRIORITY = 2  # firmware.events.Priority.HIGH: panic, fire
-
-
-class NewerSchema(sqlite3.DatabaseError):
-    """The outbox file was written by newer firmware (a downgrade): left untouched."""
-
-
-def _check_version(db: sqlite3.Connection, migrations: list[str] = MIGRATIONS) -> int:
-    """The schema version of `db`; `NewerSchema` if newer than this code."""
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    if version > len(migrations):
-        raise NewerSchema(f"outbox schema version {version} is newer than this firmware's "
-                          f"({len(migrations)})")
-    return version
-
-
-def migrate(db: sqlite3.Connection, migrations: list[str] = MIGRATIONS) -> int:
-    """Bring `db` to schema version `len(migrations)`; returns the steps applied. Raises
-    `NewerSchema` for a database newer than this code."""
-    version = _check_version(db, migrations)
-    for target in range(version + 1, len(migrations) + 1):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in migrations[target - 1].split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {target}")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-    return len(migrations) - version
 
 
 @dataclass(frozen=True)
@@ -231,10 +201,10 @@ class Outbox:
     def _open(self, where: Path | str) -> sqlite3.Connection:
         db = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
         try:
-            _check_version(db)  # before anything writes to a newer firmware's file
+            check_version(db, MIGRATIONS)  # before anything writes to a newer firmware's file
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            migrate(db)
+            migrate(db, MIGRATIONS)
             row = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
             db.execute("SELECT key, value FROM meta").fetchall()
         except BaseException:

@@ -2,8 +2,8 @@
 files being deleted, and protected event clips.
 
 The schema is versioned with ``PRAGMA user_version`` and upgraded by `MIGRATIONS`, one
-step per version, each in its own transaction. A database newer than this code is refused
-(`IndexError_`) rather than guessed at.
+step per version, each in its own transaction (support/sqlite.py). A database newer than
+this code is refused (`IndexError_`) rather than guessed at.
 
 Paths are stored relative to the store root, so a disk moved to another node (or mounted
 elsewhere) keeps a valid index.
@@ -19,6 +19,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from support.sqlite import NewerSchema, migrate, schema_version
 
 log = logging.getLogger(__name__)
 
@@ -132,23 +134,14 @@ class Index:
 
     # -- schema ---------------------------------------------------------------------
     def version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        return schema_version(self.db)
 
     def migrate(self, migrations: list[str] = MIGRATIONS) -> int:
         """Bring the schema to `len(migrations)`; returns the number of steps applied."""
-        version = self.version()
-        if version > len(migrations):
-            raise IndexError_(f"{self.path}: schema version {version} is newer than this "
-                              f"code ({len(migrations)}); upgrade the firmware")
-        steps = 0
-        for target in range(version + 1, len(migrations) + 1):
-            with self.transaction():
-                for statement in migrations[target - 1].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {target}")
-            steps += 1
-        return steps
+        try:
+            return migrate(self.db, migrations)
+        except NewerSchema as exc:
+            raise IndexError_(f"{self.path}: {exc}; upgrade the firmware") from None
 
     def transaction(self) -> _Transaction:
         return _Transaction(self.db)

@@ -263,7 +263,7 @@ def test_schema_versions(tmp_path: Path) -> None:
     assert index.version() == SCHEMA_VERSION + 1
     assert "sha256" in [r[1] for r in index.db.execute("PRAGMA table_info(segment)")]
     index.close()
-    with pytest.raises(IndexError_, match="newer than this code"):
+    with pytest.raises(IndexError_, match="newer than this firmware"):
         Index(path)  # this code is older than the database now
 
 
