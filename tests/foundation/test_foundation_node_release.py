@@ -164,3 +164,17 @@ print("loaded:", loaded)
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "loaded: []" in proc.stdout, proc.stdout
+
+
+def test_the_installers_build_the_node_wheel() -> None:
+    """scripts/install-jetson's plan (--dry-run, no wheel given) builds it with
+    RONDA_WHEEL=node; image/build (root and loop devices: not run here) has it on the one
+    line that builds its wheel."""
+    plan = subprocess.run([str(ROOT / "scripts" / "install-jetson"), "--dry-run", "--force"],
+                          capture_output=True, text=True, timeout=60)
+    assert plan.returncode == 0, plan.stderr
+    (line,) = [ln for ln in plan.stdout.splitlines() if "pip wheel" in ln]
+    assert "RONDA_WHEEL=node" in line, line
+    build = (ROOT / "image" / "build").read_text().splitlines()
+    (line,) = [ln for ln in build if "pip wheel" in ln and not ln.lstrip().startswith("#")]
+    assert "RONDA_WHEEL=node" in line, line
