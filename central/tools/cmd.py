@@ -1,6 +1,6 @@
 """`ronda cmd NODE ACTION ...`: sign a command, send it, wait for the node's reply.
 
-A Command Center tool: `ronda` launches it (firmware/commands/tools.py); a node's release
+A Command Center tool: `ronda` launches it (firmware/tools.py); a node's release
 does not have it."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `FleetState.handle(topic, payload)` takes any message under `<prefix>/#`; `rows()`
 gives one summary per node (status, health figures, last event, seq gaps); `render`
-makes the table. A Command Center tool: `ronda` launches it (firmware/commands/tools.py);
+makes the table. A Command Center tool: `ronda` launches it (firmware/tools.py);
 a node's release does not have it.
 """
 
