@@ -1,8 +1,24 @@
 """Ronda: NVR firmware for neighbourhood watch posts (Raspberry Pi, Jetson)."""
 
+import os
 from pathlib import Path
 
 from setuptools import find_packages, setup
+
+# RONDA_WHEEL=node (image/build, scripts/install-jetson): the node's release, without what a
+# node never runs: the Command Center service and its tools (`central`) and the development
+# tools (`devtools`); `ronda cmd`, `watch`, `demo`, ... then say so (firmware/tools.py).
+# Unset or "full": everything (a source checkout, a Command Center, CI).
+WHEEL = os.environ.get("RONDA_WHEEL") or "full"
+if WHEEL not in ("full", "node"):
+    raise SystemExit(f"setup.py: RONDA_WHEEL={WHEEL!r}: expected node or full")
+NOT_ON_A_NODE = ("central", "devtools")
+
+
+def node_only(items: dict) -> dict:
+    """`items` without the keys a node's wheel leaves out (all of them for a full one)."""
+    return {k: v for k, v in items.items() if WHEEL == "full" or k not in NOT_ON_A_NODE}
+
 
 setup(
     name="ronda",
@@ -14,10 +30,13 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(
         include=["firmware*", "drivers*", "recorder*", "inference*", "mqtt*", "support*",
-                 "central*", "uplink*", "web*", "devtools*"]
+                 "central*", "uplink*", "web*", "devtools*"],
+        exclude=[f"{p}{s}" for p in NOT_ON_A_NODE for s in ("", ".*")] if WHEEL == "node" else (),
     ),
-    package_data={"mqtt": ["schemas/*.json"], "firmware": ["data/*"],
-                  "central": ["static/*", "static/vendor/*"], "web": ["static/*"]},
+    package_data=node_only({"mqtt": ["schemas/*.json"], "firmware": ["data/*"],
+                            "central": ["static/*", "static/vendor/*"], "web": ["static/*"]}),
+    # a node's build of its own, so that files of a full build never end up in its wheel
+    options={"build": {"build_base": "build/node"}} if WHEEL == "node" else {},
     install_requires=[
         "pydantic>=2.5,<3",
         "tomli>=2; python_version<'3.11'",
@@ -33,7 +52,7 @@ setup(
         "tomli-w>=1.0",
         "tomlkit>=0.12",  # firstboot edits ronda.toml keeping the technician's comments
     ],
-    extras_require={
+    extras_require=node_only({
         # On a Raspberry Pi. picamera2 needs python3-libcamera from Raspberry Pi OS
         # (create the venv with --system-site-packages); lgpio is the Pi 5 pin factory.
         "pi": ["picamera2>=0.3.17", "lgpio>=0.2", "systemd-python>=234"],
@@ -63,10 +82,11 @@ setup(
             "jsonschema>=4.20",
             "scikit-image>=0.22",
             "selenium>=4.15",  # browser tests drive Debian's chromium through chromium-driver
+            "wheel>=0.41",  # the node-wheel test builds one offline (--no-build-isolation)
             # the web extra, so that `make test` runs the web tests
             "starlette>=0.37", "uvicorn>=0.29", "wsproto>=1.2", "argon2-cffi>=23.1",
         ],
-    },
-    entry_points={"console_scripts": ["ronda=firmware.cli:main",
-                                      "ronda-central=central.cli:main"]},
+    }),
+    entry_points={"console_scripts": ["ronda=firmware.cli:main"]
+                  + (["ronda-central=central.cli:main"] if WHEEL == "full" else [])},
 )

@@ -52,10 +52,10 @@ from central.db import Database  # noqa: E402
 from central.devtools.browser import chromium, login, wait_js  # noqa: E402
 from central.devtools.fleet import CityFleet  # noqa: E402
 from central.devtools.postgres import LocalPostgres  # noqa: E402
+from central.mqtt_client import ClientOptions  # noqa: E402
 from devtools.broker import LocalBroker, free_port  # noqa: E402
 from mqtt.link import encode  # noqa: E402
 from mqtt.payloads import event_payload  # noqa: E402
-from mqtt.tools import ClientOptions  # noqa: E402
 from mqtt.topics import Topics  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

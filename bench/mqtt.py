@@ -45,14 +45,14 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from central.devtools.fleet_sim import FleetSim  # noqa: E402
+from central.mqtt_client import ClientOptions  # noqa: E402
 from devtools.broker import LocalBroker  # noqa: E402
 from firmware.bus import EventBus  # noqa: E402
 from firmware.config import parse  # noqa: E402
 from firmware.events import ObjectEvent, PanicEvent  # noqa: E402
 from firmware.supervisor import Supervisor  # noqa: E402
 from firmware.wiring.mqtt import MqttBridge  # noqa: E402
-from mqtt.fleet import FleetSim  # noqa: E402
-from mqtt.tools import ClientOptions  # noqa: E402
 
 PROC = psutil.Process()
 NODE = "bench-rw05"

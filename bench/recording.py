@@ -245,7 +245,7 @@ def soak(source: StreamInput, rounds: int, work: Path) -> None:
     t0 = time.monotonic()
     for _ in range(rounds):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "recorder", "--path", str(store), "--segment-s", "1",
+            [sys.executable, "-m", "devtools.recorder", "--path", str(store), "--segment-s", "1",
              "--quota", "1G", "--camera", f"a={source.url}", "--camera", f"b={source.url}",
              "--input-option", "re=", "--input-option", "stream_loop=-1"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

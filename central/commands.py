@@ -20,8 +20,8 @@ import paho.mqtt.client as paho
 
 from central.auth import audit
 from central.db import Database
+from central.mqtt_client import ClientOptions, connect
 from mqtt.signing import load_private_key, sign_command
-from mqtt.tools import ClientOptions, connect
 from mqtt.topics import Topics
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import tomli_w
 
 from central.devtools.fleet import MAGELANG, CityFleet
+from central.mqtt_client import ClientOptions
 from mqtt.signing import generate_keypair, private_key_pem
-from mqtt.tools import ClientOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -42,9 +42,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from central.db import Database
+from central.mqtt_client import ClientOptions
 from central.store import Message, Outcome, Store
 from mqtt.link import Broker
-from mqtt.tools import ClientOptions
 from support.backoff import Backoff
 
 log = logging.getLogger(__name__)

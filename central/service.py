@@ -10,9 +10,9 @@ from pathlib import Path
 from central.commands import Commander
 from central.db import Database
 from central.ingest import IngestWorker
+from central.mqtt_client import ClientOptions
 from central.settings import CentralSettings, read_secret
 from central.webhooks import WebhookSender
-from mqtt.tools import ClientOptions
 
 log = logging.getLogger(__name__)
 

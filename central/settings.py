@@ -165,5 +165,6 @@ def load(path: Path | None) -> CentralSettings:
 
 
 def read_secret(path: Path) -> str:
-    """The first line of a secret file."""
-    return Path(path).read_text(encoding="utf-8").splitlines()[0].strip()
+    """The first line of a secret file ("" for an empty file)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return lines[0].strip() if lines else ""

@@ -28,7 +28,7 @@ from devtools.rtsp_camera import RtspTestCamera
 from drivers.process import spawn, terminate
 from mqtt.signing import generate_keypair, sign_command
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / ".cache" / "models" / "pose_detection.tflite"
 NODE_ID = "demo-rw01"
 # The demo node runs on simulated (mock) GPIO pins; the alarm wiring presses them on

@@ -1,1 +1,2 @@
-"""Development and test helpers of the central service (a throwaway PostgreSQL, the demo)."""
+"""Development and test helpers of the Command Center: the fleet simulator (`fleet_sim`,
+`fleet`), a throwaway PostgreSQL, the console's browser for tests."""

@@ -1,6 +1,6 @@
-"""`mqtt.fleet.FleetSim` with what the Command Center needs to be tested at scale: posts on a
-map (a name and a position around a city centre in their health) and a burst (every node
-raises an event in the same second) before the steady rate.
+"""`FleetSim` (`central/devtools/fleet_sim.py`) with what the Command Center needs to be
+tested at scale: posts on a map (a name and a position around a city centre in their
+health) and a burst (every node raises an event in the same second) before the steady rate.
 
 Example::
 
@@ -13,7 +13,7 @@ import math
 import time
 from typing import Any
 
-from mqtt.fleet import FleetSim
+from central.devtools.fleet_sim import FleetSim
 from mqtt.link import encode
 from mqtt.payloads import health_payload
 

@@ -22,7 +22,7 @@ from central_kit import wait_for
 
 from central.db import Database
 from central.devtools.fleet import CityFleet
-from mqtt.tools import ClientOptions
+from central.mqtt_client import ClientOptions
 
 NODE = "e2e-rw01"
 

@@ -16,9 +16,9 @@ from central_kit import FakeNode, wait_for
 from central import views
 from central.db import Database
 from central.ingest import IngestWorker
+from central.mqtt_client import ClientOptions
 from central.settings import CentralSettings
 from mqtt.link import encode
-from mqtt.tools import ClientOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 64 + b"\xff\xd9"

@@ -1,6 +1,6 @@
-"""A lighter version of bench/central.py: simulated posts (`mqtt.fleet`) opening with a
-burst (every node raises an event in the same second), two ingest workers sharing the load
-into PostgreSQL: every event stored once, no seq hole, every payload valid."""
+"""A lighter version of bench/central.py: simulated posts (`central.devtools.fleet_sim`)
+opening with a burst (every node raises an event in the same second), two ingest workers
+sharing the load into PostgreSQL: every event stored once, no seq hole, every payload valid."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from central import views
 from central.db import Database
 from central.devtools.fleet import CityFleet
 from central.ingest import IngestWorker
+from central.mqtt_client import ClientOptions
 from central.settings import CentralSettings
-from mqtt.tools import ClientOptions
 
 
 @pytest.mark.slow

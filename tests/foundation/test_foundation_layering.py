@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from pathlib import Path
 
 import pytest
+
+from firmware.tools import TOOLS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +27,7 @@ ALLOWED = {
     "uplink": {"uplink", "drivers", "support"},
     "web": {"web", "recorder", "drivers", "support"},
     "firmware": {"firmware", "drivers", "recorder", "inference", "mqtt", "uplink", "support",
-                 "web", "devtools"},
+                 "web"},
     "central": {"central", "mqtt", "support"},  # the Command Center service, never firmware
     # development and test tools (a demo, test cameras, a local broker): not on a node
     "devtools": {"devtools", "firmware", "drivers", "recorder", "inference", "mqtt", "support",
@@ -106,6 +109,8 @@ def import_cycles() -> list[str]:
                 if node.module in modules and len(submodules) < len(node.names):
                     deps.add(node.module)  # names defined by the module itself
         graph[name] = deps - {name}
+    # `ronda`'s launchers import their tools by name when the command runs: an edge too
+    graph["firmware.tools"] |= {tool.module for tool in TOOLS}
     state: dict[str, int] = {}
     cycles: list[str] = []
 
@@ -138,3 +143,18 @@ def test_no_import_cycles_between_firmware_modules() -> None:
 def test_known_import_cycles_are_still_there() -> None:
     """A fixed cycle leaves KNOWN_CYCLES, so that it cannot come back unnoticed."""
     assert set(import_cycles()) >= KNOWN_CYCLES
+
+
+def test_firmware_names_central_and_devtools_only_in_the_launcher_table() -> None:
+    """`firmware` reaches the Command Center's and the development tools only through
+    `firmware.tools.TOOLS` (imported by name when such a command runs, never at
+    import time): each entry is a module of `central` or `devtools` with `register`, and
+    no other firmware module so much as names those packages in an import string."""
+    for tool in TOOLS:
+        assert tool.package in {"central", "devtools"}, tool
+        path = ROOT / (tool.module.replace(".", "/") + ".py")
+        assert "def register(" in path.read_text(), f"{path} has no register(sub)"
+    by_name = re.compile(r"""["'](central|devtools)\.""")
+    offenders = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "firmware").rglob("*.py"))
+                 if path != ROOT / "firmware" / "tools.py" and by_name.search(path.read_text())]
+    assert not offenders, offenders

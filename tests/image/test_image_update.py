@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from child_manager import ChildManager
 
 from firmware.cli import main
-from firmware.provision.services import ChildManager
 from firmware.provision.update import (
     FAILED,
     HealthGate,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mqtt_helpers import BridgeNode, node_config
 
 from devtools.broker import LocalBroker, free_port
@@ -65,10 +66,12 @@ def test_keys_cmd_and_watch(broker: LocalBroker, tmp_path: Path) -> None:
     assert "object" not in line
 
 
-def test_help_texts_teach() -> None:
-    from firmware.cli import build_parser
+def test_help_texts_teach(capsys: pytest.CaptureFixture[str]) -> None:
+    from firmware.cli import main
 
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    # through `ronda` itself: cmd, watch, fleet-sim and dev-node are launched tools
     for command in ("keys", "cmd", "watch", "fleet-sim", "dev-node"):
-        text = sub.choices[command].format_help()
-        assert "example" in text and len(text) > 300, command
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert exited.value.code == 0 and "example" in text and len(text) > 300, command

@@ -7,10 +7,10 @@ from typing import Any
 
 from mqtt_helpers import validate
 
+from central.devtools.fleet_sim import FleetSim
+from central.mqtt_client import ClientOptions
+from central.tools.watch import FleetState
 from devtools.broker import LocalBroker
-from mqtt.fleet import FleetSim
-from mqtt.tools import ClientOptions
-from mqtt.watch import FleetState
 
 
 def test_fleet_sim_zero_loss_wills_and_valid_payloads(broker: LocalBroker,

@@ -32,7 +32,7 @@ ROUNDS = int(os.environ.get("RONDA_CRASH_ROUNDS", "20"))
 
 
 def start_recorder(store: Path, live: StreamInput, log: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", "recorder", "--path", str(store), "--segment-s", "1",
+    args = [sys.executable, "-m", "devtools.recorder", "--path", str(store), "--segment-s", "1",
             "--quota", "200M", "--camera", f"a={live.url}", "--camera", f"b={live.url}",
             "--input-option", "re=", "--input-option", "stream_loop=-1"]
     with log.open("ab") as err:

@@ -162,7 +162,7 @@ def test_a_wall_that_does_not_fit_the_cap_says_so_and_waits() -> None:
 
 
 def test_ronda_cmd_takes_the_camera_as_value() -> None:
-    from firmware.commands.cmd import command_args
+    from central.tools.cmd import command_args
 
     assert command_args("live", "gate", None) == {"camera": "gate"}
     assert command_args("live-stop", "gate", None) == {"camera": "gate"}

@@ -1,4 +1,4 @@
-"""Run the recorder alone (tests, soak, bench): ``python -m recorder --help``.
+"""Run the recorder alone (tests, soak, bench): ``python -m devtools.recorder --help``.
 
 Prints one JSON line per storage state change on stdout, so a harness can follow it.
 """
@@ -28,9 +28,9 @@ def _size(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m recorder",
+        prog="python -m devtools.recorder",
         description="Record cameras into a store without the rest of the node.\n\n"
-                    "example:\n  python -m recorder --path /tmp/rec --segment-s 1 "
+                    "example:\n  python -m devtools.recorder --path /tmp/rec --segment-s 1 "
                     "--quota 20M --camera a=scene.mp4 --input-option re= "
                     "--input-option stream_loop=-1",
         formatter_class=argparse.RawDescriptionHelpFormatter)

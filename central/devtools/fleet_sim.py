@@ -1,4 +1,5 @@
-"""A fleet simulator: N simulated nodes on one broker, and a checker that counts.
+"""A fleet simulator: N simulated nodes on one broker, and a checker that counts
+(`ronda fleet-sim`, bench/mqtt.py, the console's scale tests; not installed on a node).
 
 Each simulated node is a real MQTT client speaking the node contract: last will
 `offline` (QoS 1, retained), `online` on connect, a retained health report (the
@@ -34,9 +35,9 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from mqtt.link import encode
+from central.mqtt_client import ClientOptions, connect, make_client
+from mqtt.link import PAHO_LOG, encode
 from mqtt.payloads import event_payload, health_payload
-from mqtt.tools import PAHO_LOG, ClientOptions, connect, make_client
 from mqtt.topics import Topics
 
 

@@ -1,5 +1,8 @@
-"""Client-side helpers shared by the operator commands (`ronda cmd`, `ronda watch`,
-`ronda fleet-sim`): one paho client from a broker URL and TLS/auth options."""
+"""One paho client from a broker URL and TLS/auth options: for the console service and the
+Command Center's tools (`ronda cmd`, `ronda watch`, `ronda fleet-sim`).
+
+It lives in `central/`, not in `mqtt/`: a node has its own link (`mqtt/link.py`) and
+never runs these tools, so its release leaves them out (docs/architecture.md)."""
 
 from __future__ import annotations
 
