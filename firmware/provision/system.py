@@ -155,7 +155,20 @@ def apply_storage(root: Path, storage: Any, run: Callable[..., Any]) -> list[str
                    timeout=30)
         if proc.returncode == 0:
             changes.append(f"{storage.mountpoint} immutable while unmounted")
+        changes += mount_now(mountpoint, run)
     return changes
+
+
+def mount_now(mountpoint: Path, run: Callable[..., Any]) -> list[str]:
+    """Mount the SSD during this first boot: systemd read fstab before its line existed, so
+    without this the node would record nothing (the mount point is immutable) until the
+    next reboot. A missing SSD is not an error here (`nofail`): doctor and health say so."""
+    run(["systemctl", "daemon-reload"], capture_output=True, text=True, timeout=60)
+    proc = run(["mount", str(mountpoint)], capture_output=True, text=True, timeout=120)
+    if proc.returncode == 0:
+        return [f"mounted {mountpoint}"]
+    reason = (proc.stderr or "").strip().splitlines()[-1:] or ["mount failed"]
+    return [f"{mountpoint} not mounted now ({reason[0]}): recordings wait for the SSD"]
 
 
 def prepare_new_disk(root: Path, device: str, fstype: str,

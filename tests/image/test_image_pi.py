@@ -210,6 +210,8 @@ ronda doctor --json --skip gpio,power,clock > $out/doctor.json 2> $out/doctor.er
 say "doctor-exit=$?"
 systemctl show ronda.service -p ActiveState -p SubState -p NRestarts -p MainPID > $out/service.txt
 findmnt -rn -o TARGET,SOURCE,FSTYPE > $out/mounts.txt
+systemctl --failed --no-legend --plain > $out/failed.txt
+systemctl is-active ssh.service > $out/ssh.txt
 journalctl -b --no-pager > $out/journal.txt 2>&1
 sync
 say done
@@ -362,6 +364,10 @@ def test_the_pi_image_boots_in_qemu_to_a_green_node(pi_image: PiImage, tmp_path)
         assert "/srv/ronda /dev/vdb ext4" in mounts and "/boot/firmware" in mounts, mounts
         service = (results / "service.txt").read_text()
         assert "ActiveState=active" in service and "NRestarts=0" in service, service
+        # a technician reaches the node over SSH; no unit of the image may fail at boot
+        assert (results / "ssh.txt").read_text().strip() == "active", journal[-3000:]
+        assert (results / "failed.txt").read_text().strip() == "", (
+            (results / "failed.txt").read_text())
         doctor = json.loads((results / "doctor.json").read_text())
     assert "rahasia" not in fat_text(pi, "ronda.toml"), "secrets stay on the FAT partition"
     assert "segments=0" not in text and "RONDA-BOOTTEST segments=" in text, text[-3000:]
