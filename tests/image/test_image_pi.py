@@ -251,7 +251,7 @@ def technician_file() -> str:
 def make_ssd(path: Path) -> None:
     """The recordings SSD: an empty ext4 labelled RONDA-REC, as a technician prepares one."""
     with path.open("wb") as fh:
-        fh.truncate(512 * 2**20)
+        fh.truncate(4 * 2**30)  # sparse; above the store's free-space floor (512 MiB)
     run("mkfs.ext4", "-q", "-L", "RONDA-REC", str(path))
 
 
