@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from central_browser import chromium, login, wait_js
 from central_console_kit import Console, RealNode, write_console
-from central_kit import wait_for
 
 from central.db import Database
 from devtools.rtsp_camera import RtspTestCamera
+from tests.waiting import wait_for
 
 NODE = "fetch-rw07"
 

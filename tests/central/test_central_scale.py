@@ -5,7 +5,6 @@ into PostgreSQL: every event stored once, no seq hole, every payload valid."""
 from __future__ import annotations
 
 import pytest
-from central_kit import wait_for
 
 from central import views
 from central.db import Database
@@ -13,6 +12,7 @@ from central.devtools.fleet import CityFleet
 from central.ingest import IngestWorker
 from central.settings import CentralSettings
 from mqtt.tools import ClientOptions
+from tests.waiting import wait_for
 
 
 @pytest.mark.slow

@@ -6,23 +6,9 @@ import contextlib
 import os
 import sqlite3
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from recorder.store import INCOMING, SUFFIX
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 20.0,
-             interval: float = 0.05, what: str = "condition") -> object:
-    """Poll `condition` until it returns something true; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def rows(root: Path) -> list[tuple]:

@@ -21,11 +21,11 @@ import pytest
 from recorder_testkit import (
     assert_index_matches_disk,
     undecodable,
-    wait_for,
 )
 
 from drivers.cameras.base import StreamInput
 from recorder.store import SUFFIX, Limits, Store
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = int(os.environ.get("RONDA_CRASH_ROUNDS", "20"))

@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
-from recorder_testkit import all_video_bytes, assert_index_matches_disk, rows, wait_for
+from recorder_testkit import all_video_bytes, assert_index_matches_disk, rows
 
 from drivers.cameras.base import StreamInput
 from recorder.export import plan
 from recorder.index import Index
 from recorder.recorder import Recorder
 from recorder.store import Limits
+from tests.waiting import wait_for
 
 QUOTA = 60_000
 

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from recorder_testkit import wait_for
 
 from drivers.cameras.base import Camera, StreamInput
 from drivers.cameras.registry import CameraRegistry
@@ -19,6 +18,7 @@ from firmware.wiring import Context
 from firmware.wiring import recorder as wiring
 from recorder.index import Index
 from recorder.store import MARKER
+from tests.waiting import wait_for
 
 
 def make_ctx(tmp_path: Path, registry: CameraRegistry | None) -> Context:
