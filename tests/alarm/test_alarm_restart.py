@@ -133,7 +133,7 @@ def test_restart_without_an_interrupted_alarm_reports_nothing(make_node, tmp_pat
     node.stop()
     node.started = False
     again = make_node(state_dir=node.ctx.state_dir)
-    time.sleep(0.3)
+    again.settle()  # a `recovered` from start-up would be here by now
     assert again.of(AlarmEvent, phase="recovered") == []
 
 
@@ -142,7 +142,7 @@ def test_damaged_state_file_is_ignored(make_node, tmp_path):
     state.mkdir()
     (state / "alarm.json").write_text('{"alarm_id": ')
     node = make_node(state_dir=state)
-    time.sleep(0.3)
+    node.settle()  # a `recovered` from start-up would be here by now
     assert node.of(AlarmEvent, phase="recovered") == []
     node.tap()
     assert node.pin("siren").state
