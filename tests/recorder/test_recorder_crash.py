@@ -75,12 +75,12 @@ def test_kill_9_rounds_keep_index_equal_to_disk(tmp_path: Path, live: StreamInpu
         proc = start_recorder(store, live, log)
         try:
             # Any moment: during recovery, ffmpeg start-up, mid-segment, at a commit.
-            time.sleep(rng.uniform(0.3, 2.0))
+            time.sleep(rng.uniform(0.3, 2.0))  # on purpose: a random moment to kill
             children = ffmpeg_children(proc)
             if rng.random() < 0.4 and children:
                 kinds["ffmpeg"] += 1
                 rng.choice(children).send_signal(signal.SIGKILL)
-                time.sleep(rng.uniform(0.1, 1.0))
+                time.sleep(rng.uniform(0.1, 1.0))  # on purpose: as above
             else:
                 kinds["recorder"] += 1
             children = ffmpeg_children(proc)

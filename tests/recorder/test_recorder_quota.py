@@ -45,7 +45,7 @@ def test_usage_stays_within_quota_and_protected_clip_survives(
         deadline = time.monotonic() + 11
         while time.monotonic() < deadline:
             samples.append(all_video_bytes(store))
-            time.sleep(0.05)
+            time.sleep(0.05)  # on purpose: sampling the disk use over the window
     finally:
         stop.set()
         runner.join(15)
