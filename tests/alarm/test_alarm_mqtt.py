@@ -126,6 +126,6 @@ def test_broker_down_and_no_cameras_the_panic_still_drives_the_outputs(make_node
     # the broker comes back: the stored panic event goes out. The node may reconnect and
     # flush before a subscriber started after the broker has subscribed (events are not
     # retained), so the proof is the broker's PUBACK: the outbox deletes an event only then.
-    with LocalBroker(port=port):
+    with LocalBroker(port=port):  # the broker back on its old port
         wait_for(lambda: node.ctx.shared["mqtt"].outbox.depth() == 0, 20,
                  "the stored panic event acknowledged by the returned broker")

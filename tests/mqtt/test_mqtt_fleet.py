@@ -27,7 +27,8 @@ def test_fleet_sim_zero_loss_wills_and_valid_payloads(broker: SharedBroker,
     rec.wait_for(lambda m: len([x for x in m if x[0].endswith("/events")]) >= result.sent)
     for doc in rec.json("/events")[:100]:
         validate("event", doc)
-    for doc in rec.json("/health")[:20]:
+    healths = rec.wait_for(lambda m: rec.json("/health"), 15, "a health report")
+    for doc in healths[:20]:
         validate("health", doc)
 
 

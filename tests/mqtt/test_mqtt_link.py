@@ -80,7 +80,7 @@ def test_topic_contract(broker: SharedBroker, recorder_factory: Any, tmp_path: P
 
 def test_failover_and_outage(recorder_factory: Any, tmp_path: Path) -> None:
     dead = f"mqtt://127.0.0.1:{free_port()}"
-    with LocalBroker(extra_config=PERSISTENT_BROKER, persistence=True) as broker:
+    with LocalBroker(extra_config=PERSISTENT_BROKER, persistence=True) as broker:  # stopped
         rec = recorder_factory(broker.port, client_id="cc-test", clean=False)
         cfg = node_config(tmp_path, [dead, broker.url], reconnect_min_s=0.2,
                           reconnect_max_s=0.5)
@@ -166,7 +166,7 @@ def test_outbox_bound_counts_drops_in_health(tmp_path: Path) -> None:
 
 
 def test_full_outbox_over_outage_keeps_panics(recorder_factory: Any, tmp_path: Path) -> None:
-    with LocalBroker(extra_config=PERSISTENT_BROKER, persistence=True) as broker:
+    with LocalBroker(extra_config=PERSISTENT_BROKER, persistence=True) as broker:  # stopped
         rec = recorder_factory(broker.port, f"{ROOT}/events", client_id="cc-full", clean=False)
         cfg = node_config(tmp_path, [broker.url], reconnect_min_s=0.2, reconnect_max_s=0.5,
                           outbox_max_events=40)

@@ -73,7 +73,7 @@ def test_tls_with_client_certificates(tmp_path: Path, keypair: Any) -> None:
         f"certfile {pki['server_cert']}", f"keyfile {pki['server_key']}",
         "require_certificate true", "use_identity_as_username true",
         "allow_anonymous false", "user root"])
-    with LocalBroker(port=port, extra_config=conf) as broker:
+    with LocalBroker(port=port, extra_config=conf) as broker:  # its own: a TLS listener
         watcher = Recorder(broker.port, f"{ROOT}/#")
         watcher.client.tls_set(ca_certs=str(pki["ca_cert"]), certfile=str(pki["watcher_cert"]),
                                keyfile=str(pki["watcher_key"]))
@@ -123,7 +123,7 @@ def test_username_password_from_secret_file(tmp_path: Path, recorder_factory: An
     wrong = tmp_path / "wrong-password"
     wrong.write_text("nope\n")
     wrong.chmod(0o600)
-    with LocalBroker(port=port, extra_config=conf) as broker:
+    with LocalBroker(port=port, extra_config=conf) as broker:  # its own: a TLS listener
         cfg = node_config(tmp_path, [broker.url], username="rw05", password_file=str(secret))
         watcher = Recorder(broker.port, f"{ROOT}/status")
         watcher.client.username_pw_set("rw05", "s3cret pass")

@@ -50,10 +50,12 @@ def all_video_bytes(root: Path) -> int:
     return total
 
 
-def assert_index_matches_disk(root: Path) -> list[tuple]:
+def assert_index_matches_disk(root: Path, allow_empty: bool = False) -> list[tuple]:
     """Every row has its file with the stated size; every file has its row; nothing is
-    left in `.incoming` or as a garbage row. Returns the rows."""
+    left in `.incoming` or as a garbage row. Returns the rows, which must not be none
+    unless `allow_empty` (an empty index matches an empty disk, and proves nothing)."""
     found = rows(root)
+    assert found or allow_empty, f"no segment indexed under {root}"
     indexed = {r[2] for r in found}
     on_disk = placed_files(root)
     assert indexed == on_disk, (f"rows without files: {sorted(indexed - on_disk)[:5]}, "
