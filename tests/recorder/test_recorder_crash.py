@@ -100,7 +100,7 @@ def test_kill_9_rounds_keep_index_equal_to_disk(tmp_path: Path, live: StreamInpu
         reopened.open()
         reopened.close()
 
-        found = assert_index_matches_disk(store)
+        found = assert_index_matches_disk(store, allow_empty=True)  # killed before a segment
         kept = {(store / r[2]).stat().st_ino for r in found}
         lost: dict[str, int] = {}
         for ino, camera in snapshot.items():

@@ -119,10 +119,7 @@ def test_live_view_plays_by_media_source_extensions(browser, node, shots):
     t0 = js(browser, "return document.getElementById('live-video').currentTime")
     time.sleep(2.0)  # on purpose: two seconds of wall time for the video clock to follow
     t1 = js(browser, "return document.getElementById('live-video').currentTime")
-    assert t1 > t0 + 0.5, (t0, t1)
-    lag = js(browser, """const v = document.getElementById('live-video');
-        return v.buffered.end(v.buffered.length - 1) - v.currentTime""")
-    assert lag < 3.0, f"live video {lag:.1f} s behind what it has"
+    assert t1 > t0 + 0.5, (t0, t1)  # how far behind: bench/web.py live_buffer_lag_max_s
     assert "avc1" in js(browser, "return document.getElementById('live-state').textContent")
     shoot(browser, shots, "live")
 
