@@ -70,7 +70,8 @@ class Recorder:
                  timeout: float = 15.0, what: str = "messages") -> Any:
         """Wait until `predicate(messages)` is truthy; returns its value."""
         try:
-            return wait_for(lambda: predicate(self.snapshot()), timeout, what)
+            return wait_for(lambda: predicate(self.snapshot()), timeout, what, interval=0.2,
+                            wake=self.lock)
         except AssertionError as exc:
             got = self.snapshot()
             raise AssertionError(f"{exc}; got {len(got)} messages: "

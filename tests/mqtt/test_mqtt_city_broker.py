@@ -155,7 +155,8 @@ class Collector:
             with self.cond:
                 return predicate(list(self.got))
 
-        wait_for(holds, timeout, f"messages (have {len(self.got)})")
+        wait_for(holds, timeout, f"messages (have {len(self.got)})", interval=0.2,
+                 wake=self.cond)
 
 
 def subscribe(client: paho.Client, topic: str) -> None:

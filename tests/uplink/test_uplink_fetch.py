@@ -78,7 +78,8 @@ class Harness:
                 return next(((phase, fields) for phase, jid, fields in self.events
                              if jid == job and phase in ("done", "failed")), None)
 
-        return wait_for(ended, timeout, f"job {job} to end (events: {self.events})")
+        return wait_for(ended, timeout, f"job {job} to end (events: {self.events})",
+                        interval=0.2, wake=self.cond)
 
     def phases(self, job: str) -> list[str]:
         return [p for p, jid, _ in self.events if jid == job]

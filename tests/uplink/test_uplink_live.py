@@ -41,7 +41,8 @@ class States:
                 return [d for d in self.docs if d["state"] == state]
 
         return wait_for(found, timeout, f"a {state!r} state (saw "
-                                        f"{[d['state'] for d in self.docs]})")[-1]
+                                        f"{[d['state'] for d in self.docs]})",
+                        interval=0.2, wake=self.cond)[-1]
 
 
 @pytest.fixture

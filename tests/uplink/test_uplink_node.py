@@ -53,7 +53,8 @@ class Operator:
             with self.cond:
                 return [p for t, p in self.messages if predicate(t, p)]
 
-        found = wait_for(seen, timeout, f"a message (topics: {self.topics()[-15:]})")
+        found = wait_for(seen, timeout, f"a message (topics: {self.topics()[-15:]})",
+                         interval=0.2, wake=self.cond)
         return json.loads(found[-1]) if found[-1][:1] == b"{" else found[-1]
 
     def topics(self) -> list[str]:
