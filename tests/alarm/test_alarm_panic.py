@@ -236,7 +236,7 @@ def test_hold_policy_glitch_during_hold_does_not_lose_the_press(make_node):
     node.press()
     time.sleep(0.1)  # on purpose: the scenario's timing (held, then a 1 ms glitch)
     node.release()
-    time.sleep(0.001)
+    time.sleep(0.001)  # on purpose: a 1 ms glitch
     node.press()
     wait_for(lambda: node.pin("siren").state, 1.5, "siren after a hold with a glitch")
     assert node.controller.alarm is not None and node.controller.counts["short_holds"] == 0

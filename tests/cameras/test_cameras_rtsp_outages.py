@@ -116,7 +116,7 @@ def test_consumer_reconnects_after_each_outage(tmp_path, scene_file):
             server.stop(hard=i % 2 == 1)  # every other one a power cut (SIGKILL)
             _, reason = next_event(events, "offline", 3 + 5)
             offline_reasons.append(reason)
-            time.sleep(outage)
+            time.sleep(outage)  # on purpose: the outage itself
             server.start()
             back = time.time()
             t_online, _ = next_event(events, "online", BACKOFF_CAP_S + 10)

@@ -39,7 +39,7 @@ def test_connection_lost_between_connack_and_use_reconnects(broker: SharedBroker
             thief.loop_start()
             deadline = time.monotonic() + 5
             while client.is_connected() and time.monotonic() < deadline:
-                time.sleep(0.02)
+                time.sleep(0.02)  # a poll inside the link's own callback: no wait_for
             thief.loop_stop()
             thief.socket().close()
         return real(client, *args)
