@@ -13,6 +13,9 @@ Figures (one line each: name, value, unit, note):
 - ``edge_to_mqtt_event_*``: press -> the panic event at a paho subscriber on loopback
   (target p99 <= 100 ms);
 - ``edge_to_siren_broker_down_*``: the first figure again with the broker stopped;
+- ``cutoff_late_*``: how long after its `max_on_s` a playing siren is off (the tests
+  check that it stops by itself, not how exactly), against ``baseline_timer_late_*``, a
+  bare `threading.Event.wait` of the same length: the floor of any timer-driven cut-off;
 - CPU seconds of this process per phase and its peak RSS.
 
 Example::
@@ -244,15 +247,40 @@ def mqtt_phases(presses: int, mqtt_presses: int, workdir: Path) -> None:
         broker.stop()
 
 
+def cutoff_phase(runs: int, limit_s: float = 0.3) -> None:
+    from drivers.gpio.pattern import PatternOutput
+
+    timer_late, cutoff_late = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        threading.Event().wait(limit_s)
+        timer_late.append(time.perf_counter() - t0 - limit_s)
+    for _ in range(runs):
+        factory = MockFactory()
+        done = threading.Event()
+        out = PatternOutput("siren", DigitalOutputDevice(SIREN, pin_factory=factory),
+                            on_change=lambda *a, d=done: a[1] == "off" and d.set(),
+                            max_on_s=limit_s)
+        t0 = time.perf_counter()
+        out.play("panic", [0.05, 0.05], cause="bench", duration_s=100)
+        done.wait(10)
+        cutoff_late.append(time.perf_counter() - t0 - limit_s)
+        out.close()
+    percentiles("baseline_timer_late", timer_late, f"Event.wait({limit_s})")
+    percentiles("cutoff_late", cutoff_late, f"PatternOutput max_on_s={limit_s}, asked 100 s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presses", type=int, default=1000)
     parser.add_argument("--mqtt-presses", type=int, default=300)
+    parser.add_argument("--cutoffs", type=int, default=20)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="ronda-bench-alarm-") as tmp:
         workdir = Path(tmp)
         baseline(args.presses)
+        cutoff_phase(args.cutoffs)
         node = AlarmNode(workdir / "state")
         try:
             siren_phase(node, args.presses, "edge_to_siren",

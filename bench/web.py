@@ -11,7 +11,9 @@ with an RTSP test camera at 1280x720@15. Phases, each against the same node:
    is not counted): the same CPU window and presses; time from connect to first fragment;
 3. Debian's headless Chromium: time to first live frame, live delay (wall clock minus
    the frame's time: the stream's zero is when the relay started ffmpeg, so this is an
-   upper bound by the RTSP handshake), and playback start from a tap on the timeline.
+   upper bound by the RTSP handshake), the player's lag behind what it has buffered (the
+   tests only check that the video plays), and playback start from a tap on the
+   timeline.
 
 Prints `name<TAB>value<TAB>unit<TAB>note` lines (bench/run.py collects them).
 """
@@ -217,7 +219,7 @@ def browser_phase(base: str, workdir: Path) -> None:
         driver.find_element("name", "name").send_keys("bench")
         driver.find_element("name", "password").send_keys(PASSWORD + "\n")
         time.sleep(2)
-        firsts, delays = [], []
+        firsts, delays, lags = [], [], []
         for _ in range(3):
             js("location.hash = '#overview'")
             time.sleep(12)  # the relay lingers 10 s: each round starts it cold
@@ -232,12 +234,16 @@ def browser_phase(base: str, workdir: Path) -> None:
             for _ in range(20):
                 delays.append(js("const v = document.getElementById('live-video');"
                                  "return Date.now() / 1000 - live.t0 - v.currentTime"))
+                lags.append(js("const v = document.getElementById('live-video');"
+                               "return v.buffered.end(v.buffered.length - 1) - v.currentTime"))
                 time.sleep(0.25)
         emit("live_first_frame_s", statistics.median(firsts), "s",
              f"tap -> video playing, relay cold, median of {len(firsts)}")
         emit("live_delay_p50_s", statistics.median(delays), "s",
              "wall clock - frame time (upper bound: includes the RTSP handshake)")
         emit("live_delay_max_s", max(delays), "s", f"{len(delays)} samples")
+        emit("live_buffer_lag_max_s", max(lags), "s",
+             "buffered end - playing position: how far behind what it has the player is")
         js("location.hash = '#rec/gang'")
         time.sleep(2)
         starts = []

@@ -13,16 +13,27 @@ from pathlib import Path
 import pytest
 
 from devtools.broker import LocalBroker
+from tests.shared_broker import SESSION_BROKER_CONFIG, SharedBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / ".cache" / "models"
 
 
-@pytest.fixture
-def broker() -> Iterator[LocalBroker]:
-    """A real Mosquitto on a free loopback port, stopped after the test."""
-    with LocalBroker() as b:
+@pytest.fixture(scope="session")
+def session_broker() -> Iterator[LocalBroker]:
+    """The one real Mosquitto of the test run (on a free loopback port): tests reach it
+    through `broker`, never stop it."""
+    with LocalBroker(extra_config=SESSION_BROKER_CONFIG) as b:
         yield b
+
+
+@pytest.fixture
+def broker(session_broker: LocalBroker, request: pytest.FixtureRequest) -> SharedBroker:
+    """The session's broker with a topic prefix of this test's own (tests/shared_broker.py).
+    A test that stops, restarts or reconfigures a broker starts its own LocalBroker."""
+    if session_broker.proc is None or session_broker.proc.poll() is not None:
+        session_broker.start()  # someone killed it: one failure, not a cascade
+    return SharedBroker.for_test(session_broker, request.node.name)
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +53,8 @@ def models_dir() -> Path:
 # test that starts ffmpeg or Mosquitto is therefore out of the fast lane without anyone
 # remembering to mark it; a module that needs the opposite says `pytestmark =
 # pytest.mark.unit` (checked: a unit test must not use the fixtures below).
-INTEGRATION_FIXTURES = {"broker", "rtsp_camera", "scene_file", "scene", "live", "segment_files",
+INTEGRATION_FIXTURES = {"broker", "session_broker", "rtsp_camera", "scene_file", "scene", "live",
+                        "segment_files",
                         "recorder_factory", "notify_socket", "wheelhouse", "make_wheel",
                         "committed_source", "test_cache"}
 FAST_MAX_EXAMPLES = 200  # hypothesis tests asking for more are left to the full suite

@@ -10,6 +10,7 @@ long a broken build hangs, they are not performance targets (those live in bench
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -18,17 +19,24 @@ T = TypeVar("T")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition",
-             interval: float = 0.02) -> T:
+             interval: float = 0.02, wake: threading.Condition | None = None) -> T:
     """Poll `predicate` until it returns something truthy and return that; raise
-    AssertionError naming `what` after `timeout` seconds."""
+    AssertionError naming `what` after `timeout` seconds. With `wake` (a Condition that
+    whoever changes the awaited state notifies) it is checked again at once on each
+    notification, else every `interval` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+        if wake is None:
+            time.sleep(min(interval, left))
+        else:
+            with wake:  # a notification between the check and here costs one interval
+                wake.wait(min(interval, left))
 
 
 def all_of(items: Iterable[T], predicate: Callable[[T], Any], what: str = "items") -> bool:

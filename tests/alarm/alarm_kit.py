@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,11 @@ def node_config(state_dir: Path, gpio: dict | None = None, alarm: dict | None = 
     })
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Settled(Message):
+    """The marker of `Node.settle`."""
+
+
 class Node:
     """The alarm area of one node, built by the real wiring, with a recording bus."""
 
@@ -67,6 +73,18 @@ class Node:
         with self._lock:
             self.messages.append(msg)
 
+    def settle(self, timeout: float = 10.0) -> None:
+        """Return once every message published before this call has been recorded (the
+        bus delivers to one subscriber in order: a marker sent now arrives after them)."""
+        marker = _Settled()
+        self.bus.publish(marker)
+
+        def arrived() -> bool:
+            with self._lock:
+                return any(m is marker for m in self.messages)
+
+        wait_for(arrived, timeout, "the bus to deliver what was published")
+
     def start(self) -> Node:
         self.bus.start()
         for comp in self.components:
@@ -91,7 +109,7 @@ class Node:
     def tap(self, name: str = "panic", gap_s: float = 0.04) -> None:
         """Press and release, spaced beyond the default 30 ms bounce window."""
         self.press(name)
-        time.sleep(gap_s)
+        time.sleep(gap_s)  # on purpose: a press, as a finger makes it, beyond the bounce window
         self.release(name)
         time.sleep(gap_s)
 

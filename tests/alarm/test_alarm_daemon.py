@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NODE = "daemon-rw07"
 
 
-def write_config(tmp_path: Path, broker_url: str) -> Path:
+def write_config(tmp_path: Path, broker_url: str, prefix: str = "ronda/v1") -> Path:
     path = tmp_path / "ronda.toml"
     path.write_text(f"""
 [node]
@@ -31,6 +31,7 @@ id = "{NODE}"
 data_dir = "{tmp_path / 'state'}"
 [mqtt]
 brokers = ["{broker_url}"]
+prefix = "{prefix}"
 reconnect_min_s = 0.2
 reconnect_max_s = 1.0
 [recorder]
@@ -48,17 +49,17 @@ siren_max_s = 120
 
 
 class CommandCenter:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, prefix: str = "ronda/v1") -> None:
         self.messages: list[tuple[str, dict | bytes, bool]] = []
         self.lock = threading.Lock()
         ready = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *a: (c.subscribe(f"ronda/v1/{NODE}/#", qos=1),
-                                                ready.set())
+        self.client.on_connect = lambda c, *a: c.subscribe(f"{prefix}/{NODE}/#", qos=1)
+        self.client.on_subscribe = lambda *a: ready.set()  # SUBACK: nothing missed from now
         self.client.on_message = self._message
         self.client.connect("127.0.0.1", port, keepalive=10)
         self.client.loop_start()
-        assert ready.wait(10)
+        assert ready.wait(15), "the command center did not subscribe"
 
     def _message(self, _c, _u, msg) -> None:
         try:
@@ -85,8 +86,8 @@ def start_node(config: Path) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_daemon_killed_during_an_alarm_reports_it_after_restart(tmp_path, broker):
-    config = write_config(tmp_path, broker.url)
-    cc = CommandCenter(broker.port)
+    config = write_config(tmp_path, broker.url, broker.prefix)
+    cc = CommandCenter(broker.port, broker.prefix)
     node = start_node(config)
     try:
         wait_for(lambda: cc.docs("outputs/siren"), 30, "the node's first output state")

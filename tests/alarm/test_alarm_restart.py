@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -51,16 +50,20 @@ class Child:
             for line in self.seen:
                 if predicate(line):
                     return line
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if predicate(line):
-                return line
-        raise AssertionError(f"child never said that; it said: {self.seen[-10:]}")
+        def said() -> tuple[dict] | None:
+            while True:
+                try:
+                    line = self.lines.get_nowait()
+                except queue.Empty:
+                    return None
+                self.seen.append(line)
+                if predicate(line):
+                    return (line,)
+
+        try:
+            return wait_for(said, timeout, "the child's line")[0]
+        except AssertionError:
+            raise AssertionError(f"child never said that; it said: {self.seen[-10:]}") from None
 
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None
@@ -133,7 +136,7 @@ def test_restart_without_an_interrupted_alarm_reports_nothing(make_node, tmp_pat
     node.stop()
     node.started = False
     again = make_node(state_dir=node.ctx.state_dir)
-    time.sleep(0.3)
+    again.settle()  # a `recovered` from start-up would be here by now
     assert again.of(AlarmEvent, phase="recovered") == []
 
 
@@ -142,7 +145,7 @@ def test_damaged_state_file_is_ignored(make_node, tmp_path):
     state.mkdir()
     (state / "alarm.json").write_text('{"alarm_id": ')
     node = make_node(state_dir=state)
-    time.sleep(0.3)
+    node.settle()  # a `recovered` from start-up would be here by now
     assert node.of(AlarmEvent, phase="recovered") == []
     node.tap()
     assert node.pin("siren").state

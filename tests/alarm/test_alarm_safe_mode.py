@@ -37,6 +37,7 @@ id = "{NODE}"
 data_dir = "{tmp_path / 'state'}"
 [mqtt]
 brokers = ["{broker.url}"]
+prefix = "{broker.prefix}"
 [[cameras]]
 name = "gang-utara"
 urll = "rtsp://10.0.0.11/stream1"
@@ -45,7 +46,7 @@ pin_factory = "mock"
 panic = [{{ pin = 5 }}]
 siren = {{ pin = 6 }}
 """)
-    cc = CommandCenter(broker.port)
+    cc = CommandCenter(broker.port, broker.prefix)
     node = start(bad)
     try:
         health = wait_for(lambda: [d for d in cc.docs("health") if d.get("last_error")], 30,

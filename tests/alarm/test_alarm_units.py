@@ -51,8 +51,8 @@ def test_output_obeys_max_on_s_whatever_duration_is_asked():
     out, pin, changes = make_output(max_on_s=0.5)
     t0 = time.monotonic()
     out.play("panic", [0.05, 0.05], cause="test", duration_s=100)
-    wait_for(lambda: not out.active, 3, "the deadline")
-    assert 0.45 <= time.monotonic() - t0 < 1.5
+    wait_for(lambda: not out.active, 10, "the deadline")  # not 100 s; exactness: bench/alarm.py
+    assert time.monotonic() - t0 >= 0.45
     assert pin.state is False and changes[-1][1:3] == ("off", "timeout")
     # the rhythm really played: about 10 on/off changes in 0.5 s
     assert out.changes >= 4
@@ -61,13 +61,12 @@ def test_output_obeys_max_on_s_whatever_duration_is_asked():
 
 def test_playing_again_does_not_extend_the_limit():
     out, pin, _ = make_output(max_on_s=0.6)
-    t0 = time.monotonic()
     out.play("panic", [0.05, 0.05], cause="cmd:1", duration_s=0.4)
-    time.sleep(0.3)
+    time.sleep(0.3)  # on purpose: half-way through the first stretch
     until = out.play("titir", [0.02, 0.02], cause="cmd:2", duration_s=100)  # still on
     assert until - time.time() <= 0.3 + 0.05
-    wait_for(lambda: not out.active, 3, "the limit")
-    assert time.monotonic() - t0 < 1.2 and pin.state is False
+    wait_for(lambda: not out.active, 10, "the limit")  # not the 100 s asked for
+    assert pin.state is False
     # once off, a new request starts a new stretch
     out.on(cause="cmd:3", duration_s=0.2)
     assert pin.state is True and out.remaining_s() > 0.1
@@ -115,8 +114,7 @@ def test_concurrent_play_and_off_leave_a_consistent_state():
     for t in threads:
         t.join()
     out.off(cause="end")
-    time.sleep(0.05)
-    assert pin.state is False and not out.active
+    wait_for(lambda: pin.state is False and not out.active, 10, "the output off")
     out.close()
 
 

@@ -35,7 +35,7 @@ def test_http_camera_is_probed_like_rtsp(scene_file):
             except ProbeError as exc:
                 if "refused" not in exc.reason or time.monotonic() > deadline:
                     raise
-                time.sleep(0.2)
+                time.sleep(0.2)  # on purpose: a retry interval while the server refuses
         assert (info.codec, info.width, info.height, info.recordable) == ("h264", 640, 360, True)
         assert str(info) == "h264 640x360 15 fps"
     finally:

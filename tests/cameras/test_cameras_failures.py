@@ -107,12 +107,12 @@ def test_broken_cameras_have_clear_reasons_and_no_busy_loop(tmp_path, scene_file
         while not settled(health := component.health()["cameras"]):
             assert time.monotonic() < deadline, "; ".join(
                 f"{n}: {h['state']} ({h['reason']})" for n, h in health.items())
-            time.sleep(0.2)
+            time.sleep(0.2)  # a poll interval: the loop above names what it waits for
         # now the retry loops run steadily: measure them
         cpu0, t0 = cpu_seconds(), time.monotonic()
         starts0 = [p.starts for p in consumers]
         probes0 = service.probes
-        time.sleep(WINDOW_S)
+        time.sleep(WINDOW_S)  # on purpose: the window the retry loops are measured over
         assert component.running, "the cameras component crashed"
         health = component.health()["cameras"]
         elapsed = time.monotonic() - t0

@@ -13,7 +13,6 @@ import os
 import queue
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from drivers.cameras.probe import probe
 from drivers.cameras.registry import CameraRegistry
 from drivers.cameras.snapshot import grab_jpeg
 from drivers.cameras.usb import UsbCamera
+from tests.waiting import wait_for
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -166,10 +166,7 @@ def check_double(tmp_path: Path) -> None:
                            FileOutput(str(out)))
     lores = picam2.capture_array("lores")
     assert lores.shape == (180, 160) and str(lores.dtype) == "uint8"
-    deadline = time.monotonic() + 10
-    while (not out.exists() or out.stat().st_size < 2000) and \
-            time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: out.exists() and out.stat().st_size >= 2000, 15, "2 kB of H.264")
     picam2.stop_recording()
     picam2.close()
     assert out.read_bytes().startswith(b"\x00\x00\x00\x01\x09")  # an access unit delimiter

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from drivers.cameras.base import StreamInput, mask_credentials
@@ -64,19 +62,19 @@ def test_source_offline_wins_and_reason_is_masked():
     assert "secret" not in reason and "***" in reason
 
 
-def test_fps_from_frame_reports_and_low_fps_degrades():
+def test_fps_from_frame_reports_and_low_fps_degrades(clock):
     reg, _ = make(expected_fps={"gate": 15}, fps_settle_s=0)
     reg.report_state("gate", "detect", "online", "")
     for _ in range(5):
-        reg.report_frames("gate", "detect", 3)  # ~3 frames per 0.1 s = ~30 fps
-        time.sleep(0.1)
+        reg.report_frames("gate", "detect", 3)  # 3 frames per 0.1 s = 30 fps
+        clock.now += 0.1
     fps = reg.health()["gate"]["fps"]
     assert 20 < fps < 40
     reg2, _ = make(expected_fps={"gate": 15}, fps_settle_s=0)
     reg2.report_state("gate", "detect", "online", "")
-    for _ in range(5):  # ~4 fps where detection asked for 10
+    for _ in range(5):  # 4 fps where detection asked for 10
         reg2.report_frames("gate", "detect", 1, expected_fps=10)
-        time.sleep(0.25)
+        clock.now += 0.25
     reg2.refresh()
     assert reg2.state("gate")[0] == "degraded"
     assert reg2.state("gate")[1].endswith(" fps of 10 (detect stream)")
@@ -100,14 +98,14 @@ def test_helpers():
                                                                         "/dev/video0"]
 
 
-def test_expected_fps_from_probe_unless_configured():
+def test_expected_fps_from_probe_unless_configured(clock):
     reg, _ = make(fps_settle_s=0)
     reg.expect_fps("gate", 25.0, if_unset=True)  # probed: 25 fps
     reg.expect_fps("gate", 8.0, if_unset=True)  # a later probe does not override it
     reg.report_state("gate", "main", "online", "")
     for _ in range(4):
-        reg.report_frames("gate", "main", 1)  # ~10 fps, less than half of 25
-        time.sleep(0.1)
+        reg.report_frames("gate", "main", 1)  # 10 fps, less than half of 25
+        clock.now += 0.1
     reg.refresh()
     state, reason = reg.state("gate")
     assert state == "degraded"

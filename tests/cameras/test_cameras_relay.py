@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import socket
-import time
 
 from drivers.cameras.relay import RAW_MAX_BYTES, TS_MAX_BYTES, TS_PACKET, StreamRelay
+from tests.waiting import wait_for
 
 
 def connect(port: int) -> socket.socket:
@@ -22,13 +22,6 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 def packets(start: int, count: int) -> bytes:
     return b"".join(bytes([0x47, i % 256]) + bytes(TS_PACKET - 2)
                     for i in range(start, start + count))
@@ -40,7 +33,7 @@ def test_fan_out_whole_packets_and_hang_up_when_producer_leaves():
     relay.start()
     try:
         a, b = connect(relay.serve_port), connect(relay.serve_port)
-        wait_until(lambda: relay.consumers == 2)
+        wait_for(lambda: relay.consumers == 2, 10, "2 consumer(s)")
         producer = connect(relay.ingest_port)
         data = packets(0, 100)
         producer.sendall(data[:1000])  # not a whole number of packets: the rest waits
@@ -49,7 +42,7 @@ def test_fan_out_whole_packets_and_hang_up_when_producer_leaves():
         assert recv_exactly(b, len(data)) == data
         # a consumer joining now starts at a packet boundary
         c = connect(relay.serve_port)
-        wait_until(lambda: relay.consumers == 3)
+        wait_for(lambda: relay.consumers == 3, 10, "3 consumer(s)")
         producer.sendall(packets(100, 3))
         got = recv_exactly(c, 3 * TS_PACKET)
         assert got[0] == 0x47 and got[1] == 100
@@ -60,10 +53,10 @@ def test_fan_out_whole_packets_and_hang_up_when_producer_leaves():
             sock.settimeout(5)
             while sock.recv(65536):
                 pass
-        wait_until(lambda: relay.consumers == 0)
+        wait_for(lambda: relay.consumers == 0, 10, "0 consumer(s)")
         # a new producer is served to new consumers on the same ports
         d = connect(relay.serve_port)
-        wait_until(lambda: relay.consumers == 1)
+        wait_for(lambda: relay.consumers == 1, 10, "1 consumer(s)")
         producer = connect(relay.ingest_port)
         producer.sendall(packets(7, 2))
         assert recv_exactly(d, 2 * TS_PACKET)[1] == 7
@@ -81,7 +74,7 @@ def test_a_consumer_that_does_not_read_is_dropped_not_waited_for():
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.connect(("127.0.0.1", relay.serve_port))
         fast = connect(relay.serve_port)
-        wait_until(lambda: relay.consumers == 2)
+        wait_for(lambda: relay.consumers == 2, 10, "2 consumer(s)")
         producer = connect(relay.ingest_port)
         chunk = packets(0, 64)
         for _ in range(4000):  # up to 48 MB: far more than the socket buffers of `stuck`
@@ -89,7 +82,7 @@ def test_a_consumer_that_does_not_read_is_dropped_not_waited_for():
             assert len(recv_exactly(fast, len(chunk))) == len(chunk)  # never held back
             if relay.dropped_consumers:
                 break
-        wait_until(lambda: relay.dropped_consumers == 1)
+        wait_for(lambda: relay.dropped_consumers == 1, 10, "the slow consumer dropped")
         assert relay.consumers == 1
         producer.close()
         stuck.close()
@@ -104,9 +97,9 @@ def test_raw_frames_are_relayed_whole():
     try:
         producer = connect(relay.ingest_port)
         producer.sendall(bytes([1]) * frame)  # before any consumer: gone
-        time.sleep(0.2)
+        wait_for(lambda: relay.bytes_in >= frame, 10, "the relay to read the first frame")
         consumer = connect(relay.serve_port)
-        wait_until(lambda: relay.consumers == 1)
+        wait_for(lambda: relay.consumers == 1, 10, "1 consumer(s)")
         producer.sendall(bytes([2]) * (frame // 2))
         producer.sendall(bytes([2]) * (frame - frame // 2) + bytes([3]) * frame)
         assert recv_exactly(consumer, 2 * frame) == bytes([2]) * frame + bytes([3]) * frame
@@ -132,7 +125,7 @@ def test_raw_frames_a_stalled_consumer_holds_a_few_mb_and_stays_aligned():
     try:
         stuck = stuck_consumer(relay.serve_port)
         fast = connect(relay.serve_port)
-        wait_until(lambda: relay.consumers == 2)
+        wait_for(lambda: relay.consumers == 2, 10, "2 consumer(s)")
         producer = connect(relay.ingest_port)
         most = 0
         for i in range(250):
@@ -165,7 +158,7 @@ def test_main_stream_consumer_paused_a_few_seconds_is_kept():
     relay.start()
     try:
         paused = stuck_consumer(relay.serve_port)
-        wait_until(lambda: relay.consumers == 1)
+        wait_for(lambda: relay.consumers == 1, 10, "1 consumer(s)")
         producer = connect(relay.ingest_port)
         chunk = packets(0, 64)
         count = 6_000_000 // len(chunk)

@@ -27,6 +27,7 @@ from drivers.cameras.rtsp import RtspCamera
 from drivers.managed import ManagedProcess
 from firmware.bus import EventBus
 from firmware.events import CameraStateEvent
+from tests.waiting import wait_for
 
 SEGMENT_S = 2.0
 BACKOFF_CAP_S = 4.0
@@ -64,15 +65,17 @@ def segment_spans(folder: Path) -> list[tuple[float, float, str]]:
 
 
 def next_event(events: queue.SimpleQueue, state: str, timeout: float) -> tuple[float, str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            ev = events.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if ev.state == state:
-            return time.time(), ev.reason
-    raise AssertionError(f"no {state} event within {timeout} s")
+    """(when it was seen, reason) of the next `state` event; the ones before it are dropped."""
+    def seen() -> tuple[float, str] | None:
+        while True:
+            try:
+                ev = events.get_nowait()
+            except queue.Empty:
+                return None
+            if ev.state == state:
+                return time.time(), ev.reason
+
+    return wait_for(seen, timeout, f"a {state} event")
 
 
 @pytest.mark.slow
@@ -113,7 +116,7 @@ def test_consumer_reconnects_after_each_outage(tmp_path, scene_file):
             server.stop(hard=i % 2 == 1)  # every other one a power cut (SIGKILL)
             _, reason = next_event(events, "offline", 3 + 5)
             offline_reasons.append(reason)
-            time.sleep(outage)
+            time.sleep(outage)  # on purpose: the outage itself
             server.start()
             back = time.time()
             t_online, _ = next_event(events, "online", BACKOFF_CAP_S + 10)

@@ -10,6 +10,7 @@ from firmware.bus import EventBus
 from firmware.events import CameraStateEvent, Command, Snapshot
 from firmware.wiring import Context
 from firmware.wiring import cameras as wiring
+from tests.waiting import wait_for
 
 
 def build_area(tmp_path, cameras):
@@ -27,16 +28,18 @@ def collect(bus, kind):
     return got
 
 
-def wait_for(q, predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            item = q.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if predicate(item):
-            return item
-    raise AssertionError("not seen in time")
+def next_from(q, predicate, timeout):
+    """The first item on `q` that satisfies `predicate` (the ones before it are dropped)."""
+    def match():
+        while True:
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                return None
+            if predicate(item):
+                return (item,)
+
+    return wait_for(match, timeout, "a matching event")[0]
 
 
 def test_registry_snapshot_and_command(tmp_path, rtsp_camera):
@@ -55,7 +58,7 @@ def test_registry_snapshot_and_command(tmp_path, rtsp_camera):
     component.start()
     try:
         # the probe finds an H.264 stream: the camera is online, with codec facts
-        ev = wait_for(states, lambda e: e.camera == "gate", 15)
+        ev = next_from(states, lambda e: e.camera == "gate", 15)
         assert (ev.state, ev.reason) == ("online", "")
         health = component.health()["cameras"]["gate"]
         assert health["codec"] == "h264" and health["resolution"] == "640x360"
@@ -85,10 +88,10 @@ def test_registry_snapshot_and_command(tmp_path, rtsp_camera):
         # with no consumer, the probe alone notices the camera going and coming back
         rtsp_camera.stop()
         # (a probe cut short by the stop may say "invalid data" first)
-        wait_for(states, lambda e: (e.state, e.reason) == (
+        next_from(states, lambda e: (e.state, e.reason) == (
             "offline", "connection refused: camera down or wrong port"), 15)
         rtsp_camera.start()
-        ev = wait_for(states, lambda e: e.camera == "gate", 15)
+        ev = next_from(states, lambda e: e.camera == "gate", 15)
         assert ev.state == "online"
         assert component.health()["cameras"]["gate"]["reconnects"] == 1
         assert component.summary() == "cameras 1/1 online"
@@ -112,22 +115,18 @@ def test_reprobe_leaves_a_recording_camera_alone_and_health_says_audio(tmp_path)
         registry = ctx.shared["cameras"]
         component.start()
         try:
-            deadline = time.monotonic() + 30
-            while "audio" not in registry.health()["gate"] and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for(lambda: "audio" in registry.health()["gate"], 30, "the probe's audio line")
             health = registry.health()["gate"]
             assert health["codec"] == "hevc"
             assert health["audio"] == ("audio pcm_mulaw 8 kHz: not recorded "
                                        "(audio = false in the camera's config)")
             registry.report_state("gate", "main", "online")  # the recorder has the stream
-            time.sleep(0.5)
+            time.sleep(0.5)  # on purpose: a probe already under way may still finish
             probes = service.probes
-            time.sleep(1.5)
+            time.sleep(1.5)  # on purpose: five reprobe periods in which nothing is probed
             assert service.probes == probes and service.skipped_probes >= 2
             registry.report_state("gate", "main", "offline", "exited")  # now it is needed
-            deadline = time.monotonic() + 10
-            while service.probes == probes and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for(lambda: service.probes > probes, 10, "a probe once the stream is needed")
             assert service.probes > probes
         finally:
             component.stop(timeout=10)

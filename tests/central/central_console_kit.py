@@ -18,6 +18,7 @@ import tomli_w
 
 from devtools.broker import free_port
 from mqtt.signing import generate_keypair, private_key_pem
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -109,18 +110,18 @@ class Console:
                 [sys.executable, "-m", "central", "--config", str(config), "serve", "--port",
                  str(self.port)], cwd=ROOT, env=ENV, stdout=out, stderr=out)
         self.log = log
-        deadline = time.monotonic() + 30
         import socket
 
-        while time.monotonic() < deadline:
+        def listening() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"console exited: {log.read_text()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
+                    return True
             except OSError:
-                time.sleep(0.1)
-        raise TimeoutError(f"console did not listen: {log.read_text()}")
+                return False
+
+        wait_for(listening, 30, "the console to listen")
 
     def stop(self) -> None:
         self.proc.terminate()

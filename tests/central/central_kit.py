@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -13,17 +12,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from mqtt.link import encode
 from mqtt.payloads import event_payload, health_payload, output_payload
 from mqtt.topics import Topics
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition"):
-    """Poll until truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class FakeNode:

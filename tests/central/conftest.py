@@ -26,6 +26,9 @@ def postgres() -> Iterator[LocalPostgres]:
 
 @pytest.fixture
 def broker() -> Iterator[LocalBroker]:
+    """A broker of the test's own, not the session's (tests/conftest.py): the ingest keeps
+    persistent sessions (queued messages survive a disconnect) and some tests restart the
+    broker, so a shared one would carry one test's queue into the next."""
     with LocalBroker(persistence=True, extra_config=BROKER_CONFIG) as b:
         yield b
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from central_browser import chromium, login, wait_js
 from central_console_kit import Console, RealNode, WebhookReceiver, write_console
-from central_kit import wait_for
 
 from central.db import Database
 from central.devtools.fleet import CityFleet
 from central.mqtt_client import ClientOptions
+from tests.waiting import wait_for
 
 NODE = "e2e-rw01"
 

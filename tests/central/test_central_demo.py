@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from central_kit import wait_for
 
 from devtools.broker import free_port
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from central_browser import chromium, login, wait_js
 from central_console_kit import Console, RealNode, write_console
-from central_kit import wait_for
 
 from central.db import Database
 from devtools.rtsp_camera import RtspTestCamera
+from recorder.index import Index, IndexError_
+from tests.waiting import wait_for
 
 NODE = "fetch-rw07"
 
@@ -53,6 +54,20 @@ def sign_in(port: int, source: str, password: str) -> http.client.HTTPResponse:
     return resp
 
 
+def recorded(root: Path) -> list:
+    """The segments of camera `gate` in the node's recorder index so far."""
+    if not (root / Index.FILENAME).is_file():
+        return []
+    try:
+        index = Index(root / Index.FILENAME, readonly=True)
+    except IndexError_:  # the recorder has not created its tables yet
+        return []
+    try:
+        return index.segments("gate")
+    finally:
+        index.close()
+
+
 @pytest.mark.slow
 def test_footage_request_from_the_node_page_uploads_plays_and_downloads(tmp_path, broker):
     footage_dir = tmp_path / "footage"
@@ -72,7 +87,8 @@ def test_footage_request_from_the_node_page_uploads_plays_and_downloads(tmp_path
             # the post reports its camera, and has recorded a few segments
             wait_for(lambda: db.one("SELECT 1 FROM nodes WHERE id = ? AND health LIKE ?",
                                     (NODE, '%"gate"%')), 60, "the node's health with its camera")
-            time.sleep(8)
+            wait_for(lambda: len(recorded(tmp_path / "rec")) >= 3, 60,
+                     "three recorded segments to ask for")
             with chromium() as driver:
                 login(driver, console.url, "ops", "ops-password")
                 # signed in (the home page) before going on: a navigation started while the

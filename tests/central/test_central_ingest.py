@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from central_kit import FakeNode, wait_for
+from central_kit import FakeNode
 
 from central import views
 from central.db import Database
@@ -19,6 +19,7 @@ from central.ingest import IngestWorker
 from central.mqtt_client import ClientOptions
 from central.settings import CentralSettings
 from mqtt.link import encode
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 64 + b"\xff\xd9"

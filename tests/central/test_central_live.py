@@ -12,11 +12,11 @@ import urllib.request
 import pytest
 from central_browser import chromium, login, wait_js
 from central_console_kit import Console, RealNode, write_console
-from central_kit import wait_for
 
 from central.db import Database
 from devtools.media_server import LocalNginx, nginx_available
 from devtools.rtsp_camera import RtspTestCamera
+from tests.waiting import wait_for
 
 NODE = "live-rw08"
 VIDEO = "document.getElementById('live-video')"

@@ -5,7 +5,6 @@ sharing the load into PostgreSQL: every event stored once, no seq hole, every pa
 from __future__ import annotations
 
 import pytest
-from central_kit import wait_for
 
 from central import views
 from central.db import Database
@@ -13,6 +12,7 @@ from central.devtools.fleet import CityFleet
 from central.ingest import IngestWorker
 from central.mqtt_client import ClientOptions
 from central.settings import CentralSettings
+from tests.waiting import all_of, wait_for
 
 
 @pytest.mark.slow
@@ -33,7 +33,7 @@ def test_200_posts_with_a_burst_two_workers_zero_lost_zero_duplicated(db: Databa
         rows = views.nodes(db, CentralSettings())
         assert len(rows) == 200
         assert sum(r["lost"] for r in rows) == 0
-        assert all(r["lat"] is not None for r in rows)
+        assert all_of(rows, lambda r: r["lat"] is not None, "posts")
         wait_for(lambda: sum(w.stored for w in workers) == result.sent, 10, "worker counts")
         assert all(w.stored > 0 for w in workers)
         # the crashed posts' last wills reached the console too

@@ -16,7 +16,7 @@ from firmware.config import ConfigError, parse
 from firmware.wiring import Context
 from firmware.wiring.detect import DetectService, build
 from inference.settings import DetectSettings
-from tests.waiting import wait_for
+from tests.waiting import all_of, wait_for
 
 
 def config(models_dir: Path | None, enabled: bool = True, **detect):
@@ -190,7 +190,7 @@ def test_restarted_service_reports_frames_afresh(tmp_path: Path, models_dir: Pat
         finally:
             service.stop()
     assert len(registry.frame_reports) >= 2
-    assert all(count > 0 for count in registry.frame_reports)
+    assert all_of(registry.frame_reports, lambda count: count > 0, "frame reports")
     # the detect stream is judged against the rate detection decodes at ([detect] fps)
     assert set(registry.expected_fps) == {5.0}
 

@@ -124,7 +124,7 @@ def test_ready_watchdog_stall_and_stopping(tmp_path: Path, notify_socket: Notify
         heart.frozen.set()
         time.sleep(heart.stall_after_s + 0.6)  # stalled by now: pings must have stopped
         quiet_from = time.monotonic()
-        time.sleep(1.5)
+        time.sleep(1.5)  # on purpose: a quiet window longer than the ping interval
         assert notify_socket.lines("WATCHDOG=1", since=quiet_from) == []
         assert daemon.supervisor.stalled() == ["heart"]
 

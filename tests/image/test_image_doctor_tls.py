@@ -65,7 +65,7 @@ def tls_broker(tmp_path: Path):
     conf = "\n".join([f"listener {port} 127.0.0.1", f"cafile {pki['ca']}",
                       f"certfile {pki['cert']}", f"keyfile {pki['key']}",
                       "allow_anonymous false", f"password_file {passwd}", "user root"])
-    with LocalBroker(port=port, extra_config=conf) as broker:
+    with LocalBroker(port=port, extra_config=conf) as broker:  # its own: a TLS listener
         yield broker, pki
 
 

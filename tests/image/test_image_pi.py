@@ -338,7 +338,7 @@ def test_the_pi_image_boots_in_qemu_to_a_green_node(pi_image: PiImage, tmp_path)
                 if name not in seen and marker in text:
                     seen[name] = time.monotonic() - t_boot
                     sys.stderr.write(f"qemu boot: {name} after {seen[name]:.0f} s\n")
-            time.sleep(2)
+            time.sleep(2)  # on purpose: reading the boot console every 2 s
         timed_out = qemu.poll() is None
         if timed_out:
             qemu.kill()

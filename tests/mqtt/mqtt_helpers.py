@@ -16,6 +16,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mqtt import schema
+from tests.shared_broker import SharedBroker
+from tests.waiting import wait_for
 
 
 class Recorder:
@@ -30,14 +32,21 @@ class Recorder:
                                   clean_session=clean)
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(0.1, 0.5)
         self.port = port
         self.subscribed = threading.Event()
+        self._pending: set[int] = set()
 
     def _on_connect(self, client: paho.Client, *_: Any) -> None:
-        for topic in self.topics:
-            client.subscribe(topic, qos=1)
-        self.subscribed.set()
+        with self.lock:
+            self._pending = {client.subscribe(topic, qos=1)[1] for topic in self.topics}
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, *_: Any) -> None:
+        with self.lock:
+            self._pending.discard(mid)
+            if not self._pending:  # every SUBACK is in: nothing published from now is missed
+                self.subscribed.set()
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         with self.lock:
@@ -50,8 +59,7 @@ class Recorder:
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.loop_start()
-        assert self.subscribed.wait(10), "recorder did not connect"
-        time.sleep(0.1)  # SUBACK
+        assert self.subscribed.wait(15), "recorder did not connect and subscribe"
         return self
 
     def stop(self) -> None:
@@ -59,19 +67,19 @@ class Recorder:
         self.client.loop_stop()
 
     def wait_for(self, predicate: Callable[[list[tuple[str, bytes, bool, float]]], Any],
-                 timeout: float = 15.0) -> Any:
+                 timeout: float = 15.0, what: str = "messages") -> Any:
         """Wait until `predicate(messages)` is truthy; returns its value."""
-        deadline = time.monotonic() + timeout
+        try:
+            return wait_for(lambda: predicate(self.snapshot()), timeout, what, interval=0.2,
+                            wake=self.lock)
+        except AssertionError as exc:
+            got = self.snapshot()
+            raise AssertionError(f"{exc}; got {len(got)} messages: "
+                                 f"{[m[0] for m in got[-10:]]}") from None
+
+    def snapshot(self) -> list[tuple[str, bytes, bool, float]]:
         with self.lock:
-            while True:
-                value = predicate(list(self.messages))
-                if value:
-                    return value
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"timed out; got {len(self.messages)} messages: "
-                                         f"{[m[0] for m in self.messages[-10:]]}")
-                self.lock.wait(min(left, 0.2))
+            return list(self.messages)
 
     def payloads(self, suffix: str) -> list[bytes]:
         with self.lock:
@@ -94,11 +102,14 @@ def validate(name: str, doc: Any) -> None:
     validator(name).validate(doc)
 
 
-def node_config(tmp_path: Path, broker_urls: list[str], node: str = "rw05",
+def node_config(tmp_path: Path, brokers: list[str] | SharedBroker, node: str = "rw05",
                 **mqtt: Any) -> dict[str, Any]:
-    """A config dict for a node without cameras."""
+    """A config dict for a node without cameras, on broker URLs or on the session broker
+    (then with this test's topic prefixes)."""
+    section = brokers.mqtt(**mqtt) if isinstance(brokers, SharedBroker) \
+        else {"brokers": brokers, **mqtt}
     return {"node": {"id": node, "data_dir": str(tmp_path / f"state-{node}")},
-            "mqtt": {"brokers": broker_urls, **mqtt}}
+            "mqtt": section}
 
 
 def write_toml(path: Path, data: dict[str, Any]) -> Path:

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from drivers.process import spawn, terminate
 from firmware.events import ObjectEvent
 from mqtt.link import tls_context
 from mqtt.signing import generate_keypair, sign_command
+from tests.waiting import wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mosquitto"
 USERS = ("command-center", "operator-01", "homeassistant", "rw05", "rw06")
@@ -87,13 +87,11 @@ class CityBroker:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = spawn([mosquitto_binary(), "-c", str(self.conf)], stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        def up() -> bool:
             assert self.proc.poll() is None, self.log.read_text()
-            if _listening(self.port):
-                return
-            time.sleep(0.05)
-        raise TimeoutError(self.log.read_text())
+            return _listening(self.port)
+
+        wait_for(up, 15, "the city broker to listen")
 
     def restart(self) -> None:
         self.proc.send_signal(signal.SIGTERM)  # an orderly stop writes the persistence file
@@ -153,12 +151,20 @@ class Collector:
             self.cond.notify_all()
 
     def wait(self, predicate: Any, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not predicate(self.got):
-                left = deadline - time.monotonic()
-                assert left > 0, f"timed out with {len(self.got)} messages"
-                self.cond.wait(min(left, 0.2))
+        def holds() -> bool:
+            with self.cond:
+                return predicate(list(self.got))
+
+        wait_for(holds, timeout, f"messages (have {len(self.got)})", interval=0.2,
+                 wake=self.cond)
+
+
+def subscribe(client: paho.Client, topic: str) -> None:
+    """Subscribe and return once the broker has acknowledged it (SUBACK)."""
+    acked = threading.Event()
+    client.on_subscribe = lambda *_: acked.set()
+    client.subscribe(topic, qos=1)
+    wait_for(acked.is_set, 10, f"the SUBACK of {topic}")
 
 
 def _stop(client: paho.Client) -> None:
@@ -182,8 +188,7 @@ def test_shipped_city_broker(tmp_path: Path, broker_dir: Path) -> None:
         broker.start()
         # The Command Center subscribes with a persistent session, then goes away.
         cc = broker.client("command-center", client_id="command-center-1", persistent=True)
-        cc.subscribe("ronda/v1/+/events", qos=1)
-        time.sleep(0.3)
+        subscribe(cc, "ronda/v1/+/events")
         _stop(cc)
 
         private, public = generate_keypair()
@@ -202,17 +207,13 @@ def test_shipped_city_broker(tmp_path: Path, broker_dir: Path) -> None:
             for i in range(PER_NODE):
                 node.bus.publish(ObjectEvent(camera="gate", track_id=str(i), phase="start",
                                              label="person", score=0.9))
-        deadline = time.monotonic() + 30
-        while any(n.bridge.events_stored < PER_NODE or n.bridge.outbox.depth() for n in nodes):
-            assert time.monotonic() < deadline, [n.bridge.outbox.depth() for n in nodes]
-            time.sleep(0.05)
+        wait_for(lambda: not any(n.bridge.events_stored < PER_NODE or n.bridge.outbox.depth()
+                                 for n in nodes), 30, "every event stored and acknowledged")
         # Acknowledged by the broker and deleted by the nodes: the broker's queue for the
         # Command Center is now the only copy of 1,100 events. Restart it.
         broker.restart()
-        deadline = time.monotonic() + 20
-        while not all(n.bridge.link.connected for n in nodes):
-            assert time.monotonic() < deadline, "nodes did not reconnect"
-            time.sleep(0.05)
+        wait_for(lambda: all(n.bridge.link.connected for n in nodes), 20,
+                 "the nodes to reconnect")
 
         cc = Collector(broker, "command-center", client_id="command-center-1",
                        persistent=True)
@@ -225,8 +226,7 @@ def test_shipped_city_broker(tmp_path: Path, broker_dir: Path) -> None:
 
         # An operator commands a node and reads its reply.
         op = Collector(broker, "operator-01")
-        op.client.subscribe("ronda/v1/rw05/reply", qos=1)
-        time.sleep(0.3)
+        subscribe(op.client, "ronda/v1/rw05/reply")
         doc = sign_command(private, node="rw05", action="ping", cmd_id="op-ping-1")
         op.client.publish("ronda/v1/rw05/cmd/ping", json.dumps(doc), qos=1)
         op.wait(lambda got: any(b"op-ping-1" in p for _, p in got), 10)

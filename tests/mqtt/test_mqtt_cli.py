@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from mqtt_helpers import BridgeNode, node_config
 
-from devtools.broker import LocalBroker, free_port
+from devtools.broker import free_port
 from firmware.events import Command, ObjectEvent, Snapshot
+from tests.shared_broker import SharedBroker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,7 +23,7 @@ def ronda(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
                           capture_output=True, timeout=timeout)
 
 
-def test_keys_cmd_and_watch(broker: LocalBroker, tmp_path: Path) -> None:
+def test_keys_cmd_and_watch(broker: SharedBroker, tmp_path: Path) -> None:
     key = tmp_path / "op.pem"
     out = ronda("keys", "generate", "--private", str(key))
     assert out.returncode == 0, out.stderr
@@ -32,7 +33,7 @@ def test_keys_cmd_and_watch(broker: LocalBroker, tmp_path: Path) -> None:
     stranger = tmp_path / "stranger.pem"
     assert ronda("keys", "generate", "--private", str(stranger)).returncode == 0
 
-    cfg = node_config(tmp_path, [broker.url], command_keys=[public], command_timeout_s=1.0)
+    cfg = node_config(tmp_path, broker, command_keys=[public], command_timeout_s=1.0)
     with BridgeNode(cfg) as node:
         node.bus.publish(Snapshot(camera="gate", jpeg=b"\xff\xd8old"))  # retained, stale
 
@@ -44,7 +45,8 @@ def test_keys_cmd_and_watch(broker: LocalBroker, tmp_path: Path) -> None:
         node.bus.subscribe(Command, cameras_owner, name="test-cameras")
         node.bus.publish(ObjectEvent(camera="gate", track_id="1", phase="start",
                                      label="person", score=0.8))
-        common = ["--key", str(key), "--broker", broker.url, "--timeout", "8"]
+        on = ["--broker", broker.url, "--prefix", broker.prefix]
+        common = ["--key", str(key), *on, "--timeout", "8"]
         ping = ronda("cmd", "rw05", "ping", *common)
         assert ping.returncode == 0 and "rw05 ping: ok: pong" in ping.stdout, ping
         picture = tmp_path / "gate.jpg"
@@ -52,14 +54,14 @@ def test_keys_cmd_and_watch(broker: LocalBroker, tmp_path: Path) -> None:
         assert snap.returncode == 0 and picture.read_bytes() == b"\xff\xd8new", snap
         siren = ronda("cmd", "rw05", "siren", "on", "--for", "5", *common)
         assert siren.returncode == 1 and "not available on this node" in siren.stdout, siren
-        forged = ronda("cmd", "rw05", "ping", "--key", str(stranger), "--broker", broker.url)
+        forged = ronda("cmd", "rw05", "ping", "--key", str(stranger), *on)
         assert forged.returncode == 1 and "bad signature" in forged.stdout
         assert ronda("cmd", "rw05", "siren", "loud", *common).returncode == 2
-        assert ronda("cmd", "rw99", "ping", "--key", str(key), "--broker", broker.url,
+        assert ronda("cmd", "rw99", "ping", "--key", str(key), *on,
                      "--timeout", "1").returncode == 3
         assert ronda("cmd", "rw05", "ping", "--key", str(key), "--broker",
                      f"mqtt://127.0.0.1:{free_port()}").returncode == 4
-        watched = ronda("watch", "--broker", broker.url, "--once", "1.5")
+        watched = ronda("watch", *on, "--once", "1.5")
     assert watched.returncode == 0, watched.stderr
     line = next(ln for ln in watched.stdout.splitlines() if "rw05" in ln)
     assert "online" in line and "person" not in line  # events are not retained

@@ -11,11 +11,9 @@ from typing import Any
 
 from mqtt_helpers import BridgeNode, node_config
 
-from devtools.broker import LocalBroker
 from firmware.events import Command
 from mqtt.signing import sign_command
-
-ROOT = "ronda/v1/rw05"
+from tests.shared_broker import SharedBroker
 
 
 def _disk_full(db: sqlite3.Connection) -> None:
@@ -32,12 +30,13 @@ def _disk_full(db: sqlite3.Connection) -> None:
                 break
 
 
-def test_full_disk_command_still_acted_on_and_answered(broker: LocalBroker,
+def test_full_disk_command_still_acted_on_and_answered(broker: SharedBroker,
                                                         recorder_factory: Any, tmp_path: Path,
                                                         keypair: Any) -> None:
+    root = broker.root("rw05")
     private, public = keypair
-    rec = recorder_factory(broker.port, f"{ROOT}/#")
-    cfg = node_config(tmp_path, [broker.url], command_keys=[public], command_timeout_s=1.0)
+    rec = recorder_factory(broker.port, f"{root}/#")
+    cfg = node_config(tmp_path, broker, command_keys=[public], command_timeout_s=1.0)
     with BridgeNode(cfg) as node:
         rec.wait_for(lambda m: any(p == b"online" for _, p, *_ in m))
         acted: list[Command] = []
@@ -46,11 +45,11 @@ def test_full_disk_command_still_acted_on_and_answered(broker: LocalBroker,
         _disk_full(node.bridge.outbox._db)
         cmd = sign_command(private, node="rw05", action="siren", args={"state": "off"})
         body = json.dumps(cmd).encode()
-        rec.client.publish(f"{ROOT}/cmd/siren", body, qos=1)
+        rec.client.publish(f"{root}/cmd/siren", body, qos=1)
         reply = rec.wait_for(lambda m: [r for r in rec.json("/reply") if r["id"] == cmd["id"]])
         assert reply[0]["ok"] and [c.id for c in acted] == [cmd["id"]]
         assert node.bridge.health()["command_ids_not_persisted"] == 1
-        rec.client.publish(f"{ROOT}/cmd/siren", body, qos=1)  # the memory still refuses a replay
+        rec.client.publish(f"{root}/cmd/siren", body, qos=1)  # the memory still refuses a replay
         second = rec.wait_for(lambda m: len([r for r in rec.json("/reply")
                                              if r["id"] == cmd["id"]]) == 2 and
                               [r for r in rec.json("/reply") if r["id"] == cmd["id"]])

@@ -70,7 +70,7 @@ def _status(messages: list) -> list[bytes]:
 @pytest.mark.timeout(180)
 def test_outage_kill9_restart_delivers_all_in_order(recorder_factory: Any,
                                                     tmp_path: Path) -> None:
-    with LocalBroker(extra_config=PERSISTENT_BROKER, persistence=True) as broker:
+    with LocalBroker(extra_config=PERSISTENT_BROKER, persistence=True) as broker:  # stopped
         config = write_toml(tmp_path / "node.toml", node_config(
             tmp_path, [broker.url], reconnect_min_s=0.2, reconnect_max_s=1.0))
         cc = recorder_factory(broker.port, [f"{ROOT}/events", f"{ROOT}/status"],

@@ -13,8 +13,10 @@ from mqtt_helpers import BridgeNode, node_config, validate
 
 from devtools.broker import LocalBroker, free_port
 from firmware.events import ObjectEvent, OutputChanged, PanicEvent, Snapshot, StorageEvent
+from tests.shared_broker import SharedBroker
+from tests.waiting import wait_for
 
-ROOT = "ronda/v1/rw05"
+ROOT = "ronda/v1/rw05"  # on a broker of the test's own (the default prefix)
 HA_SCHEMA = Path(__file__).with_name("ha_discovery.schema.json")
 # A broker that keeps the test subscriber's session (and its queued QoS 1 messages) over
 # its own restart. `user root`: run as root, Mosquitto otherwise drops to the `mosquitto`
@@ -22,9 +24,10 @@ HA_SCHEMA = Path(__file__).with_name("ha_discovery.schema.json")
 PERSISTENT_BROKER = "max_queued_messages 0\nuser root"
 
 
-def test_topic_contract(broker: LocalBroker, recorder_factory: Any, tmp_path: Path) -> None:
-    rec = recorder_factory(broker.port)
-    with BridgeNode(node_config(tmp_path, [broker.url], health_interval_s=1)) as node:
+def test_topic_contract(broker: SharedBroker, recorder_factory: Any, tmp_path: Path) -> None:
+    ROOT = broker.root("rw05")  # the module's ROOT, on the shared broker
+    rec = recorder_factory(broker.port, f"{broker.prefix}/#")
+    with BridgeNode(node_config(tmp_path, broker, health_interval_s=1)) as node:
         rec.wait_for(lambda m: (f"{ROOT}/status", b"online") in [(t, p) for t, p, *_ in m])
         node.bus.publish(ObjectEvent(camera="gate", track_id="t1", phase="start",
                                      label="person", score=0.91, box=(0.1, 0.2, 0.3, 0.4),
@@ -66,7 +69,7 @@ def test_topic_contract(broker: LocalBroker, recorder_factory: Any, tmp_path: Pa
     assert output["state"] == "on" and output["cause"] == "button:panic"
 
     # What a Command Center subscribing later sees: the retained state.
-    late = recorder_factory(broker.port)
+    late = recorder_factory(broker.port, f"{broker.prefix}/#")
     retained = late.wait_for(lambda m: {t: p for t, p, r, _ in m if r} if len(m) >= 4 else None)
     assert retained[f"{ROOT}/status"] == b"offline"
     assert retained[f"{ROOT}/cameras/gate/snapshot"] == b"\xff\xd8cam-jpeg"
@@ -77,7 +80,7 @@ def test_topic_contract(broker: LocalBroker, recorder_factory: Any, tmp_path: Pa
 
 def test_failover_and_outage(recorder_factory: Any, tmp_path: Path) -> None:
     dead = f"mqtt://127.0.0.1:{free_port()}"
-    with LocalBroker(extra_config=PERSISTENT_BROKER, persistence=True) as broker:
+    with LocalBroker(extra_config=PERSISTENT_BROKER, persistence=True) as broker:  # stopped
         rec = recorder_factory(broker.port, client_id="cc-test", clean=False)
         cfg = node_config(tmp_path, [dead, broker.url], reconnect_min_s=0.2,
                           reconnect_max_s=0.5)
@@ -89,17 +92,13 @@ def test_failover_and_outage(recorder_factory: Any, tmp_path: Path) -> None:
                 node.bus.publish(ObjectEvent(track_id=str(i), phase="start", label="person",
                                              score=0.5, camera="gate",
                                              snapshot=b"\xff\xd8outage" if i == 7 else None))
-            deadline = time.monotonic() + 10
-            while node.bridge.outbox.depth() < 50 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: node.bridge.outbox.depth() >= 50, 15, "50 events in the outbox")
             assert node.bridge.outbox.depth() == 50
             broker.start()
             events = rec.wait_for(lambda m: len({json.loads(p)["seq"] for t, p, *_ in m
                                                  if t.endswith("/events")}) >= 50 and m, 15)
-            deadline = time.monotonic() + 10
-            while node.bridge.outbox.depth() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert node.bridge.outbox.depth() == 0, "acknowledged events leave the outbox"
+            wait_for(lambda: node.bridge.outbox.depth() == 0, 15,
+                     "acknowledged events to leave the outbox")
     seqs = [json.loads(p)["seq"] for t, p, *_ in events if t.endswith("/events")]
     assert sorted(set(seqs)) == list(range(1, 51))
     eighth = next(json.loads(p) for t, p, *_ in events
@@ -117,12 +116,9 @@ def test_online_and_health_republished_on_every_connect(recorder_factory: Any,
     with LocalBroker() as broker:  # no persistence: a restart forgets retained messages
         cfg = node_config(tmp_path, [broker.url], reconnect_min_s=0.2, reconnect_max_s=0.5)
         with BridgeNode(cfg) as node:
-            deadline = time.monotonic() + 10
-            while not node.bridge.link.connected and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: node.bridge.link.connected, 15, "the first connection")
             broker.restart()
-            while node.bridge.link.connects < 2 and time.monotonic() < deadline + 10:
-                time.sleep(0.05)
+            wait_for(lambda: node.bridge.link.connects >= 2, 20, "the reconnection")
             assert node.bridge.link.connects == 2
             late = recorder_factory(broker.port, [f"{ROOT}/status", f"{ROOT}/health"])
             # both retained topics, not just two messages (status may come twice)
@@ -132,15 +128,16 @@ def test_online_and_health_republished_on_every_connect(recorder_factory: Any,
     validate("health", json.loads(got[f"{ROOT}/health"]))
 
 
-def test_homeassistant_discovery(broker: LocalBroker, recorder_factory: Any,
+def test_homeassistant_discovery(broker: SharedBroker, recorder_factory: Any,
                                  tmp_path: Path) -> None:
-    rec = recorder_factory(broker.port, "homeassistant/#")
-    with BridgeNode(node_config(tmp_path, [broker.url], homeassistant=True)):
+    ha = broker.ha_prefix  # 'homeassistant' by default
+    rec = recorder_factory(broker.port, f"{ha}/#")
+    with BridgeNode(node_config(tmp_path, broker, homeassistant=True)):
         got = rec.wait_for(lambda m: m if len(m) >= 5 else None)
-        rec.client.publish("homeassistant/status", b"online", qos=1)  # HA restarted
+        rec.client.publish(f"{ha}/status", b"online", qos=1)  # HA restarted
         rec.wait_for(lambda m: len(m) >= 11, 10)  # 5 configs + HA's status + 5 again
     configs = {t: json.loads(p) for t, p, *_ in got if t.endswith("/config")}
-    assert set(configs) == {f"homeassistant/{c}/rw05/{o}/config" for c, o in [
+    assert set(configs) == {f"{ha}/{c}/rw05/{o}/config" for c, o in [
         ("binary_sensor", "status"), ("binary_sensor", "panic"), ("binary_sensor", "person"),
         ("sensor", "storage"), ("sensor", "temperature")]}
     ha_schema = jsonschema.Draft202012Validator(json.loads(HA_SCHEMA.read_text()))
@@ -148,22 +145,20 @@ def test_homeassistant_discovery(broker: LocalBroker, recorder_factory: Any,
         assert conf["unique_id"].startswith("ronda_rw05_")
         assert "command_topic" not in conf  # read-only
         ha_schema.validate(conf)  # current format: default_entity_id, no object_id
-        component = topic.split("/")[1]
+        component = topic[len(ha) + 1:].split("/")[0]
         assert conf["default_entity_id"].startswith(f"{component}.ronda_rw05_")
-        assert re.fullmatch(r"homeassistant/\w+/[\w-]+/[\w-]+/config", topic)
-    assert configs["homeassistant/binary_sensor/rw05/panic/config"]["availability_topic"] == \
-        f"{ROOT}/status"
+        assert re.fullmatch(rf"{re.escape(ha)}/\w+/[\w-]+/[\w-]+/config", topic)
+    assert configs[f"{ha}/binary_sensor/rw05/panic/config"]["availability_topic"] == \
+        f"{broker.root('rw05')}/status"
 
 
-def test_outbox_bound_counts_drops_in_health(broker: LocalBroker, tmp_path: Path) -> None:
+def test_outbox_bound_counts_drops_in_health(tmp_path: Path) -> None:
     cfg = node_config(tmp_path, [f"mqtt://127.0.0.1:{free_port()}"], outbox_max_events=10)
     with BridgeNode(cfg) as node:
         for i in range(15):
             node.bus.publish(ObjectEvent(track_id=str(i), phase="start", label="car", score=1))
         node.bus.publish(PanicEvent(alarm_id="p", kind="panic", phase="raised", source="t"))
-        deadline = time.monotonic() + 10
-        while node.bridge.events_stored < 16 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: node.bridge.events_stored >= 16, 15, "16 events stored")
         doc = node.bridge.health_document()
     validate("health", doc)
     assert doc["outbox"]["depth"] == 10 and doc["outbox"]["drops"] == 6
@@ -171,22 +166,19 @@ def test_outbox_bound_counts_drops_in_health(broker: LocalBroker, tmp_path: Path
 
 
 def test_full_outbox_over_outage_keeps_panics(recorder_factory: Any, tmp_path: Path) -> None:
-    with LocalBroker(extra_config=PERSISTENT_BROKER, persistence=True) as broker:
+    with LocalBroker(extra_config=PERSISTENT_BROKER, persistence=True) as broker:  # stopped
         rec = recorder_factory(broker.port, f"{ROOT}/events", client_id="cc-full", clean=False)
         cfg = node_config(tmp_path, [broker.url], reconnect_min_s=0.2, reconnect_max_s=0.5,
                           outbox_max_events=40)
         with BridgeNode(cfg) as node:
-            deadline = time.monotonic() + 10
-            while not node.bridge.link.connected and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: node.bridge.link.connected, 15, "the connection")
             broker.stop()
             for i in range(60):
                 if i % 10 == 0:
                     node.bus.publish(PanicEvent(alarm_id=f"p{i}", kind="panic",
                                                 phase="raised", source="button:panic"))
                 node.bus.publish(StorageEvent(state="degraded", reason=f"r{i}"))
-            while node.bridge.events_stored < 66 and time.monotonic() < deadline + 10:
-                time.sleep(0.02)
+            wait_for(lambda: node.bridge.events_stored >= 66, 15, "66 events stored")
             health = node.bridge.health_document()
             assert health["outbox"]["depth"] == 40 and health["outbox"]["drops"] == 26
             broker.start()

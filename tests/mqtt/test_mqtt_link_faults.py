@@ -15,17 +15,19 @@ from mqtt.link import Link
 from mqtt.outbox import Outbox
 from mqtt.settings import MqttSettings
 from mqtt.topics import Topics
+from tests.shared_broker import SharedBroker
+from tests.waiting import wait_for
 
 
-def test_connection_lost_between_connack_and_use_reconnects(broker: LocalBroker,
+def test_connection_lost_between_connack_and_use_reconnects(broker: SharedBroker,
                                                              recorder_factory: Any,
                                                              tmp_path: Path) -> None:
     """The connection is taken over right after CONNACK, before the link marks itself
     connected: it used to stay "connected" for ever, delivering nothing."""
-    rec = recorder_factory(broker.port, "ronda/v1/rw05/events")
+    rec = recorder_factory(broker.port, f"{broker.root('rw05')}/events")
     box = Outbox(tmp_path / "o.sqlite3")
     link = Link(MqttSettings(brokers=[broker.url], reconnect_min_s=0.2, reconnect_max_s=0.5),
-                Topics("ronda/v1", "rw05"), box, health=lambda: {},
+                Topics(broker.prefix, "rw05"), box, health=lambda: {},
                 on_command=lambda a, p: None)
     real, first = link._on_connected, [True]
 
@@ -37,7 +39,7 @@ def test_connection_lost_between_connack_and_use_reconnects(broker: LocalBroker,
             thief.loop_start()
             deadline = time.monotonic() + 5
             while client.is_connected() and time.monotonic() < deadline:
-                time.sleep(0.02)
+                time.sleep(0.02)  # a poll inside the link's own callback: no wait_for
             thief.loop_stop()
             thief.socket().close()
         return real(client, *args)
@@ -49,9 +51,7 @@ def test_connection_lost_between_connack_and_use_reconnects(broker: LocalBroker,
     thread.start()
     try:
         rec.wait_for(lambda m: m, timeout=10)
-        deadline = time.monotonic() + 5
-        while box.depth() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: box.depth() == 0, 10, "the outbox to empty")
         assert box.depth() == 0 and link.connected and link.connects >= 1
     finally:
         stop.set()
@@ -67,7 +67,7 @@ def test_refused_event_kept_and_sent_again(tmp_path: Path) -> None:
     acl = tmp_path / "acl"
     acl.write_text("topic readwrite ronda/v1/rw05/status\ntopic readwrite ronda/v1/rw05/health\n"
                    "topic read ronda/v1/rw05/cmd/#\ntopic read ronda/v1/rw05/events\n")
-    with LocalBroker(extra_config=f"acl_file {acl}") as broker:
+    with LocalBroker(extra_config=f"acl_file {acl}") as broker:  # its own: ACL, SIGHUP
         got: list[bytes] = []
         sub = paho.Client(CallbackAPIVersion.VERSION2, client_id="cc")
         sub.on_message = lambda c, u, m: got.append(m.payload)
@@ -83,19 +83,14 @@ def test_refused_event_kept_and_sent_again(tmp_path: Path) -> None:
         thread = threading.Thread(target=link.run, args=(stop,), daemon=True)
         thread.start()
         try:
-            deadline = time.monotonic() + 10
-            while (box.depth() == 1 and getattr(link, "refusals", 0) < 2
-                   and time.monotonic() < deadline):
-                time.sleep(0.05)
+            wait_for(lambda: link.stats()["refusals"] >= 2, 15, "two refusals")
             stats = link.stats()
             assert box.depth() == 1, "a refused panic must stay in the outbox"
             assert stats["refusals"] >= 2, "and be tried again"
             assert "not authorized" in stats["last_error"] and not got
             acl.write_text(acl.read_text() + "topic write ronda/v1/rw05/#\n")
             broker.proc.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 10
-            while (box.depth() or not got) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: not box.depth() and got, 15, "the panic delivered")
             assert box.depth() == 0 and len(got) == 1 and b'"seq":1' in got[0]
             assert link.stats()["refused_waiting"] == 0 and not link.last_error
         finally:
@@ -112,7 +107,6 @@ def test_every_refused_publish_is_counted_per_kind_and_logged_once(
     logged once with the broker's reason; events still flow."""
     import json
     import logging
-    import time
 
     from mqtt_helpers import BridgeNode, node_config, validate
 
@@ -122,20 +116,17 @@ def test_every_refused_publish_is_counted_per_kind_and_logged_once(
     acl = tmp_path / "acl"
     acl.write_text("topic readwrite ronda/v1/rw05/status\ntopic readwrite ronda/v1/rw05/events\n"
                    "topic read ronda/v1/rw05/cmd/#\ntopic read homeassistant/status\n")
-    with LocalBroker(extra_config=f"acl_file {acl}") as broker:
+    with LocalBroker(extra_config=f"acl_file {acl}") as broker:  # its own: an ACL
         cfg = node_config(tmp_path, [broker.url], homeassistant=True, health_interval_s=1)
         with BridgeNode(cfg) as node:
-            deadline = time.monotonic() + 10
-            while not node.bridge.link.connected and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: node.bridge.link.connected, 15, "the connection")
             node.bus.publish(Snapshot(camera="gate", jpeg=b"\xff\xd8"))
             node.bus.publish(OutputChanged(name="siren", state="on", cause="test"))
             node.bus.publish(PanicEvent(alarm_id="a", kind="panic", phase="raised", source="t"))
             want = {"discovery", "health", "camera_snapshot", "outputs"}
-            while (not want <= set(node.bridge.link.refused)
-                   or node.bridge.link.refused.get("health", 0) < 2
-                   or node.bridge.outbox.depth()) and time.monotonic() < deadline + 10:
-                time.sleep(0.05)
+            wait_for(lambda: (want <= set(node.bridge.link.refused)
+                              and node.bridge.link.refused.get("health", 0) >= 2
+                              and not node.bridge.outbox.depth()), 20, "every kind refused")
             doc = node.bridge.health_document()
     refused = doc["mqtt"]["refused"]
     assert refused["discovery"] == 5 and refused["camera_snapshot"] == 1

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 from mqtt.outbox import Outbox
+from tests.waiting import wait_for
 
 
 def _fill(box: Outbox, n: int, priority: int = 1, start: int = 0) -> list[int]:
@@ -197,9 +197,7 @@ def test_kill9_window_is_one_batch_and_an_alarm_is_durable_one_batch_after_its_p
     writer.submit("last", 1, {}, None)
     assert Outbox(tmp_path / "o.sqlite3").depth() == 0, "a kill now loses the batch in progress"
     release.set()
-    deadline = time.monotonic() + 30
-    while (sum(batches) < 1001 or not alarms) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: sum(batches) >= 1001 and alarms, 30, "the second batch")
     assert batches == [1, 1000], "what waited during a transaction is committed by the next"
     assert alarms == [1001], "the panic was durable one batch after its press"
     items = box.pending(limit=2000)

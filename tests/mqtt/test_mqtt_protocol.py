@@ -5,16 +5,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from mqtt_helpers import BridgeNode, node_config
 
-from devtools.broker import LocalBroker
 from firmware.events import ObjectEvent
-
-ROOT = "ronda/v1/rw05"
+from tests.shared_broker import SharedBroker
+from tests.waiting import wait_for
 
 
 class OldBrokerProxy:
@@ -74,12 +72,14 @@ class OldBrokerProxy:
         self.server.close()
 
 
-def test_falls_back_to_311_and_keeps_contract(broker: LocalBroker, recorder_factory: Any,
+def test_falls_back_to_311_and_keeps_contract(broker: SharedBroker, recorder_factory: Any,
                                               tmp_path: Path) -> None:
+    root = broker.root("rw05")
     proxy = OldBrokerProxy(broker.port)
-    rec = recorder_factory(broker.port, f"{ROOT}/#")
+    rec = recorder_factory(broker.port, f"{root}/#")
     try:
-        cfg = node_config(tmp_path, [f"mqtt://127.0.0.1:{proxy.port}"], reconnect_min_s=0.2)
+        cfg = node_config(tmp_path, [f"mqtt://127.0.0.1:{proxy.port}"], reconnect_min_s=0.2,
+                          prefix=broker.prefix)
         with BridgeNode(cfg) as node:
             rec.wait_for(lambda m: any(p == b"online" for _, p, *_ in m), 15)
             assert node.bridge.link.protocol == "3.1.1"
@@ -87,17 +87,16 @@ def test_falls_back_to_311_and_keeps_contract(broker: LocalBroker, recorder_fact
             node.bus.publish(ObjectEvent(track_id="1", phase="start", label="person",
                                          score=0.7))
             rec.wait_for(lambda m: any(t.endswith("/events") for t, *_ in m), 10)
-            deadline = time.monotonic() + 5
-            while node.bridge.outbox.depth() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert node.bridge.outbox.depth() == 0, "PUBACKs of 3.1.1 empty the outbox"
+            wait_for(lambda: node.bridge.outbox.depth() == 0, 10,
+                     "PUBACKs of 3.1.1 to empty the outbox")
     finally:
         proxy.close()
     assert rec.payloads("/status")[-1] == b"offline"
 
 
-def test_configured_311(broker: LocalBroker, recorder_factory: Any, tmp_path: Path) -> None:
-    rec = recorder_factory(broker.port, f"{ROOT}/status")
-    with BridgeNode(node_config(tmp_path, [broker.url], protocol="3.1.1")) as node:
+def test_configured_311(broker: SharedBroker, recorder_factory: Any, tmp_path: Path) -> None:
+    root = broker.root("rw05")
+    rec = recorder_factory(broker.port, f"{root}/status")
+    with BridgeNode(node_config(tmp_path, broker, protocol="3.1.1")) as node:
         rec.wait_for(lambda m: any(p == b"online" for _, p, *_ in m), 15)
         assert node.bridge.link.protocol == "3.1.1"

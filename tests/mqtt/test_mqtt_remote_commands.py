@@ -18,8 +18,8 @@ from mqtt_helpers import BridgeNode, Recorder, node_config, validate
 from devtools.broker import LocalBroker
 from firmware.events import Command
 from mqtt.signing import sign_command
-
-ROOT = "ronda/v1/rw05"
+from tests.shared_broker import SharedBroker
+from tests.waiting import wait_for
 
 
 def _replies(rec: Any) -> dict[Any, dict]:
@@ -30,16 +30,17 @@ def _replies(rec: Any) -> dict[Any, dict]:
     return first
 
 
-def _send(rec: Any, action: str, payload: bytes | dict) -> None:
+def _send(rec: Any, root: str, action: str, payload: bytes | dict) -> None:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    rec.client.publish(f"{ROOT}/cmd/{action}", body, qos=1)
+    rec.client.publish(f"{root}/cmd/{action}", body, qos=1)
 
 
-def test_commands_replied_and_routed(broker: LocalBroker, recorder_factory: Any,
+def test_commands_replied_and_routed(broker: SharedBroker, recorder_factory: Any,
                                      tmp_path: Path, keypair: Any, caplog: Any) -> None:
+    root = broker.root("rw05")
     private, public = keypair
-    rec = recorder_factory(broker.port, f"{ROOT}/#")
-    cfg = node_config(tmp_path, [broker.url], command_keys=[public], command_timeout_s=1.0)
+    rec = recorder_factory(broker.port, f"{root}/#")
+    cfg = node_config(tmp_path, broker, command_keys=[public], command_timeout_s=1.0)
     with BridgeNode(cfg) as node:
         rec.wait_for(lambda m: any(p == b"online" for _, p, *_ in m))
         acted: list[Command] = []
@@ -58,8 +59,8 @@ def test_commands_replied_and_routed(broker: LocalBroker, recorder_factory: Any,
                                                   args={"state": "on"}).items() if k != "sig"}
         for action, doc in [("ping", ping), ("light", light), ("siren", siren),
                             ("light", unsigned), ("ping", ping)]:  # last: a replay
-            _send(rec, action, doc)
-        _send(rec, "ping", b"\x00not json")
+            _send(rec, root, action, doc)
+        _send(rec, root, "ping", b"\x00not json")
         replies = rec.wait_for(lambda m: len(rec.json("/reply")) >= 6 and _replies(rec), 10)
         assert replies[ping["id"]]["ok"] and replies[ping["id"]]["message"] == "pong"
         assert replies[light["id"]] == {**replies[light["id"]], "ok": True,
@@ -81,21 +82,23 @@ def test_commands_replied_and_routed(broker: LocalBroker, recorder_factory: Any,
 
 
 @pytest.fixture(scope="module")
-def fuzz_node(tmp_path_factory: Any, keypair: Any) -> Iterator[Any]:
-    """One broker + node + reply recorder for every Hypothesis example (fast: the broker
-    sends small packets without Nagle delay)."""
-    with LocalBroker(extra_config="set_tcp_nodelay true") as broker:
-        cfg = node_config(tmp_path_factory.mktemp("fuzz"), [broker.url],
-                          command_keys=[keypair[1]], command_timeout_s=1.0)
-        with BridgeNode(cfg) as node:
-            node.acted = []
-            node.bus.subscribe(Command, node.acted.append, name="test-owner")
-            node.rec = Recorder(broker.port, f"{ROOT}/reply").start()
-            deadline = time.monotonic() + 10
-            while not node.bridge.link.connected and time.monotonic() < deadline:
-                time.sleep(0.05)
-            yield node
-            node.rec.stop()
+def fuzz_node(tmp_path_factory: Any, keypair: Any,
+              session_broker: LocalBroker) -> Iterator[Any]:
+    """One node + reply recorder for every Hypothesis example, on the session broker under
+    a prefix of its own (fast: that broker sends small packets without Nagle delay)."""
+    broker = SharedBroker.for_test(session_broker, "fuzz_node")
+    # A node id of its own: it lives through the module's other tests, and two nodes of
+    # one id on one broker take each other's connection over (client id `ronda-<id>`).
+    cfg = node_config(tmp_path_factory.mktemp("fuzz"), broker, node="fuzz05",
+                      command_keys=[keypair[1]], command_timeout_s=1.0)
+    with BridgeNode(cfg) as node:
+        node.acted = []
+        node.bus.subscribe(Command, node.acted.append, name="test-owner")
+        node.root = broker.root("fuzz05")
+        node.rec = Recorder(broker.port, f"{node.root}/reply").start()
+        wait_for(lambda: node.bridge.link.connected, 15, "the connection")
+        yield node
+        node.rec.stop()
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -110,28 +113,31 @@ def test_fuzz_through_broker_every_id_answered_nothing_acted(fuzz_node: Any,
                                                             doc: dict) -> None:
     node = fuzz_node
     doc = {**doc, "id": f"{uuid.uuid4().hex[:6]}-{doc['id']}"}
-    _send(node.rec, str(doc.get("action", "siren")), doc)
+    _send(node.rec, node.root, str(doc.get("action", "siren")), doc)
     reply = node.rec.wait_for(lambda m: _replies(node.rec).get(doc["id"]), 10)
     validate("reply", reply)
     assert reply["ok"] is False
     assert not node.acted
 
 
-def test_reply_lock_exactly_once(broker: LocalBroker, recorder_factory: Any, tmp_path: Path,
+def test_reply_lock_exactly_once(broker: SharedBroker, recorder_factory: Any, tmp_path: Path,
                                  keypair: Any) -> None:
+    root = broker.root("rw05")
     private, public = keypair
-    rec = recorder_factory(broker.port, f"{ROOT}/reply")
-    cfg = node_config(tmp_path, [broker.url], command_keys=[public], command_timeout_s=0.5)
+    rec = recorder_factory(broker.port, f"{root}/reply")
+    cfg = node_config(tmp_path, broker, command_keys=[public], command_timeout_s=0.5)
     with BridgeNode(cfg) as node:
+        answered_late = threading.Event()
+
         def late_twice(cmd: Command) -> None:  # answers after the timeout, twice
-            threading.Timer(1.0, lambda: (cmd.reply(True, "a"), cmd.reply(True, "b"))).start()
+            threading.Timer(1.0, lambda: (cmd.reply(True, "a"), cmd.reply(True, "b"),
+                                          answered_late.set())).start()
 
         node.bus.subscribe(Command, late_twice, name="late")
-        deadline = time.monotonic() + 10
-        while not node.bridge.link.connected and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: node.bridge.link.connected, 15, "the connection")
         arm = sign_command(private, node="rw05", action="arm", args={"mode": "armed"})
-        _send(rec, "arm", arm)
-        rec.wait_for(lambda m: m, 5)
-        time.sleep(1.5)
+        _send(rec, root, "arm", arm)
+        rec.wait_for(lambda m: m, 10)
+        wait_for(answered_late.is_set, 10, "the late answers")
+        time.sleep(0.5)  # on purpose: the late answers must not reach the broker
     assert [r["message"] for r in rec.json("/reply")] == ["not available on this node"]

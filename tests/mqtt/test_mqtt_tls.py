@@ -6,7 +6,6 @@ import datetime
 import ipaddress
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from mqtt_helpers import BridgeNode, Recorder, node_config
 
 from devtools.broker import LocalBroker, free_port
 from mqtt.signing import private_key_pem
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,7 +73,7 @@ def test_tls_with_client_certificates(tmp_path: Path, keypair: Any) -> None:
         f"certfile {pki['server_cert']}", f"keyfile {pki['server_key']}",
         "require_certificate true", "use_identity_as_username true",
         "allow_anonymous false", "user root"])
-    with LocalBroker(port=port, extra_config=conf) as broker:
+    with LocalBroker(port=port, extra_config=conf) as broker:  # its own: a TLS listener
         watcher = Recorder(broker.port, f"{ROOT}/#")
         watcher.client.tls_set(ca_certs=str(pki["ca_cert"]), certfile=str(pki["watcher_cert"]),
                                keyfile=str(pki["watcher_key"]))
@@ -106,13 +106,7 @@ def test_tls_with_client_certificates(tmp_path: Path, keypair: Any) -> None:
 
 
 def _wait_error(node: BridgeNode, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        error = node.bridge.link.last_error
-        if error:
-            return error
-        time.sleep(0.05)
-    raise AssertionError("no connection error reported")
+    return wait_for(lambda: node.bridge.link.last_error, timeout, "a connection error")
 
 
 def test_username_password_from_secret_file(tmp_path: Path, recorder_factory: Any) -> None:
@@ -129,7 +123,7 @@ def test_username_password_from_secret_file(tmp_path: Path, recorder_factory: An
     wrong = tmp_path / "wrong-password"
     wrong.write_text("nope\n")
     wrong.chmod(0o600)
-    with LocalBroker(port=port, extra_config=conf) as broker:
+    with LocalBroker(port=port, extra_config=conf) as broker:  # its own: a TLS listener
         cfg = node_config(tmp_path, [broker.url], username="rw05", password_file=str(secret))
         watcher = Recorder(broker.port, f"{ROOT}/status")
         watcher.client.username_pw_set("rw05", "s3cret pass")

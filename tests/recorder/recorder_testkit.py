@@ -6,23 +6,9 @@ import contextlib
 import os
 import sqlite3
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from recorder.store import INCOMING, SUFFIX
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 20.0,
-             interval: float = 0.05, what: str = "condition") -> object:
-    """Poll `condition` until it returns something true; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def rows(root: Path) -> list[tuple]:
@@ -64,10 +50,12 @@ def all_video_bytes(root: Path) -> int:
     return total
 
 
-def assert_index_matches_disk(root: Path) -> list[tuple]:
+def assert_index_matches_disk(root: Path, allow_empty: bool = False) -> list[tuple]:
     """Every row has its file with the stated size; every file has its row; nothing is
-    left in `.incoming` or as a garbage row. Returns the rows."""
+    left in `.incoming` or as a garbage row. Returns the rows, which must not be none
+    unless `allow_empty` (an empty index matches an empty disk, and proves nothing)."""
     found = rows(root)
+    assert found or allow_empty, f"no segment indexed under {root}"
     indexed = {r[2] for r in found}
     on_disk = placed_files(root)
     assert indexed == on_disk, (f"rows without files: {sorted(indexed - on_disk)[:5]}, "

@@ -10,11 +10,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from recorder_testkit import wait_for
 
 from drivers.cameras.base import StreamInput
 from recorder.recorder import Recorder
 from recorder.store import Limits
+from tests.waiting import wait_for
 
 
 def closed_port() -> int:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from recorder_testkit import assert_index_matches_disk, rows, wait_for
+from recorder_testkit import assert_index_matches_disk, rows
 
 from devtools.rtsp_camera import RtspTestCamera
 from drivers.cameras.base import StreamInput
@@ -24,6 +24,7 @@ from recorder.export import export, plan
 from recorder.index import Index
 from recorder.recorder import Recorder
 from recorder.store import Limits, Store
+from tests.waiting import wait_for
 
 
 @contextlib.contextmanager

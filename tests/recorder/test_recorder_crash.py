@@ -21,11 +21,11 @@ import pytest
 from recorder_testkit import (
     assert_index_matches_disk,
     undecodable,
-    wait_for,
 )
 
 from drivers.cameras.base import StreamInput
 from recorder.store import SUFFIX, Limits, Store
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = int(os.environ.get("RONDA_CRASH_ROUNDS", "20"))
@@ -75,12 +75,12 @@ def test_kill_9_rounds_keep_index_equal_to_disk(tmp_path: Path, live: StreamInpu
         proc = start_recorder(store, live, log)
         try:
             # Any moment: during recovery, ffmpeg start-up, mid-segment, at a commit.
-            time.sleep(rng.uniform(0.3, 2.0))
+            time.sleep(rng.uniform(0.3, 2.0))  # on purpose: a random moment to kill
             children = ffmpeg_children(proc)
             if rng.random() < 0.4 and children:
                 kinds["ffmpeg"] += 1
                 rng.choice(children).send_signal(signal.SIGKILL)
-                time.sleep(rng.uniform(0.1, 1.0))
+                time.sleep(rng.uniform(0.1, 1.0))  # on purpose: as above
             else:
                 kinds["recorder"] += 1
             children = ffmpeg_children(proc)
@@ -100,7 +100,7 @@ def test_kill_9_rounds_keep_index_equal_to_disk(tmp_path: Path, live: StreamInpu
         reopened.open()
         reopened.close()
 
-        found = assert_index_matches_disk(store)
+        found = assert_index_matches_disk(store, allow_empty=True)  # killed before a segment
         kept = {(store / r[2]).stat().st_ino for r in found}
         lost: dict[str, int] = {}
         for ino, camera in snapshot.items():

@@ -13,6 +13,7 @@ from firmware.cli import main
 from firmware.commands import clips
 from recorder import probe
 from recorder.store import Limits, Store
+from tests.waiting import all_of
 
 T0 = 1_795_000_000.0  # a fixed moment (2026-11-18 UTC)
 
@@ -146,7 +147,7 @@ def test_pinned_segments_outlive_retention(store: Path) -> None:
     with pinned(store, segments) as paths:
         s.delete(segments[:2])  # retention strikes mid-export
         assert not (store / segments[0].path).exists()
-        assert all(probe.decodes(p) for p in paths)
+        assert all_of(paths, probe.decodes, "exported files")
         pins = list(store.glob(".export-*"))
         assert len(pins) == 1
         s.recover()  # a daemon restart meanwhile leaves a live export's pins alone

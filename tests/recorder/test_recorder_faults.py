@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from recorder_testkit import assert_index_matches_disk, wait_for
+from recorder_testkit import assert_index_matches_disk
 
 from drivers.cameras.base import StreamInput
 from firmware.cli import main as cli_main
@@ -19,6 +19,7 @@ from firmware.commands import clips
 from recorder import probe
 from recorder.recorder import Recorder
 from recorder.store import Limits
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
 

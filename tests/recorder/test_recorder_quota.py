@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
-from recorder_testkit import all_video_bytes, assert_index_matches_disk, rows, wait_for
+from recorder_testkit import all_video_bytes, assert_index_matches_disk, rows
 
 from drivers.cameras.base import StreamInput
 from recorder.export import plan
 from recorder.index import Index
 from recorder.recorder import Recorder
 from recorder.store import Limits
+from tests.waiting import wait_for
 
 QUOTA = 60_000
 
@@ -44,7 +45,7 @@ def test_usage_stays_within_quota_and_protected_clip_survives(
         deadline = time.monotonic() + 11
         while time.monotonic() < deadline:
             samples.append(all_video_bytes(store))
-            time.sleep(0.05)
+            time.sleep(0.05)  # on purpose: sampling the disk use over the window
     finally:
         stop.set()
         runner.join(15)

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from recorder_testkit import wait_for
 
 from drivers.cameras.base import Camera, StreamInput
 from drivers.cameras.registry import CameraRegistry
@@ -19,6 +18,7 @@ from firmware.wiring import Context
 from firmware.wiring import recorder as wiring
 from recorder.index import Index
 from recorder.store import MARKER
+from tests.waiting import wait_for
 
 
 def make_ctx(tmp_path: Path, registry: CameraRegistry | None) -> Context:
@@ -80,7 +80,8 @@ def test_wiring_records_reports_protects_and_publishes_storage_events(
                  timeout=5, what="main stream reported offline")
         # A panic during the outage: its clip is protected once the disk is back.
         ctx.bus.publish(ProtectClip(event_id="during-outage", start=now, end=now + 5))
-        time.sleep(0.3)
+        wait_for(lambda: any(r[0] == "during-outage" for r in service.recorder._unapplied), 10,
+                 "the request kept while the disk is gone")
         marker.write_text(identity)
         wait_for(lambda: storage[-1].state == "ok", timeout=15, what="an ok StorageEvent")
         index = Index(root / Index.FILENAME, readonly=True)

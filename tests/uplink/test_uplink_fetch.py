@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import pytest
 from uplink_kit import probe
 
+from tests.waiting import wait_for
 from uplink.bandwidth import Bandwidth
 from uplink.fetch import Fetcher
 from uplink.targets import check_upload_url
@@ -72,15 +73,13 @@ class Harness:
             self.thread.join(10)
 
     def wait_end(self, job: str, timeout: float = 30.0) -> tuple[str, dict]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for phase, jid, fields in self.events:
-                    if jid == job and phase in ("done", "failed"):
-                        return phase, fields
-                left = deadline - time.monotonic()
-                assert left > 0, f"job {job} did not end: {self.events}"
-                self.cond.wait(left)
+        def ended() -> tuple[str, dict] | None:
+            with self.cond:
+                return next(((phase, fields) for phase, jid, fields in self.events
+                             if jid == job and phase in ("done", "failed")), None)
+
+        return wait_for(ended, timeout, f"job {job} to end (events: {self.events})",
+                        interval=0.2, wake=self.cond)
 
     def phases(self, job: str) -> list[str]:
         return [p for p, jid, _ in self.events if jid == job]
@@ -276,10 +275,7 @@ def test_alarm_clip_survives_an_outage_and_a_restart(harness, nginx, clip) -> No
     assert first.fetcher.add_alarm_clip(job)
     assert not first.fetcher.add_alarm_clip(job)  # the same alarm again: one clip
     assert first.protected == [("alarm-a1-gate", "gate", NOW - 30, NOW - 10)]
-    deadline = time.monotonic() + 20
-    while first.phases("a1-gate").count("retrying") < 2:
-        assert time.monotonic() < deadline, first.events
-        time.sleep(0.05)
+    wait_for(lambda: first.phases("a1-gate").count("retrying") >= 2, 20, "two retries")
     assert "failed" not in first.phases("a1-gate")
     first.close()  # the node restarts during the outage
     nginx.start()

@@ -16,6 +16,7 @@ from uplink_kit import probe
 
 from devtools.media_server import RtspRecordServer
 from mqtt.schema import load
+from tests.waiting import wait_for
 from uplink.bandwidth import Bandwidth
 from uplink.live import LiveManager, Source
 
@@ -35,15 +36,13 @@ class States:
             self.cond.notify_all()
 
     def wait(self, state: str, timeout: float = 20.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                found = [d for d in self.docs if d["state"] == state]
-                if found:
-                    return found[-1]
-                left = deadline - time.monotonic()
-                assert left > 0, f"no {state!r} state; saw {[d['state'] for d in self.docs]}"
-                self.cond.wait(left)
+        def found() -> list[dict[str, Any]]:
+            with self.cond:
+                return [d for d in self.docs if d["state"] == state]
+
+        return wait_for(found, timeout, f"a {state!r} state (saw "
+                                        f"{[d['state'] for d in self.docs]})",
+                        interval=0.2, wake=self.cond)[-1]
 
 
 @pytest.fixture
@@ -64,6 +63,12 @@ def ticking() -> Iterator[list[LiveManager]]:
     thread.join()
     for m in managers:
         m.stop_all("test over")
+
+
+def udp_bound(port: int) -> bool:
+    """Something listens on UDP `port` (an SRT listener has no handshake to probe)."""
+    with open("/proc/net/udp") as table:
+        return any(line.split()[1].endswith(f":{port:04X}") for line in list(table)[1:])
 
 
 def manager(cap_kbps: int = 0) -> tuple[LiveManager, States]:
@@ -150,7 +155,7 @@ def test_h265_push_arrives_at_an_rtsp_record_server(h265_file) -> None:
         dest = server.url("ronda/rw05/cam265")
         assert live.start("cam265", "main", 30, source, dest, dest)[0]
         states.wait("live")
-        time.sleep(2)
+        time.sleep(2)  # on purpose: two seconds of video to receive
         live.stop("cam265", "live-stop")
         arrived = probe(server.recording("ronda/rw05/cam265"))
     assert (arrived["codec_name"], arrived["width"], arrived["height"]) == ("hevc", 320, 180)
@@ -177,7 +182,7 @@ def test_video_wall_reconnects_and_stops_at_its_daily_budget(nginx, h264_source,
     off = states.wait("off", timeout=40)
     assert off["reason"].startswith("daily budget of 0.1 MB used")
     assert "gate" not in live.pushes
-    time.sleep(1.5)  # more ticks: it stays off
+    time.sleep(1.5)  # on purpose: more ticks, and it stays off
     assert "gate" not in live.pushes
     assert live.health()["gate"]["wall_bytes_today"] >= 100_000
     # the day's usage survives a restart: a new manager does not start the wall again
@@ -203,10 +208,8 @@ def test_live_takes_the_place_of_the_wall_and_the_wall_resumes(nginx, h264_sourc
     assert any(d["kind"] == "wall" and d["reason"] == "paused for a live request"
                for d in states.docs)
     assert live.stop("gate", "live-stop")
-    deadline = time.monotonic() + 10
-    while not (live.pushes.get("gate") and live.pushes["gate"].kind == "wall"):
-        assert time.monotonic() < deadline, "the wall did not resume"
-        time.sleep(0.2)
+    wait_for(lambda: live.pushes.get("gate") and live.pushes["gate"].kind == "wall", 15,
+             "the wall to resume")
     assert not live.stop("gate", "live-stop")  # live-stop leaves the wall alone
 
 
@@ -251,11 +254,11 @@ def test_srt_push_arrives_as_mpegts(h264_source, tmp_path) -> None:
                       str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     live, states = manager()
     try:
-        time.sleep(0.5)
+        wait_for(lambda: udp_bound(port), 15, "the SRT listener")
         dest = f"srt://127.0.0.1:{port}?mode=caller"
         assert live.start("gate", "main", 30, h264_source, dest, dest)[0]
         states.wait("live")
-        time.sleep(2)
+        time.sleep(2)  # on purpose: two seconds of video to receive
     finally:
         live.stop_all("test over")
         terminate(receiver)

@@ -26,21 +26,21 @@ from firmware.events import PanicEvent
 from mqtt.schema import load
 from mqtt.signing import generate_keypair, sign_command
 from recorder.index import Index, IndexError_
-
-ROOT = "ronda/v1/rw05"
+from tests.waiting import wait_for
 
 
 class Operator:
     """The Command Center: signs commands, keeps every message of the node."""
 
-    def __init__(self, port: int, private: Any) -> None:
+    def __init__(self, port: int, private: Any, root: str) -> None:
         self.private = private
+        self.root = root
         self.messages: list[tuple[str, bytes]] = []
         self.cond = threading.Condition()
         self.client = paho.Client(CallbackAPIVersion.VERSION2)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe(f"{ROOT}/#", qos=1)
+        self.client.subscribe(f"{self.root}/#", qos=1)
         self.client.loop_start()
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
@@ -49,28 +49,30 @@ class Operator:
             self.cond.notify_all()
 
     def wait(self, predicate: Any, timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
+        def seen() -> list[bytes]:
+            with self.cond:
+                return [p for t, p in self.messages if predicate(t, p)]
+
+        found = wait_for(seen, timeout, f"a message (topics: {self.topics()[-15:]})",
+                         interval=0.2, wake=self.cond)
+        return json.loads(found[-1]) if found[-1][:1] == b"{" else found[-1]
+
+    def topics(self) -> list[str]:
         with self.cond:
-            while True:
-                found = [p for t, p in self.messages if predicate(t, p)]
-                if found:
-                    return json.loads(found[-1]) if found[-1][:1] == b"{" else found[-1]
-                left = deadline - time.monotonic()
-                assert left > 0, f"not seen; topics: {[t for t, _ in self.messages][-15:]}"
-                self.cond.wait(left)
+            return [t for t, _ in self.messages]
 
     def command(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
         cmd_id = uuid.uuid4().hex[:12]
         payload = sign_command(self.private, node="rw05", action=action, args=args,
                                cmd_id=cmd_id)
-        self.client.publish(f"{ROOT}/cmd/{action}", json.dumps(payload), qos=1)
-        reply = self.wait(lambda t, p: t == f"{ROOT}/reply" and json.loads(p)["id"] == cmd_id)
+        self.client.publish(f"{self.root}/cmd/{action}", json.dumps(payload), qos=1)
+        reply = self.wait(lambda t, p: t == f"{self.root}/reply" and json.loads(p)["id"] == cmd_id)
         jsonschema.validate(reply, load("reply"))
         return reply
 
     def events(self, phase: str) -> list[dict[str, Any]]:
         with self.cond:
-            docs = [json.loads(p) for t, p in self.messages if t == f"{ROOT}/events"]
+            docs = [json.loads(p) for t, p in self.messages if t == f"{self.root}/events"]
         return [d for d in docs if d["type"] == "upload" and d["phase"] == phase]
 
     def stop(self) -> None:
@@ -98,7 +100,7 @@ def node(tmp_path, broker, nginx) -> Iterator[tuple[Daemon, Operator]]:
     with RtspTestCamera() as cam:
         cfg = config.parse({
             "node": {"id": "rw05", "data_dir": str(tmp_path / "state")},
-            "mqtt": {"brokers": [broker.url], "command_keys": [public], "health_interval_s": 1},
+            "mqtt": broker.mqtt(command_keys=[public], health_interval_s=1),
             "cameras": [{"name": "gate", "url": cam.plain_url}],
             "recorder": {"path": str(tmp_path / "rec"), "segment_s": 2, "min_free": 0},
             "detect": {"enabled": False},
@@ -110,10 +112,10 @@ def node(tmp_path, broker, nginx) -> Iterator[tuple[Daemon, Operator]]:
         })
         daemon = Daemon(cfg)
         runner = threading.Thread(target=daemon.run, daemon=True)
-        operator = Operator(broker.port, private)
+        operator = Operator(broker.port, private, broker.root("rw05"))
         runner.start()
         try:
-            operator.wait(lambda t, p: t == f"{ROOT}/status" and p == b"online")
+            operator.wait(lambda t, p: t == f"{operator.root}/status" and p == b"online")
             yield daemon, operator
         finally:
             daemon.request_stop()
@@ -125,13 +127,10 @@ def node(tmp_path, broker, nginx) -> Iterator[tuple[Daemon, Operator]]:
 def test_live_and_fetch_through_the_whole_node(node, nginx, tmp_path) -> None:
     daemon, op = node
     rec = tmp_path / "rec"
-    deadline = time.monotonic() + 60
-    while len(segments(rec)) < 2:
-        assert time.monotonic() < deadline, "the recorder wrote no segments"
-        time.sleep(0.5)
+    wait_for(lambda: len(segments(rec)) >= 2, 60, "two recorded segments", interval=0.5)
 
     # at start every camera's retained state is "off": nothing stale from a dead node
-    start_state = op.wait(lambda t, p: t == f"{ROOT}/live/gate")
+    start_state = op.wait(lambda t, p: t == f"{op.root}/live/gate")
     assert (start_state["state"], start_state["reason"]) == ("off", "node started")
     jsonschema.validate(start_state, load("live"))
 
@@ -140,7 +139,7 @@ def test_live_and_fetch_through_the_whole_node(node, nginx, tmp_path) -> None:
     reply = op.command("live", {"camera": "gate", "ttl_s": 6})
     assert reply["ok"], reply
     assert reply["message"].startswith("pushing gate (main) to rtmp://127.0.0.1:")
-    state = op.wait(lambda t, p: t == f"{ROOT}/live/gate" and json.loads(p)["state"] == "live")
+    state = op.wait(lambda t, p: t == f"{op.root}/live/gate" and json.loads(p)["state"] == "live")
     first_frame_s = time.monotonic() - sent
     jsonschema.validate(state, load("live"))
     assert state["stream"] == "main" and state["to"].endswith("/live/rw05-gate")
@@ -161,7 +160,7 @@ def test_live_and_fetch_through_the_whole_node(node, nginx, tmp_path) -> None:
     fetch = op.command("fetch", {"camera": "gate", "start": start, "end": end,
                                  "upload_url": nginx.put_url("rw05/gate.mp4?sig=s3cret")})
     assert fetch["ok"], fetch
-    done = op.wait(lambda t, p: t == f"{ROOT}/events" and json.loads(p).get("type") == "upload"
+    done = op.wait(lambda t, p: t == f"{op.root}/events" and json.loads(p).get("type") == "upload"
                    and json.loads(p)["phase"] in ("done", "failed"))
     assert done["phase"] == "done", done
     assert "s3cret" not in json.dumps(done)
@@ -172,20 +171,20 @@ def test_live_and_fetch_through_the_whole_node(node, nginx, tmp_path) -> None:
     # a panic: its clip is uploaded by itself once the post-roll is recorded
     daemon.bus.publish(PanicEvent(alarm_id="p1", kind="panic", phase="raised",
                                   source="button:panic"))
-    clip = op.wait(lambda t, p: t == f"{ROOT}/events" and json.loads(p).get("job") == "p1-gate"
+    clip = op.wait(lambda t, p: t == f"{op.root}/events" and json.loads(p).get("job") == "p1-gate"
                    and json.loads(p)["phase"] in ("done", "failed"))
     assert clip["phase"] == "done", clip
     assert probe(nginx.dir / "upload" / "clips" / "rw05" / "p1-gate.mp4")["codec_name"] == "h264"
 
     # the ttl ends the push; the state says so; health counted the bytes
-    off = op.wait(lambda t, p: t == f"{ROOT}/live/gate" and json.loads(p)["state"] == "off")
+    off = op.wait(lambda t, p: t == f"{op.root}/live/gate" and json.loads(p)["state"] == "off")
     assert off["reason"] == "ttl expired"
     arrived = probe(nginx.recording("rw05-gate"))
     assert (arrived["codec_name"], arrived["width"]) == ("h264", 640)
     health = daemon.health()["components"]["uplink"]
     assert health["live_bytes"] > 10_000 and health["upload_bytes"] > 10_000
     assert health["bytes"] == health["live_bytes"] + health["upload_bytes"]
-    published = op.wait(lambda t, p: t == f"{ROOT}/health"
+    published = op.wait(lambda t, p: t == f"{op.root}/health"
                         and (json.loads(p).get("uplink") or {}).get("upload_bytes", 0) > 0)
     jsonschema.validate(published, load("health"))  # the Command Center sees the bytes too
     assert published["uplink"]["live_bytes"] > 10_000

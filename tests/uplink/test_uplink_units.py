@@ -13,6 +13,7 @@ import pytest
 from firmware import config
 from mqtt.commands import check_args
 from mqtt.schema import load
+from tests.waiting import wait_for
 from uplink.bandwidth import Bandwidth, Pacer
 from uplink.targets import Refused, check_upload_url, local_reason, public
 
@@ -171,7 +172,6 @@ def test_ronda_cmd_takes_the_camera_as_value() -> None:
 
 def test_managed_process_takes_its_restart_delays_from_a_backoff() -> None:
     import random
-    import time as clock
 
     from drivers.managed import ManagedProcess
     from support.backoff import Backoff
@@ -180,10 +180,8 @@ def test_managed_process_takes_its_restart_delays_from_a_backoff() -> None:
     proc = ManagedProcess("fails", lambda: ["false"], backoff_min_s=5.0, backoff_cap_s=5.0,
                           backoff=Backoff(0.05, 0.2, min_s=0.01, rng=random.Random(7)))
     proc.start()
-    deadline = clock.monotonic() + 10
-    while proc.restarts < 4 and clock.monotonic() < deadline:
-        delays.add(proc.last_delay_s)
-        clock.sleep(0.01)
+    wait_for(lambda: (delays.add(proc.last_delay_s), proc.restarts >= 4)[1], 10,
+             "four restarts", interval=0.01)  # sampling each delay on the way
     proc.stop()
     assert proc.restarts >= 4  # with the plain 5 s doubling it would have restarted once
     delays.discard(0.0)

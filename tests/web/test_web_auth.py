@@ -10,6 +10,7 @@ import ssl
 from starlette.routing import Mount, Route, WebSocketRoute
 from web_kit import INSECURE, Client, cli
 
+from tests.waiting import all_of
 from web.app import Web
 
 
@@ -131,7 +132,7 @@ def test_roles_viewer_cannot_ack_or_sound_the_siren_admin_sees_users(node) -> No
     assert vera.json("GET", "/api/users")[0] == 403
     status, body = node.client("adi").json("GET", "/api/users")
     assert status == 200 and {u["name"] for u in body["users"]} >= {"vera", "ops", "adi"}
-    assert all("hash" not in u for u in body["users"])
+    assert all_of(body["users"], lambda u: "hash" not in u, "users")
 
 
 def _login_from(node, source: str, name: str, password: str) -> int:

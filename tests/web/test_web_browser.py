@@ -78,7 +78,11 @@ def shoot(browser, shots: Path, name: str) -> None:
     """Screenshots at phone (360 px) and desktop (1280 px) width; paths printed."""
     for width, height in ((360, 780), (1280, 900)):
         browser.set_window_size(width, height)
-        time.sleep(0.5)
+        # laid out and painted at the new size: two animation frames after the resize
+        wait_for(lambda w=width: w - 40 <= browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "requestAnimationFrame(() => requestAnimationFrame(() => done(window.innerWidth)))")
+            <= w, 10, f"the page laid out at {width} px")
         path = shots / f"{name}-{width}.png"
         browser.save_screenshot(str(path))
         print(f"screenshot: {path}")
@@ -113,12 +117,9 @@ def test_live_view_plays_by_media_source_extensions(browser, node, shots):
     wait_for(lambda: (js(browser, "return document.getElementById('live-video').currentTime")
                       or 0) > 0.5, 40, "live video to play")
     t0 = js(browser, "return document.getElementById('live-video').currentTime")
-    time.sleep(2.0)
+    time.sleep(2.0)  # on purpose: two seconds of wall time for the video clock to follow
     t1 = js(browser, "return document.getElementById('live-video').currentTime")
-    assert t1 > t0 + 0.5, (t0, t1)
-    lag = js(browser, """const v = document.getElementById('live-video');
-        return v.buffered.end(v.buffered.length - 1) - v.currentTime""")
-    assert lag < 3.0, f"live video {lag:.1f} s behind what it has"
+    assert t1 > t0 + 0.5, (t0, t1)  # how far behind: bench/web.py live_buffer_lag_max_s
     assert "avc1" in js(browser, "return document.getElementById('live-state').textContent")
     shoot(browser, shots, "live")
 
@@ -176,7 +177,7 @@ def test_recordings_timeline_play_seek_across_segments_and_speed(browser, node, 
     wait_for(lambda: js(browser, "return document.getElementById('rec-video').currentTime")
              > 0.2, 30, "playback at 4x")
     v0, w0 = js(browser, "return document.getElementById('rec-video').currentTime"), time.time()
-    time.sleep(1.5)
+    time.sleep(1.5)  # on purpose: wall time for the video clock to run ahead of
     v1, w1 = js(browser, "return document.getElementById('rec-video').currentTime"), time.time()
     assert (v1 - v0) / (w1 - w0) > 1.8, f"4x played at {(v1 - v0) / (w1 - w0):.1f}x"
     js(browser, "document.querySelector('.speed[data-rate=\"1\"]').click()")
@@ -230,7 +231,7 @@ def test_operator_sees_the_alarm_acknowledges_it_and_tests_the_siren(browser, no
     alert = browser.switch_to.alert
     assert "panic" in alert.text or "sirene" in alert.text.lower()
     alert.dismiss()
-    time.sleep(1.0)
+    time.sleep(1.0)  # on purpose: time for a wrongly started siren to show
     assert _outputs(node)["siren"] == "off"  # dismissed: nothing sounded
     browser.find_element("id", "test-siren").click()
     browser.switch_to.alert.accept()
@@ -282,7 +283,7 @@ def test_viewer_cannot_sound_the_siren(browser, node, shots):
           'Content-Type': 'application/json'}, body: JSON.stringify({pattern: 'panic',
           confirm: true})}).then(r => done(r.status));""")
     assert result == 403
-    time.sleep(0.5)
+    time.sleep(0.5)  # on purpose: time for a wrongly started siren to show
     assert _outputs(node)["siren"] == "off"
     shoot(browser, shots, "viewer-alarm")
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from web_kit import Client, wait_for
@@ -49,5 +48,4 @@ def test_demo_prints_the_page_and_a_working_login(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    time.sleep(0.2)
-    assert "stopped" in "".join(lines)
+    wait_for(lambda: "stopped" in "".join(lines), 10, "the demo to say it stopped")

@@ -9,7 +9,6 @@ import json
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from devtools.broker import free_port
 from devtools.rtsp_camera import RtspTestCamera
 from drivers.process import spawn, terminate
+from tests import waiting
 from web.users import FILENAME, UserStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,13 +30,8 @@ INSECURE.verify_mode = ssl.CERT_NONE  # the node's own self-signed certificate
 
 
 def wait_for(condition, timeout: float = 30.0, what: str = "condition", interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    """tests.waiting.wait_for, polling less often: a browser or HTTP round trip per poll."""
+    return waiting.wait_for(condition, timeout, what, interval)
 
 
 def node_config(workdir: Path, camera_url: str, port: int) -> str:
