@@ -44,7 +44,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from central.db import Database
 from central.mqtt_client import ClientOptions
 from central.store import Message, Outcome, Store
-from mqtt.link import Broker
+from mqtt.settings import Broker
 from support.backoff import Backoff
 
 log = logging.getLogger(__name__)

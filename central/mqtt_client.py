@@ -16,7 +16,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mqtt.link import PAHO_LOG, Broker, tls_context
+from mqtt.link import PAHO_LOG, tls_context
+from mqtt.settings import Broker
 
 
 @dataclass

@@ -34,9 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -45,7 +43,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from mqtt.outbox import Outbox, clean_json
-from mqtt.settings import MqttSettings
+from mqtt.settings import Broker, MqttSettings
 from mqtt.topics import Topics
 from support.backoff import Backoff
 
@@ -70,29 +68,6 @@ SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT: another client connected with ou
 STABLE_S = 10.0
 TAKEN_OVER = "another client uses this node id"
 URGENT_GAP_S = 1.0  # alarms while disconnected: at most one extra connect try per second
-
-
-@dataclass(frozen=True)
-class Broker:
-    """One parsed broker URL."""
-
-    url: str
-    host: str
-    port: int
-    tls: bool
-
-    @classmethod
-    def parse(cls, url: str) -> Broker:
-        """`mqtt://host[:1883]` or `mqtts://host[:8883]` (TLS); `tcp://` and `ssl://`
-        are accepted as their aliases (paho's and Mosquitto's spelling)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts:// "
-                             "(or their aliases tcp://, ssl://)")
-        tls = parts.scheme in ("mqtts", "ssl")
-        if not parts.hostname:
-            raise ValueError(f"broker URL {url!r} has no host")
-        return cls(url, parts.hostname, parts.port or (8883 if tls else 1883), tls)
 
 
 def encode(doc: dict[str, Any]) -> bytes:

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+@dataclass(frozen=True)
+class Broker:
+    """One parsed broker URL."""
+
+    url: str
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> Broker:
+        """`mqtt://host[:1883]` or `mqtts://host[:8883]` (TLS); `tcp://` and `ssl://`
+        are accepted as their aliases (paho's and Mosquitto's spelling)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts:// "
+                             "(or their aliases tcp://, ssl://)")
+        tls = parts.scheme in ("mqtts", "ssl")
+        if not parts.hostname:
+            raise ValueError(f"broker URL {url!r} has no host")
+        return cls(url, parts.hostname, parts.port or (8883 if tls else 1883), tls)
 
 
 class MqttSettings(BaseModel):
@@ -65,8 +90,6 @@ class MqttSettings(BaseModel):
     @field_validator("brokers")
     @classmethod
     def _broker_urls(cls, urls: list[str]) -> list[str]:
-        from mqtt.link import Broker
-
         for url in urls:
             Broker.parse(url)  # ValueError names the bad URL
         return urls
