@@ -25,6 +25,7 @@ examples:
   ronda check-config /etc/ronda/ronda.toml   validate a config file (exit 78 if bad)
   ronda run --config /etc/ronda/ronda.toml   run the node (what systemd starts)
   ronda demo                                 see a node at work, no hardware needed
+                                             (a source checkout: not on a node)
   ronda users add sari --role operator       let someone log in to the web page
 
 Run `ronda COMMAND --help` for the details of a command.
