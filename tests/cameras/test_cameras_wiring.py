@@ -44,7 +44,7 @@ def next_from(q, predicate, timeout):
 
 def test_registry_snapshot_and_command(tmp_path, rtsp_camera):
     ctx, bus, components = build_area(tmp_path, [
-        {"name": "gate", "url": rtsp_camera.plain_url, "timeout_s": 3, "backoff_cap_s": 2},
+        {"name": "gate", "url": rtsp_camera.plain_url, "timeout_s": 10, "backoff_cap_s": 2},
         {"name": "lane", "url": "rtsp://127.0.0.1:1/none", "enabled": False},
     ])
     registry = ctx.shared["cameras"]
