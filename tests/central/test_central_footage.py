@@ -20,7 +20,7 @@ from central_console_kit import Console, RealNode, write_console
 
 from central.db import Database
 from devtools.rtsp_camera import RtspTestCamera
-from recorder.index import Index, IndexError_
+from tests.footage import recorded_segments
 from tests.waiting import wait_for
 
 NODE = "fetch-rw07"
@@ -54,18 +54,6 @@ def sign_in(port: int, source: str, password: str) -> http.client.HTTPResponse:
     return resp
 
 
-def recorded(root: Path) -> list:
-    """The segments of camera `gate` in the node's recorder index so far."""
-    if not (root / Index.FILENAME).is_file():
-        return []
-    try:
-        index = Index(root / Index.FILENAME, readonly=True)
-    except IndexError_:  # the recorder has not created its tables yet
-        return []
-    try:
-        return index.segments("gate")
-    finally:
-        index.close()
 
 
 @pytest.mark.slow
@@ -87,7 +75,7 @@ def test_footage_request_from_the_node_page_uploads_plays_and_downloads(tmp_path
             # the post reports its camera, and has recorded a few segments
             wait_for(lambda: db.one("SELECT 1 FROM nodes WHERE id = ? AND health LIKE ?",
                                     (NODE, '%"gate"%')), 60, "the node's health with its camera")
-            wait_for(lambda: len(recorded(tmp_path / "rec")) >= 3, 60,
+            wait_for(lambda: len(recorded_segments(tmp_path / "rec")) >= 3, 60,
                      "three recorded segments to ask for")
             with chromium() as driver:
                 login(driver, console.url, "ops", "ops-password")

@@ -10,7 +10,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -25,7 +24,7 @@ from firmware.daemon import Daemon
 from firmware.events import PanicEvent
 from mqtt.schema import load
 from mqtt.signing import generate_keypair, sign_command
-from recorder.index import Index, IndexError_
+from tests.footage import recorded_segments
 from tests.waiting import wait_for
 
 
@@ -80,18 +79,6 @@ class Operator:
         self.client.disconnect()
 
 
-def segments(root: Path) -> list[Any]:
-    db = root / Index.FILENAME
-    if not db.is_file():
-        return []
-    try:
-        index = Index(db, readonly=True)
-    except IndexError_:  # the recorder has not created its tables yet
-        return []
-    try:
-        return index.segments("gate")
-    finally:
-        index.close()
 
 
 @pytest.fixture
@@ -127,7 +114,7 @@ def node(tmp_path, broker, nginx) -> Iterator[tuple[Daemon, Operator]]:
 def test_live_and_fetch_through_the_whole_node(node, nginx, tmp_path) -> None:
     daemon, op = node
     rec = tmp_path / "rec"
-    wait_for(lambda: len(segments(rec)) >= 2, 60, "two recorded segments", interval=0.5)
+    wait_for(lambda: len(recorded_segments(rec)) >= 2, 60, "two recorded segments", interval=0.5)
 
     # at start every camera's retained state is "off": nothing stale from a dead node
     start_state = op.wait(lambda t, p: t == f"{op.root}/live/gate")
@@ -155,7 +142,7 @@ def test_live_and_fetch_through_the_whole_node(node, nginx, tmp_path) -> None:
     assert not local["ok"] and "http:// or https://" in local["message"]
 
     # fetch: the recorded range arrives at nginx, reported by reply and events
-    segs = segments(rec)
+    segs = recorded_segments(rec)
     start, end = segs[0].start, segs[-1].end
     fetch = op.command("fetch", {"camera": "gate", "start": start, "end": end,
                                  "upload_url": nginx.put_url("rw05/gate.mp4?sig=s3cret")})
@@ -190,7 +177,7 @@ def test_live_and_fetch_through_the_whole_node(node, nginx, tmp_path) -> None:
     assert published["uplink"]["live_bytes"] > 10_000
 
     # recording went on while video flowed: no hole between consecutive segments
-    segs = [s for s in segments(rec) if s.start >= start]
+    segs = [s for s in recorded_segments(rec) if s.start >= start]
     holes = [(a.end, b.start) for a, b in itertools.pairwise(segs)
              if b.start - a.end > 1.0]
     assert len(segs) >= 4 and holes == []
