@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition",
+def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition",
              interval: float = 0.02, wake: threading.Condition | None = None) -> T:
     """Poll `predicate` until it returns something truthy and return that; raise
     AssertionError naming `what` after `timeout` seconds. With `wake` (a Condition that

@@ -43,6 +43,10 @@ def login(driver: Any, base: str, user: str, password: str) -> None:
     driver.find_element(By.ID, "username").send_keys(user)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "signin").click()
+    # Returns once the sign-in has landed (a page past /login, or /login?failed): a
+    # navigation started while its POST is in flight can be overtaken by its redirect.
+    wait_js(driver, "document.readyState === 'complete' && (location.pathname !== '/login'"
+            " || location.search.includes('failed'))", 30, f"{user}'s sign-in to land")
 
 
 def wait_js(driver: Any, script: str, timeout: float = 15.0, what: str = "page condition") -> Any:
