@@ -8,11 +8,7 @@ from __future__ import annotations
 import argparse
 
 from central.settings import read_secret
-
-
-def formatter(prog: str) -> argparse.HelpFormatter:
-    """Help that keeps the examples in descriptions as written (as `ronda`'s own commands)."""
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+from support.cli import formatter  # noqa: F401  (the tools import it from here)
 
 
 def password(args: argparse.Namespace) -> str | None:

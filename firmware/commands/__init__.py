@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from support.cli import formatter  # noqa: F401  (the commands import it from here)
+
 if TYPE_CHECKING:
     from firmware.config import Config
-
-
-def formatter(prog: str) -> argparse.HelpFormatter:
-    """Help that keeps the examples in descriptions as written."""
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
 def load_config_or_exit(path: str) -> Config:
