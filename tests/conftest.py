@@ -61,7 +61,7 @@ FAST_MAX_EXAMPLES = 200  # hypothesis tests asking for more are left to the full
 INTEGRATION_WORDS = re.compile(
     r"\b(ffmpeg|ffprobe|gst-launch|mosquitto|LocalBroker|RtspTestCamera|rtsp_camera"
     r"|sys\.executable|chromium|debootstrap|chroot|qemu|losetup|mkfs|StreamInput"
-    r"|render_scene|FrameReader|decode_file|synthetic)\b")
+    r"|render_scene|FrameReader|decode_file|synthetic|WebNode)\b")
 
 
 def _names_real_parts(obj: object, seen: dict[object, bool]) -> bool:
